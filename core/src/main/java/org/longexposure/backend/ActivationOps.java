@@ -1,0 +1,21 @@
+package org.longexposure.backend;
+
+import org.longexposure.tensor.Tensor;
+
+/** Pointwise activations and residual adds over same-shaped F32 tensors (any shape). */
+public interface ActivationOps {
+    /** {@code out = act(inp)} (overwrite); {@code out} may alias {@code inp}. */
+    void activationForward(Tensor out, Tensor inp, Activation act);
+
+    /**
+     * dInp {@code =} {@code dOut · act'(inp)} (overwrite); {@code dInp} may alias {@code dOut}. For ReLU the
+     * forward's output may be passed as {@code inp} (the sign is the same).
+     */
+    void activationBackward(Tensor dInp, Tensor dOut, Tensor inp, Activation act);
+
+    /** {@code out = a + b} (overwrite): a residual add. {@code out} may alias {@code a} or {@code b}. */
+    void addForward(Tensor out, Tensor a, Tensor b);
+
+    /** {@code dst += src}: the backward of a residual add for the branch that did not overwrite. */
+    void accumulate(Tensor dst, Tensor src);
+}

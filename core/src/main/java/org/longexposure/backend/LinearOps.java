@@ -1,0 +1,48 @@
+package org.longexposure.backend;
+
+import org.longexposure.tensor.Tensor;
+
+/**
+ * Linear layers {@code y = x·Wᵀ + b} with HF's {@code nn.Linear} layout {@code W (N, K)}. Rows of x are any
+ * leading dimensions flattened: x {@code (M, K)}, y {@code (M, N)}.
+ */
+public interface LinearOps {
+    /**
+     * {@code out = inp·weightᵀ + bias} (overwrite).
+     *
+     * @param out    (M, N) F32
+     * @param inp    (M, K) F32
+     * @param weight (N, K) F32/F16/BF16
+     * @param bias   (N) F32, or null
+     */
+    void linearForward(Tensor out, Tensor inp, Tensor weight, Tensor bias);
+
+    /**
+     * {@code out += alpha · inp·weightᵀ} (accumulate): the second half of a LoRA forward.
+     *
+     * @param out    (M, N) F32
+     * @param inp    (M, K) F32
+     * @param weight (N, K) F32/F16/BF16
+     */
+    void linearForwardAccumulate(Tensor out, Tensor inp, Tensor weight, float alpha);
+
+    /**
+     * dInp {@code =} (or {@code +=} when {@code accumulate}) {@code alpha · dOut·weight}.
+     *
+     * @param dInp   (M, K) F32
+     * @param dOut   (M, N) F32
+     * @param weight (N, K) F32/F16/BF16
+     */
+    void linearBackwardInput(Tensor dInp, Tensor dOut, Tensor weight, float alpha, boolean accumulate);
+
+    /**
+     * dWeight {@code +=} {@code alpha · dOutᵀ·inp}; dBias {@code +=} {@code alpha · Σ_rows dOut}. Called only for
+     * trainable parameters: frozen weights never get here.
+     *
+     * @param dWeight (N, K) F32, or null
+     * @param dBias   (N) F32, or null
+     * @param dOut    (M, N) F32
+     * @param inp     (M, K) F32
+     */
+    void linearBackwardWeight(Tensor dWeight, Tensor dBias, Tensor dOut, Tensor inp, float alpha);
+}
