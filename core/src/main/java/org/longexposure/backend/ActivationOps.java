@@ -18,4 +18,14 @@ public interface ActivationOps {
 
     /** {@code dst += src}: the backward of a residual add for the branch that did not overwrite. */
     void accumulate(Tensor dst, Tensor src);
+
+    /**
+     * Inverted dropout with a counter-based mask: {@code out[i] = keep(seed, i) ? inp[i] / (1 - p) : 0}
+     * (overwrite), where {@code keep} is a pure function of (seed, flat index), so the backward regenerates the
+     * mask instead of storing it and the result does not depend on thread count. {@code out} may alias {@code inp}.
+     */
+    void dropoutForward(Tensor out, Tensor inp, float p, long seed);
+
+    /** dInp {@code =} {@code dOut ⊙ mask / (1 - p)} with the forward's (p, seed); dInp may alias dOut. */
+    void dropoutBackward(Tensor dInp, Tensor dOut, float p, long seed);
 }

@@ -1,0 +1,105 @@
+package org.longexposure.backend.cpu;
+
+import java.lang.foreign.Arena;
+import org.longexposure.backend.ActivationOps;
+import org.longexposure.backend.AttentionOps;
+import org.longexposure.backend.Backend;
+import org.longexposure.backend.EmbeddingOps;
+import org.longexposure.backend.LinearOps;
+import org.longexposure.backend.LossOps;
+import org.longexposure.backend.NormOps;
+import org.longexposure.backend.OptimOps;
+import org.longexposure.tensor.DType;
+import org.longexposure.tensor.Tensor;
+
+/**
+ * The pure-Java backend: Vector API kernels on a thread pool this instance owns. Tensors it allocates live in one
+ * shared arena closed with the backend. All ops are synchronous, so {@link #sync()} does nothing.
+ */
+public final class CpuBackend implements Backend {
+    private final CpuThreads threads;
+    private final Arena arena = Arena.ofShared();
+    private final CpuLinear linear;
+    private final CpuAttention attention;
+    private final CpuNorm norm;
+    private final CpuActivation activation;
+    private final CpuEmbedding embedding;
+    private final CpuLoss loss;
+    private final CpuOptim optim;
+
+    /** A backend with {@code threadCount} worker threads. */
+    public CpuBackend(int threadCount) {
+        this.threads = new CpuThreads(threadCount);
+        this.linear = new CpuLinear(threads, new CpuGemm(threads));
+        this.attention = new CpuAttention(threads);
+        this.norm = new CpuNorm(threads);
+        this.activation = new CpuActivation(threads);
+        this.embedding = new CpuEmbedding(threads);
+        this.loss = new CpuLoss(threads);
+        this.optim = new CpuOptim(threads);
+    }
+
+    @Override
+    public String name() {
+        return "cpu";
+    }
+
+    /** Totals of the matrix products this backend ran (benchmarks read them). */
+    public GemmCounters gemmCounters() {
+        return linear.counters();
+    }
+
+    public int threadCount() {
+        return threads.size();
+    }
+
+    @Override
+    public Tensor allocate(DType dtype, long... dims) {
+        return Tensor.allocateHost(arena, dtype, dims);
+    }
+
+    @Override
+    public void sync() {
+    }
+
+    @Override
+    public LinearOps linear() {
+        return linear;
+    }
+
+    @Override
+    public AttentionOps attention() {
+        return attention;
+    }
+
+    @Override
+    public NormOps norm() {
+        return norm;
+    }
+
+    @Override
+    public ActivationOps activation() {
+        return activation;
+    }
+
+    @Override
+    public EmbeddingOps embedding() {
+        return embedding;
+    }
+
+    @Override
+    public LossOps loss() {
+        return loss;
+    }
+
+    @Override
+    public OptimOps optim() {
+        return optim;
+    }
+
+    @Override
+    public void close() {
+        threads.close();
+        arena.close();
+    }
+}

@@ -1,0 +1,142 @@
+package org.longexposure.backend.cpu;
+
+import java.lang.foreign.MemorySegment;
+import java.lang.foreign.ValueLayout;
+import org.longexposure.backend.LinearOps;
+import org.longexposure.tensor.DType;
+import org.longexposure.tensor.Tensor;
+
+/**
+ * Linear layers on the CPU, as {@code torch.nn.Linear}: {@code y = x·Wᵀ + b} with W (N, K). Every product goes
+ * through {@link CpuGemm}, which reads frozen F16/BF16 weights in place (converted while packing), so no F32
+ * copy of a frozen weight ever exists. Nothing is saved for backward here: the caller keeps x.
+ */
+public final class CpuLinear implements LinearOps {
+    private final CpuThreads threads;
+    private final CpuGemm gemm;
+    private final GemmCounters counters = new GemmCounters();
+
+    public CpuLinear(CpuThreads threads, CpuGemm gemm) {
+        this.threads = threads;
+        this.gemm = gemm;
+    }
+
+    /** Totals of the products issued so far (for benchmarks). */
+    public GemmCounters counters() {
+        return counters;
+    }
+
+    /** Every product goes through here so that {@link #counters} sees it. */
+    private void product(int m, int n, int k, float alpha, MatrixRef a, MatrixRef b, MemorySegment c, long ldc,
+                         boolean accumulate) {
+        long t0 = System.nanoTime();
+        gemm.gemm(m, n, k, alpha, a, b, c, 0, ldc, accumulate);
+        counters.add(m, n, k, System.nanoTime() - t0);
+    }
+
+    @Override
+    public void linearForward(Tensor out, Tensor inp, Tensor weight, Tensor bias) {
+        Dims d = check(out, inp, weight, "linearForward");
+        if (bias != null) {
+            bias.requireShape("linearForward bias", d.n).requireDType("linearForward bias", DType.F32);
+            broadcastRows(out.host(), bias.host(), d.m, d.n);
+        }
+        // out (M,N) (+)= inp (M,K) · Wᵀ (K,N): Wᵀ is W read with swapped strides.
+        product(d.m, d.n, d.k, 1f, rowMajor(inp, d.k), weightTransposed(weight, d.k), out.host(), d.n,
+                bias != null);
+    }
+
+    @Override
+    public void linearForwardAccumulate(Tensor out, Tensor inp, Tensor weight, float alpha) {
+        Dims d = check(out, inp, weight, "linearForwardAccumulate");
+        product(d.m, d.n, d.k, alpha, rowMajor(inp, d.k), weightTransposed(weight, d.k), out.host(), d.n,
+                true);
+    }
+
+    @Override
+    public void linearBackwardInput(Tensor dInp, Tensor dOut, Tensor weight, float alpha, boolean accumulate) {
+        Dims d = check(dOut, dInp, weight, "linearBackwardInput");
+        // dInp (M,K) (+)= alpha · dOut (M,N) · W (N,K)
+        product(d.m, d.k, d.n, alpha, rowMajor(dOut, d.n), rowMajor(weight, d.k), dInp.host(), d.k,
+                accumulate);
+    }
+
+    @Override
+    public void linearBackwardWeight(Tensor dWeight, Tensor dBias, Tensor dOut, Tensor inp, float alpha) {
+        int m = Math.toIntExact(dOut.shape().rows());
+        int n = dOut.shape().idim(-1);
+        int k = inp.shape().idim(-1);
+        dOut.requireDType("linearBackwardWeight dOut", DType.F32);
+        if (inp.shape().rows() != m) {
+            throw new IllegalArgumentException("linearBackwardWeight: dOut " + dOut.shape() + " and inp "
+                    + inp.shape() + " have different row counts");
+        }
+        if (dWeight != null) {
+            dWeight.requireShape("linearBackwardWeight dWeight", n, k).requireDType("dWeight", DType.F32);
+            // dW (N,K) += alpha · dOutᵀ (N,M) · inp (M,K)
+            MatrixRef dOutT = new MatrixRef(dOut.host(), DType.F32, 0, 1, n);
+            product(n, k, m, alpha, dOutT, rowMajor(inp, k), dWeight.host(), k, true);
+        }
+        if (dBias != null) {
+            dBias.requireShape("linearBackwardWeight dBias", n).requireDType("dBias", DType.F32);
+            columnSums(dBias.host(), dOut.host(), m, n, alpha);
+        }
+    }
+
+    /** dBias[j] += alpha · Σ_i dOut[i, j], rows summed in order (deterministic), columns split across threads. */
+    private void columnSums(MemorySegment dBias, MemorySegment dOut, int m, int n, float alpha) {
+        threads.parallelChunks(n, (lo, hi) -> {
+            float[] acc = new float[hi - lo];
+            for (int i = 0; i < m; i++) {
+                long row = (long) i * n;
+                for (int j = lo; j < hi; j++) {
+                    acc[j - lo] += dOut.getAtIndex(ValueLayout.JAVA_FLOAT_UNALIGNED, row + j);
+                }
+            }
+            for (int j = lo; j < hi; j++) {
+                float prev = dBias.getAtIndex(ValueLayout.JAVA_FLOAT_UNALIGNED, j);
+                dBias.setAtIndex(ValueLayout.JAVA_FLOAT_UNALIGNED, j, prev + alpha * acc[j - lo]);
+            }
+        });
+    }
+
+    /** Fills every row of out (M, N) with bias (N), so the GEMM can accumulate on top. */
+    private void broadcastRows(MemorySegment out, MemorySegment bias, int m, int n) {
+        long rowBytes = (long) n * Float.BYTES;
+        threads.parallelChunks(m, (lo, hi) -> {
+            for (int i = lo; i < hi; i++) {
+                MemorySegment.copy(bias, 0, out, i * rowBytes, rowBytes);
+            }
+        });
+    }
+
+    private static MatrixRef rowMajor(Tensor t, int ld) {
+        return MatrixRef.rowMajor(t.host(), t.dtype(), 0, ld);
+    }
+
+    private static MatrixRef weightTransposed(Tensor w, int k) {
+        return new MatrixRef(w.host(), w.dtype(), 0, 1, k);
+    }
+
+    private record Dims(int m, int n, int k) {
+    }
+
+    /** Checks y (M,N), x (M,K), W (N,K) and returns (M, N, K). */
+    private static Dims check(Tensor y, Tensor x, Tensor w, String op) {
+        if (w.shape().rank() != 2) {
+            throw new IllegalArgumentException(op + ": weight must be 2-D (N, K), got " + w.shape());
+        }
+        int n = w.shape().idim(0);
+        int k = w.shape().idim(1);
+        if (y.shape().idim(-1) != n || x.shape().idim(-1) != k || y.shape().rows() != x.shape().rows()) {
+            throw new IllegalArgumentException(op + ": shapes do not match: out/dOut " + y.shape() + ", inp/dInp "
+                    + x.shape() + ", weight " + w.shape() + " (expected (M, N), (M, K), (N, K))");
+        }
+        y.requireDType(op + " (M, N) operand", DType.F32);
+        x.requireDType(op + " (M, K) operand", DType.F32);
+        if (!(w.dtype() == DType.F32 || w.dtype() == DType.F16 || w.dtype() == DType.BF16)) {
+            throw new IllegalArgumentException(op + ": weight dtype " + w.dtype() + " not supported (f32, f16, bf16)");
+        }
+        return new Dims(Math.toIntExact(y.shape().rows()), n, k);
+    }
+}

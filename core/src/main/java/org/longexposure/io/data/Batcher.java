@@ -1,0 +1,82 @@
+package org.longexposure.io.data;
+
+import java.util.ArrayList;
+import java.util.Arrays;
+import java.util.List;
+
+/**
+ * Turns encoded examples into fixed-shape (B, T) batches: truncation to T (counted), right padding with the pad
+ * id (attention mask 0, label ignored), or packing of consecutive samples into full rows (samples are
+ * concatenated; attention may then cross sample boundaries, as in the common "group texts" recipe).
+ */
+public final class Batcher {
+    private Batcher() {
+    }
+
+    /** Rows of length {@code seqLen} made from examples, and how many examples were truncated. */
+    public record Rows(List<Example> rows, int truncated) {
+    }
+
+    /** One row per example, cut to {@code seqLen} tokens. */
+    public static Rows truncate(List<Example> examples, int seqLen) {
+        List<Example> rows = new ArrayList<>(examples.size());
+        int truncated = 0;
+        for (Example e : examples) {
+            if (e.ids().length > seqLen) {
+                truncated++;
+                rows.add(new Example(e.line(), Arrays.copyOf(e.ids(), seqLen), Arrays.copyOf(e.labels(), seqLen)));
+            } else {
+                rows.add(e);
+            }
+        }
+        return new Rows(rows, truncated);
+    }
+
+    /**
+     * Packs examples, in order, into rows of exactly {@code seqLen} tokens (a sample that does not fit continues
+     * in the next row; the tail shorter than a row is kept as a padded row).
+     */
+    public static Rows pack(List<Example> examples, int seqLen) {
+        List<Example> rows = new ArrayList<>();
+        int[] ids = new int[seqLen];
+        int[] labels = new int[seqLen];
+        int fill = 0;
+        int firstLine = -1;
+        for (Example e : examples) {
+            if (firstLine < 0) {
+                firstLine = e.line();
+            }
+            for (int i = 0; i < e.ids().length; i++) {
+                ids[fill] = e.ids()[i];
+                labels[fill] = e.labels()[i];
+                if (++fill == seqLen) {
+                    rows.add(new Example(firstLine, ids.clone(), labels.clone()));
+                    fill = 0;
+                    firstLine = e.line();
+                }
+            }
+        }
+        if (fill > 0) {
+            rows.add(new Example(firstLine, Arrays.copyOf(ids, fill), Arrays.copyOf(labels, fill)));
+        }
+        return new Rows(rows, 0);
+    }
+
+    /** A (B, T) batch of the given rows (each ≤ T tokens), right-padded with {@code padId}. */
+    public static Batch batch(List<Example> rows, int seqLen, int padId) {
+        int b = rows.size();
+        int[] ids = new int[b * seqLen];
+        int[] mask = new int[b * seqLen];
+        int[] labels = new int[b * seqLen];
+        Arrays.fill(ids, padId);
+        Arrays.fill(labels, Batch.IGNORE);
+        for (int r = 0; r < b; r++) {
+            Example e = rows.get(r);
+            int len = Math.min(seqLen, e.ids().length);
+            System.arraycopy(e.ids(), 0, ids, r * seqLen, len);
+            System.arraycopy(e.labels(), 0, labels, r * seqLen, len);
+            Arrays.fill(mask, r * seqLen, r * seqLen + len, 1);
+        }
+        return new Batch(b, seqLen, ids, mask, labels);
+    }
+}

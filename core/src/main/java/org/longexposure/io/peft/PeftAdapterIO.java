@@ -1,0 +1,208 @@
+package org.longexposure.io.peft;
+
+import com.fasterxml.jackson.databind.JsonNode;
+import com.fasterxml.jackson.databind.ObjectMapper;
+import com.fasterxml.jackson.databind.node.ArrayNode;
+import com.fasterxml.jackson.databind.node.ObjectNode;
+import java.io.IOException;
+import java.io.UncheckedIOException;
+import java.nio.file.Files;
+import java.nio.file.Path;
+import java.nio.file.StandardCopyOption;
+import java.util.ArrayList;
+import java.util.Comparator;
+import java.util.LinkedHashMap;
+import java.util.List;
+import java.util.Map;
+import java.util.Set;
+import java.util.TreeSet;
+import java.util.stream.Stream;
+import org.longexposure.io.InputFormatException;
+import org.longexposure.io.safetensors.SafetensorsFile;
+import org.longexposure.io.safetensors.SafetensorsWriter;
+import org.longexposure.peft.LoraConfig;
+import org.longexposure.peft.TrainableParams;
+import org.longexposure.tensor.Tensor;
+
+/**
+ * Hugging Face PEFT adapter folders: {@code adapter_config.json} + {@code adapter_model.safetensors}, keys
+ * {@code base_model.model.<module path>.lora_A.weight} (R, K) and {@code .lora_B.weight} (N, R). Foreign configs
+ * are read leniently (unknown keys are ignored; settings we cannot honour are errors naming the field); we write
+ * only the keys we mean.
+ */
+public final class PeftAdapterIO {
+    public static final String CONFIG = "adapter_config.json";
+    public static final String WEIGHTS = "adapter_model.safetensors";
+    private static final ObjectMapper JSON = new ObjectMapper();
+
+    private PeftAdapterIO() {
+    }
+
+    /** Reads a LoRA {@code adapter_config.json}. */
+    public static LoraConfig readLoraConfig(Path dir) {
+        Path file = dir.resolve(CONFIG);
+        if (!Files.isRegularFile(file)) {
+            throw new InputFormatException(file, null, "adapter config not found (expected an HF PEFT adapter folder"
+                    + " with " + CONFIG + " and " + WEIGHTS + ")");
+        }
+        JsonNode root;
+        try {
+            root = JSON.readTree(file.toFile());
+        } catch (IOException e) {
+            throw new InputFormatException(file, null, "malformed JSON: " + e.getOriginalMessage());
+        }
+        if (root == null || !root.isObject()) {
+            throw new InputFormatException(file, null, "expected a JSON object");
+        }
+        String type = root.path("peft_type").asText("LORA");
+        if (!type.equalsIgnoreCase("LORA")) {
+            throw new InputFormatException(file, "peft_type", "'" + type + "' is not supported; expected LORA");
+        }
+        String bias = root.path("bias").asText("none");
+        if (!bias.equals("none")) {
+            throw new InputFormatException(file, "bias", "'" + bias + "' is not supported yet; expected none");
+        }
+        if (root.path("fan_in_fan_out").asBoolean(false)) {
+            throw new InputFormatException(file, "fan_in_fan_out", "true is not supported for this architecture");
+        }
+        int r = intField(file, root, "r", 8);
+        float alpha = (float) numberField(file, root, "lora_alpha", 8);
+        float dropout = (float) numberField(file, root, "lora_dropout", 0);
+        boolean rslora = root.path("use_rslora").asBoolean(false);
+        List<String> targets = new ArrayList<>();
+        JsonNode tm = root.get("target_modules");
+        if (tm == null || tm.isNull()) {
+            targets.addAll(LoraConfig.DEFAULT_TARGETS);
+        } else if (tm.isTextual()) {
+            targets.add(tm.asText());
+        } else if (tm.isArray()) {
+            tm.forEach(n -> targets.add(n.asText()));
+        } else {
+            throw new InputFormatException(file, "target_modules", "expected a list of names or a regex string");
+        }
+        for (String key : List.of("rank_pattern", "alpha_pattern")) {
+            JsonNode n = root.get(key);
+            if (n != null && n.isObject() && !n.isEmpty()) {
+                throw new InputFormatException(file, key, "per-module ranks/alphas are not supported yet (found "
+                        + n + ")");
+            }
+        }
+        try {
+            return new LoraConfig(r, alpha, dropout, targets, rslora);
+        } catch (IllegalArgumentException e) {
+            throw new InputFormatException(file, null, e.getMessage());
+        }
+    }
+
+    /**
+     * Copies the adapter's LoRA matrices into the matching trainable parameters. Every parameter must be present
+     * with the same shape, and the file must hold no LoRA tensor without a parameter.
+     */
+    public static void loadWeights(Path dir, TrainableParams params) {
+        Path file = dir.resolve(WEIGHTS);
+        try (SafetensorsFile st = SafetensorsFile.open(file)) {
+            Set<String> unused = new TreeSet<>(st.names());
+            for (TrainableParams.Param p : params.all()) {
+                String key = p.name();
+                if (!st.contains(key)) {
+                    throw new InputFormatException(file, key, "missing from the adapter (it has "
+                            + st.names().size() + " tensors)");
+                }
+                Tensor src = st.tensor(key);
+                if (!src.shape().equals(p.value().shape())) {
+                    throw new InputFormatException(file, key, "shape " + src.shape() + " does not match the model: "
+                            + "expected " + p.value().shape());
+                }
+                for (long i = 0; i < src.numel(); i++) {
+                    p.value().setFloat(i, src.getFloat(i));
+                }
+                unused.remove(key);
+            }
+            if (!unused.isEmpty()) {
+                throw new InputFormatException(file, unused.iterator().next(), "tensor does not belong to any "
+                        + "adapted module of this model/config (" + unused.size() + " such tensors)");
+            }
+        }
+    }
+
+    /**
+     * Writes {@code params} as an HF PEFT LoRA adapter folder, atomically: everything goes to a sibling temporary
+     * folder that is renamed into place (an existing folder is replaced).
+     *
+     * @param baseModel recorded as {@code base_model_name_or_path}
+     */
+    public static void write(Path dir, LoraConfig cfg, TrainableParams params, String baseModel) {
+        Path abs = dir.toAbsolutePath();
+        Path tmp = abs.resolveSibling(abs.getFileName() + ".tmp-" + ProcessHandle.current().pid());
+        try {
+            deleteTree(tmp);
+            Files.createDirectories(tmp);
+            Map<String, Tensor> tensors = new LinkedHashMap<>();
+            params.all().stream().sorted(Comparator.comparing(TrainableParams.Param::name))
+                    .forEach(p -> tensors.put(p.name(), p.value()));
+            SafetensorsWriter.write(tmp.resolve(WEIGHTS), tensors, Map.of("format", "pt"));
+            Files.writeString(tmp.resolve(CONFIG), JSON.writerWithDefaultPrettyPrinter()
+                    .writeValueAsString(configJson(cfg, baseModel)));
+            Path old = abs.resolveSibling(abs.getFileName() + ".old-" + ProcessHandle.current().pid());
+            if (Files.exists(abs)) {
+                Files.move(abs, old, StandardCopyOption.ATOMIC_MOVE);
+            }
+            Files.move(tmp, abs, StandardCopyOption.ATOMIC_MOVE);
+            deleteTree(old);
+        } catch (IOException e) {
+            throw new UncheckedIOException("writing adapter to " + dir + ": " + e.getMessage(), e);
+        }
+    }
+
+    static ObjectNode configJson(LoraConfig cfg, String baseModel) {
+        ObjectNode o = JSON.createObjectNode();
+        o.put("peft_type", "LORA");
+        o.put("task_type", "CAUSAL_LM");
+        o.put("base_model_name_or_path", baseModel);
+        o.put("r", cfg.r());
+        o.put("lora_alpha", cfg.alpha());
+        o.put("lora_dropout", cfg.dropout());
+        o.put("use_rslora", cfg.useRslora());
+        ArrayNode tm = o.putArray("target_modules");
+        cfg.targetModules().forEach(tm::add);
+        o.put("bias", "none");
+        o.put("fan_in_fan_out", false);
+        o.put("inference_mode", true);
+        o.put("init_lora_weights", true);
+        o.putNull("modules_to_save");
+        return o;
+    }
+
+    private static int intField(Path file, JsonNode root, String key, int dflt) {
+        JsonNode n = root.get(key);
+        if (n == null || n.isNull()) {
+            return dflt;
+        }
+        if (!n.canConvertToExactIntegral() || !n.canConvertToInt()) {
+            throw new InputFormatException(file, key, "expected an integer, got " + n);
+        }
+        return n.asInt();
+    }
+
+    private static double numberField(Path file, JsonNode root, String key, double dflt) {
+        JsonNode n = root.get(key);
+        if (n == null || n.isNull()) {
+            return dflt;
+        }
+        if (!n.isNumber()) {
+            throw new InputFormatException(file, key, "expected a number, got " + n);
+        }
+        return n.asDouble();
+    }
+
+    private static void deleteTree(Path p) throws IOException {
+        if (!Files.exists(p)) {
+            return;
+        }
+        try (Stream<Path> s = Files.walk(p)) {
+            for (Path q : s.sorted(Comparator.reverseOrder()).toList()) {
+                Files.delete(q);
+            }
+        }
+    }
+}

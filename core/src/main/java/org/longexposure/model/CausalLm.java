@@ -1,0 +1,36 @@
+package org.longexposure.model;
+
+import java.util.List;
+import org.longexposure.io.data.Batch;
+
+/**
+ * A causal language model with explicit forward and backward passes over preallocated {@link ForwardState}s.
+ * Frozen weights never receive gradients; trainable parameters live in the adapters plugged into {@link Linear}s.
+ */
+public interface CausalLm extends AutoCloseable {
+    ModelConfig config();
+
+    /** Every linear layer, in module order, for PEFT target matching. */
+    List<Linear> linears();
+
+    /** Allocates the activations (and adapters' saved tensors) for micro-batches of up to (B, T). */
+    ForwardState allocate(int batchSize, int seqLen);
+
+    /** Runs the forward pass and leaves the logits (B·T, V) in {@code state.logits()}. */
+    void forward(ForwardState state, Batch batch, boolean training);
+
+    /**
+     * Runs the forward pass and the loss: mean cross-entropy over predicted tokens (labels shifted by one, as HF).
+     * Returns the loss; the backward pass may follow.
+     */
+    double forwardLoss(ForwardState state, Batch batch, float labelSmoothing, boolean training);
+
+    /**
+     * Backward pass for the loss of the last {@link #forwardLoss} on this state, scaled by {@code lossScale}
+     * (1 for one micro-batch; used by gradient accumulation): trainable gradients {@code +=}.
+     */
+    void backward(ForwardState state, float lossScale);
+
+    @Override
+    void close();
+}

@@ -1,0 +1,148 @@
+package org.longexposure.model.opt;
+
+import java.util.ArrayList;
+import java.util.List;
+import org.longexposure.backend.Backend;
+import org.longexposure.io.InputFormatException;
+import org.longexposure.io.safetensors.ShardedCheckpoint;
+import org.longexposure.model.Linear;
+import org.longexposure.model.ModelConfig;
+import org.longexposure.tensor.DType;
+import org.longexposure.tensor.Shape;
+import org.longexposure.tensor.Tensor;
+
+/**
+ * OPT's frozen parameters, mapped from HF tensor names ({@code model.decoder.…}; older checkpoints omit the
+ * {@code model.} prefix). Weight matrices and embedding tables stay memory-mapped in the checkpoint's dtype
+ * (F32/F16/BF16) and are read in place; LayerNorm parameters and biases (vectors, &lt;1% of the bytes) are
+ * converted to F32 once, because the element-wise ops read F32.
+ */
+public final class OptWeights {
+    final Tensor embedTokens;      // (V, P)
+    final Tensor embedPositions;   // (maxPositions + 2, C)
+    final Linear projectIn;        // P -> C, no bias, or null
+    final Linear projectOut;       // C -> P, no bias, or null
+    final Tensor finalLnWeight;    // (C) or null
+    final Tensor finalLnBias;      // (C) or null
+    final Tensor lmHead;           // (V, P): embedTokens when tied
+    final List<Layer> layers;
+
+    /** One decoder layer's parameters. */
+    static final class Layer {
+        Linear q;
+        Linear k;
+        Linear v;
+        Linear o;
+        Linear fc1;
+        Linear fc2;
+        Tensor ln1Weight; // self_attn_layer_norm (C)
+        Tensor ln1Bias;
+        Tensor ln2Weight; // final_layer_norm (C)
+        Tensor ln2Bias;
+    }
+
+    private OptWeights(Tensor embedTokens, Tensor embedPositions, Linear projectIn, Linear projectOut,
+                       Tensor finalLnWeight, Tensor finalLnBias, Tensor lmHead, List<Layer> layers) {
+        this.embedTokens = embedTokens;
+        this.embedPositions = embedPositions;
+        this.projectIn = projectIn;
+        this.projectOut = projectOut;
+        this.finalLnWeight = finalLnWeight;
+        this.finalLnBias = finalLnBias;
+        this.lmHead = lmHead;
+        this.layers = layers;
+    }
+
+    static OptWeights load(ShardedCheckpoint ckpt, ModelConfig cfg, Backend be) {
+        Reader r = new Reader(ckpt, be);
+        int c = cfg.hiddenSize();
+        int p = cfg.wordEmbedProjDim();
+        String d = "model.decoder.";
+        Tensor embedTokens = r.matrix(d + "embed_tokens.weight", cfg.vocabSize(), p);
+        Tensor embedPositions = r.matrix(d + "embed_positions.weight",
+                cfg.maxPositions() + cfg.positionOffset(), c);
+        Linear projectIn = null;
+        Linear projectOut = null;
+        if (cfg.hasEmbedProjection()) {
+            projectIn = new Linear(d + "project_in", r.matrix(d + "project_in.weight", c, p), null);
+            projectOut = new Linear(d + "project_out", r.matrix(d + "project_out.weight", p, c), null);
+        }
+        Tensor fw = null;
+        Tensor fb = null;
+        if (cfg.finalLayerNorm() && cfg.layerNormAffine()) {
+            fw = r.vector(d + "final_layer_norm.weight", c);
+            fb = r.vector(d + "final_layer_norm.bias", c);
+        }
+        Tensor lmHead = embedTokens;
+        if (!cfg.tieWordEmbeddings()) {
+            lmHead = r.matrix("lm_head.weight", cfg.vocabSize(), p);
+        }
+        List<Layer> layers = new ArrayList<>();
+        for (int i = 0; i < cfg.numLayers(); i++) {
+            String l = d + "layers." + i + ".";
+            Layer layer = new Layer();
+            layer.q = r.linear(l + "self_attn.q_proj", c, c, cfg.enableBias());
+            layer.k = r.linear(l + "self_attn.k_proj", c, c, cfg.enableBias());
+            layer.v = r.linear(l + "self_attn.v_proj", c, c, cfg.enableBias());
+            layer.o = r.linear(l + "self_attn.out_proj", c, c, cfg.enableBias());
+            layer.fc1 = r.linear(l + "fc1", cfg.ffnDim(), c, cfg.enableBias());
+            layer.fc2 = r.linear(l + "fc2", c, cfg.ffnDim(), cfg.enableBias());
+            if (cfg.layerNormAffine()) {
+                layer.ln1Weight = r.vector(l + "self_attn_layer_norm.weight", c);
+                layer.ln1Bias = r.vector(l + "self_attn_layer_norm.bias", c);
+                layer.ln2Weight = r.vector(l + "final_layer_norm.weight", c);
+                layer.ln2Bias = r.vector(l + "final_layer_norm.bias", c);
+            }
+            layers.add(layer);
+        }
+        return new OptWeights(embedTokens, embedPositions, projectIn, projectOut, fw, fb, lmHead,
+                List.copyOf(layers));
+    }
+
+    /** Looks tensors up under their HF name (with or without the {@code model.} prefix) and checks shapes. */
+    private record Reader(ShardedCheckpoint ckpt, Backend be) {
+        Tensor find(String name) {
+            if (ckpt.contains(name)) {
+                return ckpt.tensor(name);
+            }
+            String bare = name.startsWith("model.") ? name.substring("model.".length()) : name;
+            if (ckpt.contains(bare)) {
+                return ckpt.tensor(bare);
+            }
+            return ckpt.tensor(name); // fails with the checkpoint's own message naming the missing tensor
+        }
+
+        Tensor matrix(String name, long rows, long cols) {
+            Tensor t = find(name);
+            checkShape(name, t, rows, cols);
+            if (!(t.dtype() == DType.F32 || t.dtype() == DType.F16 || t.dtype() == DType.BF16)) {
+                throw new InputFormatException(ckpt.root(), name,
+                        "dtype " + t.dtype() + " is not supported for weights (f32, f16, bf16)");
+            }
+            return t;
+        }
+
+        Tensor vector(String name, long n) {
+            Tensor src = find(name);
+            checkShape(name, src, n);
+            Tensor dst = be.allocate(DType.F32, n);
+            for (long i = 0; i < n; i++) {
+                dst.setFloat(i, src.getFloat(i));
+            }
+            return dst;
+        }
+
+        Linear linear(String path, long out, long in, boolean bias) {
+            Tensor w = matrix(path + ".weight", out, in);
+            Tensor b = bias ? vector(path + ".bias", out) : null;
+            return new Linear(path, w, b);
+        }
+
+        void checkShape(String name, Tensor t, long... dims) {
+            if (!t.shape().equals(Shape.of(dims))) {
+                throw new InputFormatException(ckpt.root(), name, "shape " + t.shape() + " does not fit the config: expected "
+                        + Shape.of(dims));
+            }
+        }
+    }
+}

@@ -1,0 +1,110 @@
+package org.longexposure.peft.lora;
+
+import org.longexposure.backend.Backend;
+import org.longexposure.model.Linear;
+import org.longexposure.model.LinearAdapter;
+import org.longexposure.tensor.DType;
+import org.longexposure.tensor.Tensor;
+
+/**
+ * LoRA around a frozen linear layer, as PEFT's {@code lora.Linear}:
+ * {@code y = x·Wᵀ + b + scaling · (dropout(x)·Aᵀ)·Bᵀ} with A (R, K) and B (N, R). ΔW = B·A is never formed: the
+ * forward is two rank-R products. Saved for backward: {@code xa = dropout(x)·Aᵀ} (M, R); the dropout mask is
+ * regenerated from its seed.
+ *
+ * <pre>
+ * dB += scaling · dYᵀ·xa          dXa = scaling · dY·B   (M, R)
+ * dA += dXaᵀ·dropout(x)           dX += dropout'(dXa·A)
+ * </pre>
+ */
+public final class LoraLayer implements LinearAdapter {
+    private final Linear base;
+    private final int rank;
+    private final float scaling;
+    private final float dropout;
+    private final long seed;
+    private final Tensor a;  // (R, K) trainable
+    private final Tensor b;  // (N, R) trainable
+    private final Tensor dA; // (R, K)
+    private final Tensor dB; // (N, R)
+    private Tensor xa;       // (maxRows, R) saved: dropout(x)·Aᵀ
+    private Tensor dXa;      // (maxRows, R) scratch
+    private Tensor xDrop;    // (maxRows, K) dropout(x), only when dropout > 0
+    private long forwardCount;
+    private long lastMaskSeed;
+    private boolean lastDropped;
+
+    LoraLayer(Linear base, int rank, float scaling, float dropout, long seed, Tensor a, Tensor b, Tensor dA,
+              Tensor dB) {
+        this.base = base;
+        this.rank = rank;
+        this.scaling = scaling;
+        this.dropout = dropout;
+        this.seed = seed;
+        this.a = a.requireShape(base.path() + ".lora_A", rank, base.inFeatures());
+        this.b = b.requireShape(base.path() + ".lora_B", base.outFeatures(), rank);
+        this.dA = dA;
+        this.dB = dB;
+    }
+
+    public Linear base() {
+        return base;
+    }
+
+    public float scaling() {
+        return scaling;
+    }
+
+    /** Number of dropout masks drawn so far (part of the resumable training state). */
+    public long forwardCount() {
+        return forwardCount;
+    }
+
+    public void setForwardCount(long count) {
+        this.forwardCount = count;
+    }
+
+    @Override
+    public void prepare(Backend be, int maxRows) {
+        xa = be.allocate(DType.F32, maxRows, rank);
+        dXa = be.allocate(DType.F32, maxRows, rank);
+        xDrop = dropout > 0f ? be.allocate(DType.F32, maxRows, base.inFeatures()) : null;
+    }
+
+    @Override
+    public void forward(Backend be, Tensor out, Tensor inp, boolean training) {
+        int m = Math.toIntExact(inp.shape().rows());
+        Tensor lxa = xa.slice(0, m);
+        Tensor x = inp;
+        lastDropped = training && dropout > 0f;
+        if (lastDropped) {
+            lastMaskSeed = seed * 0x9E3779B97F4A7C15L + (forwardCount++);
+            x = xDrop.slice(0, m);
+            be.activation().dropoutForward(x, inp, dropout, lastMaskSeed);
+        }
+        be.linear().linearForward(lxa, x, a, null);            // xa = x·Aᵀ        (M, R)
+        be.linear().linearForwardAccumulate(out, lxa, b, scaling); // y += s·xa·Bᵀ (M, N)
+    }
+
+    @Override
+    public void backward(Backend be, Tensor dInp, Tensor dOut, Tensor inp) {
+        int m = Math.toIntExact(inp.shape().rows());
+        Tensor lxa = xa.slice(0, m);
+        Tensor ldXa = dXa.slice(0, m);
+        Tensor x = lastDropped ? xDrop.slice(0, m) : inp;
+        be.linear().linearBackwardWeight(dB, null, dOut, lxa, scaling); // dB += s·dYᵀ·xa
+        be.linear().linearBackwardInput(ldXa, dOut, b, scaling, false);  // dXa = s·dY·B
+        be.linear().linearBackwardWeight(dA, null, ldXa, x, 1f);         // dA += dXaᵀ·x
+        if (dInp == null) {
+            return;
+        }
+        if (lastDropped) {
+            Tensor tmp = xDrop.slice(0, m); // dropout(x) is no longer needed: reuse it for dX's LoRA share
+            be.linear().linearBackwardInput(tmp, ldXa, a, 1f, false);
+            be.activation().dropoutBackward(tmp, tmp, dropout, lastMaskSeed);
+            be.activation().accumulate(dInp, tmp);
+        } else {
+            be.linear().linearBackwardInput(dInp, ldXa, a, 1f, true);    // dX += dXa·A
+        }
+    }
+}
