@@ -36,7 +36,7 @@ public final class Architecture {
     }
 
     private static InputFormatException unsupported(HfConfig hf, String type) {
-        return new InputFormatException(hf.path(), "model_type",
+        return InputFormatException.field(hf.path().orElse(null), "model_type",
                 "unsupported model_type '" + type + "'; supported: " + SUPPORTED);
     }
 }

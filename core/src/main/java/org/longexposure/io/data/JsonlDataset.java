@@ -54,14 +54,14 @@ public final class JsonlDataset {
                 out.add(encode(file, no, line, tok));
             }
         } catch (NoSuchFileException e) {
-            throw new InputFormatException(file, null, "dataset file not found");
+            throw InputFormatException.file(file, "dataset file not found");
         } catch (java.nio.charset.MalformedInputException e) {
-            throw new InputFormatException(file, null, "is not valid UTF-8");
+            throw InputFormatException.file(file, "is not valid UTF-8");
         } catch (IOException e) {
-            throw new InputFormatException(file, null, "cannot be read: " + e.getMessage());
+            throw InputFormatException.file(file, "cannot be read: " + e.getMessage());
         }
         if (out.isEmpty()) {
-            throw new InputFormatException(file, null, "the dataset is empty (expected one JSON object per line)");
+            throw InputFormatException.file(file, "the dataset is empty (expected one JSON object per line)");
         }
         return out;
     }

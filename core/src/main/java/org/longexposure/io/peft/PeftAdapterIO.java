@@ -42,28 +42,28 @@ public final class PeftAdapterIO {
     public static LoraConfig readLoraConfig(Path dir) {
         Path file = dir.resolve(CONFIG);
         if (!Files.isRegularFile(file)) {
-            throw new InputFormatException(file, null, "adapter config not found (expected an HF PEFT adapter folder"
+            throw InputFormatException.file(file, "adapter config not found (expected an HF PEFT adapter folder"
                     + " with " + CONFIG + " and " + WEIGHTS + ")");
         }
         JsonNode root;
         try {
             root = JSON.readTree(file.toFile());
         } catch (IOException e) {
-            throw new InputFormatException(file, null, "malformed JSON: " + e.getOriginalMessage());
+            throw InputFormatException.file(file, "malformed JSON: " + e.getOriginalMessage());
         }
         if (root == null || !root.isObject()) {
-            throw new InputFormatException(file, null, "expected a JSON object");
+            throw InputFormatException.file(file, "expected a JSON object");
         }
         String type = root.path("peft_type").asText("LORA");
         if (!type.equalsIgnoreCase("LORA")) {
-            throw new InputFormatException(file, "peft_type", "'" + type + "' is not supported; expected LORA");
+            throw InputFormatException.field(file, "peft_type", "'" + type + "' is not supported; expected LORA");
         }
         String bias = root.path("bias").asText("none");
         if (!bias.equals("none")) {
-            throw new InputFormatException(file, "bias", "'" + bias + "' is not supported yet; expected none");
+            throw InputFormatException.field(file, "bias", "'" + bias + "' is not supported yet; expected none");
         }
         if (root.path("fan_in_fan_out").asBoolean(false)) {
-            throw new InputFormatException(file, "fan_in_fan_out", "true is not supported for this architecture");
+            throw InputFormatException.field(file, "fan_in_fan_out", "true is not supported for this architecture");
         }
         int r = intField(file, root, "r", 8);
         float alpha = (float) numberField(file, root, "lora_alpha", 8);
@@ -78,19 +78,19 @@ public final class PeftAdapterIO {
         } else if (tm.isArray()) {
             tm.forEach(n -> targets.add(n.asText()));
         } else {
-            throw new InputFormatException(file, "target_modules", "expected a list of names or a regex string");
+            throw InputFormatException.field(file, "target_modules", "expected a list of names or a regex string");
         }
         for (String key : List.of("rank_pattern", "alpha_pattern")) {
             JsonNode n = root.get(key);
             if (n != null && n.isObject() && !n.isEmpty()) {
-                throw new InputFormatException(file, key, "per-module ranks/alphas are not supported yet (found "
+                throw InputFormatException.field(file, key, "per-module ranks/alphas are not supported yet (found "
                         + n + ")");
             }
         }
         try {
             return new LoraConfig(r, alpha, dropout, targets, rslora);
         } catch (IllegalArgumentException e) {
-            throw new InputFormatException(file, null, e.getMessage());
+            throw InputFormatException.file(file, e.getMessage());
         }
     }
 
@@ -105,12 +105,12 @@ public final class PeftAdapterIO {
             for (TrainableParams.Param p : params.all()) {
                 String key = p.name();
                 if (!st.contains(key)) {
-                    throw new InputFormatException(file, key, "missing from the adapter (it has "
+                    throw InputFormatException.tensor(file, key, "missing from the adapter (it has "
                             + st.names().size() + " tensors)");
                 }
                 Tensor src = st.tensor(key);
                 if (!src.shape().equals(p.value().shape())) {
-                    throw new InputFormatException(file, key, "shape " + src.shape() + " does not match the model: "
+                    throw InputFormatException.tensor(file, key, "shape " + src.shape() + " does not match the model: "
                             + "expected " + p.value().shape());
                 }
                 for (long i = 0; i < src.numel(); i++) {
@@ -119,7 +119,7 @@ public final class PeftAdapterIO {
                 unused.remove(key);
             }
             if (!unused.isEmpty()) {
-                throw new InputFormatException(file, unused.iterator().next(), "tensor does not belong to any "
+                throw InputFormatException.tensor(file, unused.iterator().next(), "tensor does not belong to any "
                         + "adapted module of this model/config (" + unused.size() + " such tensors)");
             }
         }
@@ -179,7 +179,7 @@ public final class PeftAdapterIO {
             return dflt;
         }
         if (!n.canConvertToExactIntegral() || !n.canConvertToInt()) {
-            throw new InputFormatException(file, key, "expected an integer, got " + n);
+            throw InputFormatException.field(file, key, "expected an integer, got " + n);
         }
         return n.asInt();
     }
@@ -190,7 +190,7 @@ public final class PeftAdapterIO {
             return dflt;
         }
         if (!n.isNumber()) {
-            throw new InputFormatException(file, key, "expected a number, got " + n);
+            throw InputFormatException.field(file, key, "expected a number, got " + n);
         }
         return n.asDouble();
     }

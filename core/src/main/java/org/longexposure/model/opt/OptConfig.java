@@ -21,7 +21,7 @@ public final class OptConfig {
         int hidden = hf.getInt("hidden_size", 768);
         int heads = hf.getInt("num_attention_heads", 12);
         if (heads <= 0 || hidden % heads != 0) {
-            throw new InputFormatException(hf.path(), "num_attention_heads",
+            throw InputFormatException.field(hf.path().orElse(null), "num_attention_heads",
                     "hidden_size " + hidden + " is not divisible by num_attention_heads " + heads);
         }
         boolean preLn = hf.getBoolean("do_layer_norm_before", true);
@@ -54,13 +54,13 @@ public final class OptConfig {
         try {
             return Activation.fromHf(name);
         } catch (IllegalArgumentException e) {
-            throw new InputFormatException(hf.path(), "activation_function", e.getMessage());
+            throw InputFormatException.field(hf.path().orElse(null), "activation_function", e.getMessage());
         }
     }
 
     private static int positive(HfConfig hf, String field, int v) {
         if (v <= 0) {
-            throw new InputFormatException(hf.path(), field, "must be a positive integer, got " + v);
+            throw InputFormatException.field(hf.path().orElse(null), field, "must be a positive integer, got " + v);
         }
         return v;
     }

@@ -116,7 +116,7 @@ public final class OptWeights {
             Tensor t = find(name);
             checkShape(name, t, rows, cols);
             if (!(t.dtype() == DType.F32 || t.dtype() == DType.F16 || t.dtype() == DType.BF16)) {
-                throw new InputFormatException(ckpt.root(), name,
+                throw InputFormatException.tensor(ckpt.fileOf(name), name,
                         "dtype " + t.dtype() + " is not supported for weights (f32, f16, bf16)");
             }
             return t;
@@ -140,7 +140,7 @@ public final class OptWeights {
 
         void checkShape(String name, Tensor t, long... dims) {
             if (!t.shape().equals(Shape.of(dims))) {
-                throw new InputFormatException(ckpt.root(), name, "shape " + t.shape() + " does not fit the config: expected "
+                throw InputFormatException.tensor(ckpt.fileOf(name), name, "shape " + t.shape() + " does not fit the config: expected "
                         + Shape.of(dims));
             }
         }
