@@ -134,16 +134,11 @@ public final class PeftAdapterIO {
     public static void write(Path dir, LoraConfig cfg, TrainableParams params, String baseModel) {
         Path abs = dir.toAbsolutePath();
         Path tmp = abs.resolveSibling(abs.getFileName() + ".tmp-" + ProcessHandle.current().pid());
+        Path old = abs.resolveSibling(abs.getFileName() + ".old-" + ProcessHandle.current().pid());
         try {
             deleteTree(tmp);
             Files.createDirectories(tmp);
-            Map<String, Tensor> tensors = new LinkedHashMap<>();
-            params.all().stream().sorted(Comparator.comparing(TrainableParams.Param::name))
-                    .forEach(p -> tensors.put(p.name(), p.value()));
-            SafetensorsWriter.write(tmp.resolve(WEIGHTS), tensors, Map.of("format", "pt"));
-            Files.writeString(tmp.resolve(CONFIG), JSON.writerWithDefaultPrettyPrinter()
-                    .writeValueAsString(configJson(cfg, baseModel)));
-            Path old = abs.resolveSibling(abs.getFileName() + ".old-" + ProcessHandle.current().pid());
+            writeFiles(tmp, cfg, params, baseModel);
             if (Files.exists(abs)) {
                 Files.move(abs, old, StandardCopyOption.ATOMIC_MOVE);
             }
@@ -152,6 +147,16 @@ public final class PeftAdapterIO {
         } catch (IOException e) {
             throw new UncheckedIOException("writing adapter to " + dir + ": " + e.getMessage(), e);
         }
+    }
+
+    /** Writes the two adapter files into the existing folder {@code dir} (not atomic as a pair). */
+    public static void writeFiles(Path dir, LoraConfig cfg, TrainableParams params, String baseModel)
+            throws IOException {
+        Map<String, Tensor> tensors = new LinkedHashMap<>();
+        params.all().forEach(p -> tensors.put(p.name(), p.value()));
+        SafetensorsWriter.write(dir.resolve(WEIGHTS), tensors, Map.of("format", "pt"));
+        Files.writeString(dir.resolve(CONFIG), JSON.writerWithDefaultPrettyPrinter()
+                .writeValueAsString(configJson(cfg, baseModel)));
     }
 
     static ObjectNode configJson(LoraConfig cfg, String baseModel) {

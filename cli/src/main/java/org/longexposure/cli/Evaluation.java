@@ -1,0 +1,34 @@
+package org.longexposure.cli;
+
+import java.util.ArrayList;
+import java.util.List;
+import org.longexposure.io.data.Batch;
+import org.longexposure.io.data.Batcher;
+import org.longexposure.io.data.Example;
+import java.util.function.ToDoubleFunction;
+
+/**
+ * Mean loss over all predicted tokens of a dataset (each batch's mean weighted by its token count), the way
+ * Hugging Face reports one loss for one batch holding everything.
+ */
+record Evaluation(double loss, long tokens) {
+    static Evaluation run(ToDoubleFunction<Batch> meanLoss, List<Example> examples, int batchSize, int seqLen, int padId) {
+        List<Example> rows = Batcher.truncate(examples, seqLen).rows();
+        double sum = 0;
+        long tokens = 0;
+        for (int i = 0; i < rows.size(); i += batchSize) {
+            List<Example> part = new ArrayList<>(rows.subList(i, Math.min(rows.size(), i + batchSize)));
+            while (part.size() < batchSize) {
+                part.add(new Example(0, new int[0], new int[0]));
+            }
+            Batch b = Batcher.batch(part, seqLen, padId);
+            int n = b.predictedTokens();
+            if (n == 0) {
+                continue;
+            }
+            sum += meanLoss.applyAsDouble(b) * n;
+            tokens += n;
+        }
+        return new Evaluation(tokens == 0 ? Double.NaN : sum / tokens, tokens);
+    }
+}

@@ -1,0 +1,361 @@
+package org.longexposure.cli;
+
+import com.fasterxml.jackson.databind.JsonNode;
+import com.fasterxml.jackson.databind.ObjectMapper;
+import com.fasterxml.jackson.databind.node.ObjectNode;
+import java.io.BufferedWriter;
+import java.io.IOException;
+import java.io.PrintWriter;
+import java.nio.charset.StandardCharsets;
+import java.nio.file.Files;
+import java.nio.file.Path;
+import java.nio.file.StandardCopyOption;
+import java.nio.file.StandardOpenOption;
+import java.time.LocalDateTime;
+import java.time.format.DateTimeFormatter;
+import java.util.ArrayList;
+import java.util.Iterator;
+import java.util.List;
+import java.util.Locale;
+import java.util.Map;
+import java.util.Optional;
+import java.util.concurrent.Callable;
+import org.longexposure.backend.Backend;
+import org.longexposure.io.data.Batcher;
+import org.longexposure.io.data.DataLoader;
+import org.longexposure.io.data.Example;
+import org.longexposure.io.data.JsonlDataset;
+import org.longexposure.io.data.TokenEncoder;
+import org.longexposure.io.peft.PeftAdapterIO;
+import org.longexposure.io.tokenizer.Tokenizer;
+import org.longexposure.model.Architecture;
+import org.longexposure.model.CausalLm;
+import org.longexposure.peft.LoraConfig;
+import org.longexposure.peft.TrainableParams;
+import org.longexposure.peft.lora.Lora;
+import org.longexposure.peft.lora.LoraLayer;
+import org.longexposure.io.data.Batch;
+import org.longexposure.train.Checkpoint;
+import org.longexposure.train.LrSchedule;
+import org.longexposure.train.StepResult;
+import org.longexposure.train.TrainConfig;
+import org.longexposure.train.Trainer;
+import picocli.CommandLine.Command;
+import picocli.CommandLine.Mixin;
+import picocli.CommandLine.Option;
+import picocli.CommandLine.Spec;
+import picocli.CommandLine.Model.CommandSpec;
+
+/**
+ * {@code longexposure finetune}: LoRA fine-tuning of a Hugging Face checkpoint on a JSONL dataset. With no
+ * arguments it fine-tunes the bundled small model on the bundled E2E sample (the README's main job).
+ * Writes {@code <out>/metrics.jsonl} (one object per optimizer step), {@code <out>/loss.png},
+ * {@code <out>/adapter/} (HF PEFT layout) and {@code <out>/checkpoints/step-N/}; a folder with a checkpoint resumes.
+ */
+@Command(name = "finetune", mixinStandardHelpOptions = true,
+        description = "Fine-tune a model with LoRA (defaults: the bundled model and E2E sample, on the CPU).")
+final class FinetuneCommand implements Callable<Integer> {
+    private static final ObjectMapper JSON = new ObjectMapper();
+
+    @Spec
+    CommandSpec spec;
+
+    @Option(names = "--model", description = "HF model folder (default: the bundled models/opt-mini-256)")
+    Path model;
+
+    @Option(names = "--data", description = "training JSONL (default: the bundled data/e2e-sample/train.jsonl)")
+    Path data;
+
+    @Option(names = "--valid", description = "validation JSONL (default with the bundled data: its valid.jsonl)")
+    Path valid;
+
+    @Option(names = "--out", description = "output folder (default: runs/finetune-<time>); resumes if it holds a "
+            + "checkpoint")
+    Path out;
+
+    @Option(names = "--adapter", description = "start from this HF PEFT LoRA adapter folder (its config is used)")
+    Path adapter;
+
+    @Option(names = "--method", defaultValue = "lora", description = "PEFT method: lora")
+    String method;
+
+    @Option(names = "--lora-r", defaultValue = "8")
+    int loraR;
+
+    @Option(names = "--lora-alpha", defaultValue = "16")
+    float loraAlpha;
+
+    @Option(names = "--lora-dropout", defaultValue = "0")
+    float loraDropout;
+
+    @Option(names = "--use-rslora", description = "scale by alpha/sqrt(r) instead of alpha/r")
+    boolean useRslora;
+
+    @Option(names = "--target-modules", split = ",", defaultValue = "q_proj,v_proj",
+            description = "module names (suffixes) or one regex over HF module paths")
+    List<String> targetModules;
+
+    @Option(names = "--steps", description = "optimizer steps (default: 1 epoch, or 150 for the bundled demo)")
+    Integer steps;
+
+    @Option(names = "--epochs", description = "epochs over the training rows (instead of --steps)")
+    Double epochs;
+
+    @Option(names = "--batch-size", defaultValue = "4")
+    int batchSize;
+
+    @Option(names = "--grad-accum", defaultValue = "1")
+    int gradAccum;
+
+    @Option(names = "--seq-len", defaultValue = "512")
+    int seqLen;
+
+    @Option(names = "--pack", description = "pack short samples into full rows")
+    boolean pack;
+
+    @Option(names = "--lr", defaultValue = "1e-4")
+    double lr;
+
+    @Option(names = "--weight-decay", defaultValue = "0")
+    float weightDecay;
+
+    @Option(names = "--warmup-steps", defaultValue = "0")
+    int warmupSteps;
+
+    @Option(names = "--schedule", defaultValue = "constant", description = "constant, linear or cosine")
+    String schedule;
+
+    @Option(names = "--max-grad-norm", defaultValue = "1.0", description = "global-norm clipping; 0 disables")
+    float maxGradNorm;
+
+    @Option(names = "--label-smoothing", defaultValue = "0")
+    float labelSmoothing;
+
+    @Option(names = "--no-shuffle", description = "keep the file order")
+    boolean noShuffle;
+
+    @Option(names = "--seed", defaultValue = "0")
+    long seed;
+
+    @Option(names = "--save-every", defaultValue = "0", description = "checkpoint every N steps (0: only at the end)")
+    int saveEvery;
+
+    @Mixin
+    BackendOption backendOption;
+
+    @Override
+    public Integer call() throws IOException {
+        PrintWriter pw = spec.commandLine().getOut();
+        boolean demo = model == null && data == null;
+        Path home = Main.home();
+        Path modelDir = ModelFiles.requireModelDir(model != null ? model : home.resolve("models/opt-mini-256"));
+        Path dataFile = data != null ? data : home.resolve("data/e2e-sample/train.jsonl");
+        Path validFile = valid != null ? valid : (data == null ? home.resolve("data/e2e-sample/valid.jsonl") : null);
+        Path outDir = out != null ? out : Path.of("runs", "finetune-"
+                + LocalDateTime.now().format(DateTimeFormatter.ofPattern("yyyyMMdd-HHmmss")));
+        if (!method.equals("lora")) {
+            throw new Main.UserException("--method: '" + method + "' is not supported yet; expected lora");
+        }
+        if (batchSize < 1 || seqLen < 2) {
+            throw new Main.UserException("--batch-size must be >= 1 and --seq-len >= 2");
+        }
+        if (steps != null && epochs != null) {
+            throw new Main.UserException("give either --steps or --epochs, not both");
+        }
+        int effectiveSeq = demo && !spec.commandLine().getParseResult().hasMatchedOption("--seq-len") ? 128 : seqLen;
+
+        try (Backend be = backendOption.open(); CausalLm lm = Architecture.load(modelDir, be)) {
+            Tokenizer tok = ModelFiles.tokenizer(modelDir, lm.config().vocabSize());
+            TokenEncoder enc = ModelFiles.encoder(tok);
+            List<Example> examples = JsonlDataset.read(dataFile, enc);
+            Batcher.Rows rows = pack ? Batcher.pack(examples, effectiveSeq) : Batcher.truncate(examples, effectiveSeq);
+            int microPerEpoch = (rows.rows().size() + batchSize - 1) / batchSize;
+            int stepsPerEpoch = Math.max(1, microPerEpoch / gradAccum);
+            int total = steps != null ? steps : epochs != null ? (int) Math.ceil(epochs * stepsPerEpoch)
+                    : demo ? 150 : stepsPerEpoch;
+            if (total < 1) {
+                throw new Main.UserException("--steps/--epochs give no optimizer step");
+            }
+
+            TrainableParams params = new TrainableParams();
+            LoraConfig lora = adapter != null ? PeftAdapterIO.readLoraConfig(adapter)
+                    : new LoraConfig(loraR, loraAlpha, loraDropout, targetModules, useRslora);
+            List<LoraLayer> loraLayers = Lora.apply(lm, lora, be, params, seed);
+            if (adapter != null) {
+                PeftAdapterIO.loadWeights(adapter, params);
+            }
+            LrSchedule lrs = new LrSchedule(LrSchedule.Kind.parse(schedule), lr, warmupSteps, total);
+            TrainConfig tc = new TrainConfig(lrs, weightDecay, 0.9f, 0.999f, 1e-8f, maxGradNorm, labelSmoothing,
+                    gradAccum);
+            ObjectNode runConfig = runConfig(modelDir, dataFile, validFile, lora, effectiveSeq, total, be.name());
+            printConfig(pw, runConfig, lm, params, examples.size(), rows, tok);
+
+            Trainer trainer = new Trainer(be, lm, params, tc, batchSize, effectiveSeq);
+            DataLoader loader = new DataLoader(rows.rows(), batchSize, effectiveSeq, enc.padId(), !noShuffle, seed);
+            Files.createDirectories(outDir);
+            Path ckptDir = outDir.resolve("checkpoints");
+            Path metrics = outDir.resolve("metrics.jsonl");
+            int start = 0;
+            Optional<Path> latest = Checkpoint.latest(ckptDir);
+            if (latest.isPresent()) {
+                Checkpoint.State st = Checkpoint.load(latest.get(), params, trainer.optimizer());
+                requireSameRun(latest.get(), st.runConfig(), runConfig);
+                loader.seek(st.cursor());
+                for (int i = 0; i < loraLayers.size(); i++) {
+                    loraLayers.get(i).setForwardCount(st.dropoutCounters().get(i));
+                }
+                start = st.step();
+                keepMetricsUpTo(metrics, start);
+                pw.printf("resuming from %s (step %d of %d)%n", latest.get(), start, total);
+            } else {
+                Files.deleteIfExists(metrics);
+            }
+
+            Progress progress = new Progress(pw, System.console() != null && System.console().isTerminal(),
+                    start + 1, total);
+            for (int step = start + 1; step <= total; step++) {
+                List<Batch> micro = new ArrayList<>(gradAccum);
+                for (int i = 0; i < gradAccum; i++) {
+                    micro.add(loader.next());
+                }
+                StepResult r = trainer.step(micro);
+                if (!Double.isFinite(r.loss()) || !Double.isFinite(r.gradNorm())) {
+                    String last = Checkpoint.latest(ckptDir).map(Path::toString).orElse("none");
+                    throw new Main.UserException("training diverged: loss " + r.loss() + ", grad norm "
+                            + r.gradNorm() + " at step " + step + "; stopped (last good checkpoint: " + last
+                            + "). Try a lower --lr or --max-grad-norm.");
+                }
+                appendMetrics(metrics, r);
+                progress.step(step, r.loss(), r.tokensPerSecond());
+                if ((saveEvery > 0 && step % saveEvery == 0) || step == total) {
+                    Checkpoint.save(ckptDir, lora, params, trainer.optimizer(), new Checkpoint.State(step,
+                            loader.cursor(), counters(loraLayers), runConfig), modelDir.toString());
+                }
+            }
+            PeftAdapterIO.write(outDir.resolve("adapter"), lora, params, modelDir.toString());
+            List<Integer> validSteps = new ArrayList<>();
+            List<Double> validLosses = new ArrayList<>();
+            if (validFile != null) {
+                Evaluation ev = Evaluation.run(trainer::evaluate, JsonlDataset.read(validFile, enc), batchSize, effectiveSeq,
+                        enc.padId());
+                validSteps.add(total);
+                validLosses.add(ev.loss());
+                pw.printf(Locale.ROOT, "validation: loss %.4f, perplexity %.2f over %d tokens (%s)%n", ev.loss(),
+                        Math.exp(ev.loss()), ev.tokens(), validFile);
+                ObjectNode v = JSON.createObjectNode();
+                v.put("step", total);
+                v.put("valid_loss", ev.loss());
+                v.put("valid_tokens", ev.tokens());
+                Files.writeString(outDir.resolve("validation.json"), v.toString() + "\n");
+            }
+            List<Integer> xs = new ArrayList<>();
+            List<Double> ys = new ArrayList<>();
+            for (String line : Files.readAllLines(metrics)) {
+                JsonNode n = JSON.readTree(line);
+                xs.add(n.get("step").asInt());
+                ys.add(n.get("loss").asDouble());
+            }
+            LossPlot.write(outDir.resolve("loss.png"), xs, ys, validSteps, validLosses);
+            pw.printf("adapter: %s%nmetrics: %s%nloss curve: %s%n", outDir.resolve("adapter"), metrics,
+                    outDir.resolve("loss.png"));
+        }
+        return 0;
+    }
+
+    private ObjectNode runConfig(Path modelDir, Path dataFile, Path validFile, LoraConfig lora, int seq, int total,
+                                 String backend) {
+        ObjectNode c = JSON.createObjectNode();
+        c.put("model", modelDir.toAbsolutePath().normalize().toString());
+        c.put("data", dataFile.toAbsolutePath().normalize().toString());
+        c.put("valid", validFile == null ? null : validFile.toAbsolutePath().normalize().toString());
+        c.put("method", method);
+        c.put("lora_r", lora.r());
+        c.put("lora_alpha", lora.alpha());
+        c.put("lora_dropout", lora.dropout());
+        c.put("use_rslora", lora.useRslora());
+        c.put("target_modules", String.join(",", lora.targetModules()));
+        c.put("adapter", adapter == null ? null : adapter.toAbsolutePath().normalize().toString());
+        c.put("steps", total);
+        c.put("batch_size", batchSize);
+        c.put("grad_accum", gradAccum);
+        c.put("seq_len", seq);
+        c.put("pack", pack);
+        c.put("lr", lr);
+        c.put("weight_decay", weightDecay);
+        c.put("warmup_steps", warmupSteps);
+        c.put("schedule", schedule);
+        c.put("max_grad_norm", maxGradNorm);
+        c.put("label_smoothing", labelSmoothing);
+        c.put("shuffle", !noShuffle);
+        c.put("seed", seed);
+        c.put("backend", backend);
+        return c;
+    }
+
+    private static void printConfig(PrintWriter pw, ObjectNode cfg, CausalLm lm, TrainableParams params,
+                                    int samples, Batcher.Rows rows, Tokenizer tok) {
+        pw.println("+-- finetune -------------------------------------------------");
+        for (Iterator<Map.Entry<String, JsonNode>> it = cfg.fields(); it.hasNext(); ) {
+            Map.Entry<String, JsonNode> e = it.next();
+            pw.printf("| %-16s %s%n", e.getKey(), e.getValue().isTextual() ? e.getValue().asText() : e.getValue());
+        }
+        pw.printf("| %-16s %s, %d layers, hidden %d, vocab %d%n", "architecture", lm.config().modelType(),
+                lm.config().numLayers(), lm.config().hiddenSize(), lm.config().vocabSize());
+        pw.printf("| %-16s %,d (%d tensors)%n", "trainable", params.count(), params.all().size());
+        pw.printf("| %-16s %d samples -> %d rows, %d truncated to seq_len%n", "data", samples, rows.rows().size(),
+                rows.truncated());
+        pw.printf("| %-16s %d tokens%n", "tokenizer", tok.vocabSize());
+        pw.println("+-------------------------------------------------------------");
+    }
+
+    private static void requireSameRun(Path ckpt, JsonNode saved, ObjectNode now) {
+        for (Iterator<String> it = now.fieldNames(); it.hasNext(); ) {
+            String k = it.next();
+            if (k.equals("backend")) {
+                continue;
+            }
+            JsonNode a = saved.get(k);
+            JsonNode b = now.get(k);
+            if (a == null || !a.equals(b)) {
+                throw new Main.UserException("cannot resume from " + ckpt + ": '" + k + "' was " + a + " there, "
+                        + b + " now (use another --out for a different run)");
+            }
+        }
+    }
+
+    private static List<Long> counters(List<LoraLayer> layers) {
+        return layers.stream().map(LoraLayer::forwardCount).toList();
+    }
+
+    private static void appendMetrics(Path metrics, StepResult r) throws IOException {
+        ObjectNode o = JSON.createObjectNode();
+        o.put("step", r.step());
+        o.put("loss", r.loss());
+        o.put("lr", r.lr());
+        o.put("grad_norm", r.gradNorm());
+        o.put("tokens", r.tokens());
+        o.put("tokens_per_s", r.tokensPerSecond());
+        o.put("step_ms", r.seconds() * 1e3);
+        try (BufferedWriter w = Files.newBufferedWriter(metrics, StandardCharsets.UTF_8, StandardOpenOption.CREATE,
+                StandardOpenOption.APPEND)) {
+            w.write(o.toString());
+            w.write('\n');
+        }
+    }
+
+    /** After a resume from step k, drops metric lines of steps after k (they will be recomputed identically). */
+    private static void keepMetricsUpTo(Path metrics, int step) throws IOException {
+        if (!Files.exists(metrics)) {
+            return;
+        }
+        List<String> kept = new ArrayList<>();
+        for (String line : Files.readAllLines(metrics)) {
+            if (!line.isBlank() && JSON.readTree(line).path("step").asInt() <= step) {
+                kept.add(line);
+            }
+        }
+        Path tmp = metrics.resolveSibling("metrics.jsonl.tmp");
+        Files.write(tmp, kept);
+        Files.move(tmp, metrics, StandardCopyOption.REPLACE_EXISTING, StandardCopyOption.ATOMIC_MOVE);
+    }
+}

@@ -1,0 +1,66 @@
+package org.longexposure.cli;
+
+import java.nio.file.Files;
+import java.nio.file.Path;
+import java.util.List;
+import org.longexposure.io.InputFormatException;
+import org.longexposure.io.data.TokenEncoder;
+import org.longexposure.io.tokenizer.Tokenizer;
+
+/** Locating and checking the pieces of a model folder, and adapting its tokenizer to the data pipeline. */
+final class ModelFiles {
+    private ModelFiles() {
+    }
+
+    static Path requireModelDir(Path dir) {
+        if (!Files.isDirectory(dir)) {
+            throw InputFormatException.file(dir, "model folder not found (expected a Hugging Face model folder with "
+                    + "config.json and model.safetensors)");
+        }
+        if (!Files.isRegularFile(dir.resolve("config.json"))) {
+            throw InputFormatException.file(dir.resolve("config.json"), "not found: the model folder needs an HF "
+                    + "config.json");
+        }
+        return dir;
+    }
+
+    /** The tokenizer shipped in the model folder, checked against the model's vocabulary size. */
+    static Tokenizer tokenizer(Path modelDir, int vocabSize) {
+        Tokenizer tok = Tokenizer.load(modelDir);
+        if (tok.vocabSize() > vocabSize) {
+            throw InputFormatException.file(modelDir, "the tokenizer has " + tok.vocabSize()
+                    + " tokens but the model's vocabulary has only " + vocabSize + " rows (tokenizer files "
+                    + List.of("tokenizer.json", "vocab.json") + " do not fit this model)");
+        }
+        return tok;
+    }
+
+    static TokenEncoder encoder(Tokenizer tok) {
+        return new TokenEncoder() {
+            @Override
+            public int[] encode(String text) {
+                return tok.encode(text);
+            }
+
+            @Override
+            public int[] encodeDefault(String text) {
+                return tok.encodeWithSpecials(text);
+            }
+
+            @Override
+            public int bosId() {
+                return tok.bosId().orElse(-1);
+            }
+
+            @Override
+            public int eosId() {
+                return tok.eosId().orElse(-1);
+            }
+
+            @Override
+            public int padId() {
+                return tok.padId().orElse(tok.eosId().orElse(0));
+            }
+        };
+    }
+}
