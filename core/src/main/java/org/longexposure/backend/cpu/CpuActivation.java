@@ -11,6 +11,7 @@ import jdk.incubator.vector.VectorMask;
 import jdk.incubator.vector.VectorOperators;
 import org.longexposure.backend.Activation;
 import org.longexposure.backend.ActivationOps;
+import org.longexposure.backend.Dropout;
 import org.longexposure.tensor.DType;
 import org.longexposure.tensor.Tensor;
 
@@ -251,5 +252,33 @@ public final class CpuActivation implements ActivationOps {
 
     private static void set(MemorySegment s, long i, float v) {
         s.setAtIndex(ValueLayout.JAVA_FLOAT_UNALIGNED, i, v);
+    }
+
+    @Override
+    public void dropoutForward(Tensor out, Tensor inp, float p, long seed) {
+        dropout("dropoutForward", out, inp, p, seed);
+    }
+
+    @Override
+    public void dropoutBackward(Tensor dInp, Tensor dOut, float p, long seed) {
+        dropout("dropoutBackward", dInp, dOut, p, seed);
+    }
+
+    /** out[i] = keep(seed, i) ? x[i] / (1 - p) : 0; the backward is the same map applied to dOut. */
+    private void dropout(String op, Tensor out, Tensor inp, float p, long seed) {
+        CpuChecks.require(op, "inp", inp, DType.F32);
+        CpuChecks.require(op, "out", out, DType.F32);
+        CpuChecks.sameShape(op, "out", out, "inp", inp);
+        if (!(p >= 0f && p < 1f)) {
+            throw new IllegalArgumentException(op + ": p must be in [0, 1), got " + p);
+        }
+        float scale = 1f / (1f - p);
+        MemorySegment x = inp.host();
+        MemorySegment y = out.host();
+        CpuPointwise.run(threads, inp.numel(), (lo, hi) -> {
+            for (long i = lo; i < hi; i++) {
+                set(y, i, Dropout.keep(seed, i, p) ? get(x, i) * scale : 0f);
+            }
+        });
     }
 }

@@ -1,5 +1,6 @@
 package org.longexposure.io.peft;
 
+import com.fasterxml.jackson.core.JacksonException;
 import com.fasterxml.jackson.databind.JsonNode;
 import com.fasterxml.jackson.databind.ObjectMapper;
 import com.fasterxml.jackson.databind.node.ArrayNode;
@@ -18,6 +19,7 @@ import java.util.Set;
 import java.util.TreeSet;
 import java.util.stream.Stream;
 import org.longexposure.io.InputFormatException;
+import org.longexposure.io.JsonText;
 import org.longexposure.io.safetensors.SafetensorsFile;
 import org.longexposure.io.safetensors.SafetensorsWriter;
 import org.longexposure.peft.LoraConfig;
@@ -48,8 +50,10 @@ public final class PeftAdapterIO {
         JsonNode root;
         try {
             root = JSON.readTree(file.toFile());
+        } catch (JacksonException e) {
+            throw JsonText.syntaxError(file, "adapter config", e);
         } catch (IOException e) {
-            throw InputFormatException.file(file, "malformed JSON: " + e.getOriginalMessage());
+            throw InputFormatException.file(file, "cannot be read: " + e.getMessage());
         }
         if (root == null || !root.isObject()) {
             throw InputFormatException.file(file, "expected a JSON object");
