@@ -64,6 +64,11 @@ public final class LoraLayer implements LinearAdapter {
         this.forwardCount = count;
     }
 
+    /** The dropout seed of this layer's {@code count}-th training forward. */
+    static long maskSeed(long layerSeed, long count) {
+        return layerSeed * 0x9E3779B97F4A7C15L + count;
+    }
+
     @Override
     public void prepare(Backend be, int maxRows) {
         xa = be.allocate(DType.F32, maxRows, rank);
@@ -78,7 +83,7 @@ public final class LoraLayer implements LinearAdapter {
         Tensor x = inp;
         lastDropped = training && dropout > 0f;
         if (lastDropped) {
-            lastMaskSeed = seed * 0x9E3779B97F4A7C15L + (forwardCount++);
+            lastMaskSeed = maskSeed(seed, forwardCount++);
             x = xDrop.slice(0, m);
             be.activation().dropoutForward(x, inp, dropout, lastMaskSeed);
         }

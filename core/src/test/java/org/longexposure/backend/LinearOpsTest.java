@@ -1,0 +1,81 @@
+package org.longexposure.backend;
+
+import static org.longexposure.backend.HostTensors.f32;
+import static org.longexposure.backend.HostTensors.half;
+import static org.longexposure.backend.HostTensors.zeros;
+import static org.longexposure.testkit.Tolerances.Kind.FORWARD;
+import static org.longexposure.testkit.Tolerances.Kind.GRAD;
+
+import java.lang.foreign.Arena;
+import org.junit.jupiter.params.ParameterizedTest;
+import org.junit.jupiter.params.provider.CsvSource;
+import org.longexposure.backend.cpu.CpuGemm;
+import org.longexposure.backend.cpu.CpuLinear;
+import org.longexposure.backend.cpu.CpuThreads;
+import org.longexposure.tensor.DType;
+import org.longexposure.tensor.Tensor;
+import org.longexposure.testkit.Rng;
+import org.longexposure.testkit.TensorAssert;
+import org.longexposure.testkit.reference.RefLinear;
+
+/**
+ * CpuLinear against the float64 RefLinear on awkward shapes: forward with and without bias, the accumulating
+ * forward, input gradient (overwrite and accumulate), weight and bias gradients (accumulate), with F32, F16 and
+ * BF16 frozen weights (the reference sees the same rounded weight values).
+ */
+class LinearOpsTest {
+    @ParameterizedTest
+    @CsvSource({"1,1,1,f32,1", "7,13,5,f32,2", "33,70,129,f16,3", "65,17,100,bf16,2", "130,96,64,f32,1",
+            "5,300,31,f16,2"})
+    void everyOpMatchesTheReference(int m, int n, int k, String dtype, int threads) {
+        Rng rng = new Rng(m * 1000L + n * 10L + k);
+        float[] x = rng.normalFloats(m * k);
+        float[] w = rng.normalFloats(n * k);
+        float[] b = rng.normalFloats(n);
+        float[] dOut = rng.normalFloats(m * n);
+        float[] prior = rng.normalFloats(m * k);
+        float[] dWPrior = rng.normalFloats(n * k);
+        float[] dBPrior = rng.normalFloats(n);
+        float alpha = 0.75f;
+        DType wt = DType.valueOf(dtype.toUpperCase(java.util.Locale.ROOT));
+        try (Arena arena = Arena.ofShared(); CpuThreads pool = new CpuThreads(threads)) {
+            CpuLinear lin = new CpuLinear(pool, new CpuGemm(pool));
+            Tensor wT = wt == DType.F32 ? f32(arena, w, n, k) : half(arena, wt, w, n, k);
+            double[] wd = Rng.toDouble(wT.toFloatArray()); // the rounded values the engine reads
+            double[] xd = Rng.toDouble(x);
+            Tensor xT = f32(arena, x, m, k);
+
+            Tensor out = zeros(arena, m, n);
+            lin.linearForward(out, xT, wT, f32(arena, b, n));
+            double[] ref = new double[m * n];
+            RefLinear.forward(ref, xd, wd, Rng.toDouble(b), m, n, k);
+            TensorAssert.assertClose("linear", FORWARD, out.toFloatArray(), ref, m, n);
+
+            lin.linearForward(out, xT, wT, null);
+            RefLinear.forward(ref, xd, wd, null, m, n, k);
+            TensorAssert.assertClose("linear", FORWARD, out.toFloatArray(), ref, m, n);
+
+            lin.linearForwardAccumulate(out, xT, wT, alpha);
+            RefLinear.forwardAccumulate(ref, xd, wd, alpha, m, n, k);
+            TensorAssert.assertClose("linear", FORWARD, out.toFloatArray(), ref, m, n);
+
+            Tensor dOutT = f32(arena, dOut, m, n);
+            for (boolean acc : new boolean[]{false, true}) {
+                Tensor dInp = f32(arena, prior, m, k);
+                lin.linearBackwardInput(dInp, dOutT, wT, alpha, acc);
+                double[] dRef = Rng.toDouble(prior);
+                RefLinear.backwardInput(dRef, Rng.toDouble(dOut), wd, alpha, acc, m, n, k);
+                TensorAssert.assertClose("linear", GRAD, dInp.toFloatArray(), dRef, m, k);
+            }
+
+            Tensor dW = f32(arena, dWPrior, n, k);
+            Tensor dB = f32(arena, dBPrior, n);
+            lin.linearBackwardWeight(dW, dB, dOutT, xT, alpha);
+            double[] dWRef = Rng.toDouble(dWPrior);
+            double[] dBRef = Rng.toDouble(dBPrior);
+            RefLinear.backwardWeight(dWRef, dBRef, Rng.toDouble(dOut), xd, alpha, m, n, k);
+            TensorAssert.assertClose("linear", GRAD, dW.toFloatArray(), dWRef, n, k);
+            TensorAssert.assertClose("linear", GRAD, dB.toFloatArray(), dBRef, n);
+        }
+    }
+}

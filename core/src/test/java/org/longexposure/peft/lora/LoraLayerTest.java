@@ -1,0 +1,91 @@
+package org.longexposure.peft.lora;
+
+import static org.longexposure.testkit.Tolerances.Kind.FORWARD;
+import static org.longexposure.testkit.Tolerances.Kind.GRAD;
+
+import org.junit.jupiter.params.ParameterizedTest;
+import org.junit.jupiter.params.provider.CsvSource;
+import org.longexposure.backend.cpu.CpuBackend;
+import org.longexposure.model.Linear;
+import org.longexposure.tensor.DType;
+import org.longexposure.tensor.Tensor;
+import org.longexposure.testkit.Rng;
+import org.longexposure.testkit.TensorAssert;
+import org.longexposure.testkit.reference.RefDropout;
+import org.longexposure.testkit.reference.RefLinear;
+
+/**
+ * A frozen linear with LoRA plugged in, forward and backward, against the float64 composition
+ * {@code y = x·Wᵀ + b + s·(drop(x)·Aᵀ)·Bᵀ}: output, input gradient, dA and dB (which accumulate).
+ */
+class LoraLayerTest {
+    @ParameterizedTest
+    @CsvSource({"9,13,11,3,0.0", "33,40,24,4,0.25", "1,7,5,1,0.5"})
+    void forwardAndBackwardMatchTheComposition(int m, int n, int k, int r, float p) {
+        Rng rng = new Rng(m + 100L * n + 10_000L * k + r);
+        float s = 1.7f;
+        long layerSeed = 99;
+        float[] x = rng.normalFloats(m * k);
+        float[] w = rng.normalFloats(n * k);
+        float[] bias = rng.normalFloats(n);
+        float[] a = rng.normalFloats(r * k);
+        float[] b = rng.normalFloats(n * r);
+        float[] dY = rng.normalFloats(m * n);
+        float[] dAPrior = rng.normalFloats(r * k);
+        float[] dBPrior = rng.normalFloats(n * r);
+        try (CpuBackend be = new CpuBackend(2)) {
+            Linear lin = new Linear("layers.0.q_proj", t(be, w, n, k), t(be, bias, n));
+            Tensor dA = t(be, dAPrior, r, k);
+            Tensor dB = t(be, dBPrior, n, r);
+            LoraLayer lora = new LoraLayer(lin, r, s, p, layerSeed, t(be, a, r, k), t(be, b, n, r), dA, dB);
+            lin.plug(lora);
+            lora.prepare(be, m);
+            Tensor xT = t(be, x, m, k);
+            Tensor y = be.allocate(DType.F32, m, n);
+            lin.forward(be, y, xT, true);
+            Tensor dX = be.allocate(DType.F32, m, k);
+            lin.backward(be, dX, t(be, dY, m, n), xT, false);
+
+            // float64 composition
+            double[] xd = Rng.toDouble(x);
+            double[] xDrop = new double[m * k];
+            long maskSeed = LoraLayer.maskSeed(layerSeed, 0);
+            if (p > 0) {
+                RefDropout.forward(xDrop, xd, p, maskSeed);
+            } else {
+                xDrop = xd.clone();
+            }
+            double[] yRef = new double[m * n];
+            RefLinear.forward(yRef, xd, Rng.toDouble(w), Rng.toDouble(bias), m, n, k);
+            double[] xa = new double[m * r];
+            RefLinear.forward(xa, xDrop, Rng.toDouble(a), null, m, r, k);
+            RefLinear.forwardAccumulate(yRef, xa, Rng.toDouble(b), s, m, n, r);
+            TensorAssert.assertClose("linear", FORWARD, y.toFloatArray(), yRef, m, n);
+
+            double[] dYd = Rng.toDouble(dY);
+            double[] dBRef = Rng.toDouble(dBPrior);
+            RefLinear.backwardWeight(dBRef, null, dYd, xa, s, m, n, r);
+            double[] dXa = new double[m * r];
+            RefLinear.backwardInput(dXa, dYd, Rng.toDouble(b), s, false, m, n, r);
+            double[] dARef = Rng.toDouble(dAPrior);
+            RefLinear.backwardWeight(dARef, null, dXa, xDrop, 1, m, r, k);
+            double[] dXLora = new double[m * k];
+            RefLinear.backwardInput(dXLora, dXa, Rng.toDouble(a), 1, false, m, r, k);
+            if (p > 0) {
+                RefDropout.backward(dXLora, dXLora, p, maskSeed);
+            }
+            double[] dXRef = new double[m * k];
+            RefLinear.backwardInput(dXRef, dYd, Rng.toDouble(w), 1, false, m, n, k);
+            for (int i = 0; i < dXRef.length; i++) {
+                dXRef[i] += dXLora[i];
+            }
+            TensorAssert.assertClose("linear", GRAD, dX.toFloatArray(), dXRef, m, k);
+            TensorAssert.assertClose("linear", GRAD, dA.toFloatArray(), dARef, r, k);
+            TensorAssert.assertClose("linear", GRAD, dB.toFloatArray(), dBRef, n, r);
+        }
+    }
+
+    private static Tensor t(CpuBackend be, float[] v, long... dims) {
+        return be.allocate(DType.F32, dims).copyFrom(v);
+    }
+}
