@@ -1,0 +1,84 @@
+package org.longexposure.io.tokenizer;
+
+import com.fasterxml.jackson.core.JacksonException;
+import com.fasterxml.jackson.databind.JsonNode;
+import com.fasterxml.jackson.databind.ObjectMapper;
+import java.io.IOException;
+import java.nio.file.Files;
+import java.nio.file.NoSuchFileException;
+import java.nio.file.Path;
+import java.util.Optional;
+
+/** Reading the tokenizer's JSON files, with errors that name the file, the field and what was expected. */
+final class JsonFiles {
+    private JsonFiles() {}
+
+    /** Parses {@code file}, which must exist and hold a JSON object; {@code what} says what it should be. */
+    static JsonNode readObject(Path file, String what) {
+        String text;
+        try {
+            text = Files.readString(file);
+        } catch (NoSuchFileException e) {
+            throw new TokenizerException(file, null, "file not found; expected " + what, e);
+        } catch (IOException e) {
+            throw new TokenizerException(file, null, "cannot read " + what + ": " + e, e);
+        }
+        JsonNode root;
+        try {
+            root = new ObjectMapper().readTree(text);
+        } catch (JacksonException e) {
+            throw new TokenizerException(file, null, "not valid JSON (" + e.getOriginalMessage() + " at line "
+                    + e.getLocation().getLineNr() + ", column " + e.getLocation().getColumnNr() + "); expected "
+                    + what, e);
+        }
+        if (root == null || !root.isObject()) {
+            throw new TokenizerException(file, null, "expected a JSON object holding " + what);
+        }
+        return root;
+    }
+
+    /** Like {@link #readObject} but empty when the file does not exist. */
+    static Optional<JsonNode> readObjectIfExists(Path file, String what) {
+        return Files.exists(file) ? Optional.of(readObject(file, what)) : Optional.empty();
+    }
+
+    /** The text of {@code node.field}, empty if absent or null; an error if present with another type. */
+    static Optional<String> optText(Path file, JsonNode node, String field, String path) {
+        JsonNode v = node.get(field);
+        if (v == null || v.isNull()) {
+            return Optional.empty();
+        }
+        if (!v.isTextual()) {
+            throw new TokenizerException(file, path, "expected a string, found " + describe(v));
+        }
+        return Optional.of(v.asText());
+    }
+
+    /** The boolean {@code node.field}, or {@code def} if absent or null; an error if present with another type. */
+    static boolean optBoolean(Path file, JsonNode node, String field, String path, boolean def) {
+        JsonNode v = node.get(field);
+        if (v == null || v.isNull()) {
+            return def;
+        }
+        if (!v.isBoolean()) {
+            throw new TokenizerException(file, path, "expected true or false, found " + describe(v));
+        }
+        return v.booleanValue();
+    }
+
+    /** {@code v} as a token id (a non-negative int); {@code path} names it in errors. */
+    static int tokenId(Path file, JsonNode v, String path) {
+        if (v == null || !v.isIntegralNumber() || !v.canConvertToInt() || v.intValue() < 0) {
+            throw new TokenizerException(file, path, "expected a non-negative integer token id, found "
+                    + (v == null ? "nothing" : describe(v)));
+        }
+        return v.intValue();
+    }
+
+    /** A short description of a JSON value for error messages: its type and, if short, the value itself. */
+    static String describe(JsonNode v) {
+        String text = v.toString();
+        String shown = text.length() <= 60 ? text : text.substring(0, 57) + "...";
+        return v.getNodeType().name().toLowerCase(java.util.Locale.ROOT) + " " + shown;
+    }
+}
