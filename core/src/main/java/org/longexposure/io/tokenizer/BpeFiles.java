@@ -1,5 +1,6 @@
 package org.longexposure.io.tokenizer;
 
+import org.longexposure.io.InputFormatException;
 import com.fasterxml.jackson.databind.JsonNode;
 import java.io.IOException;
 import java.nio.charset.CharacterCodingException;
@@ -38,7 +39,7 @@ final class BpeFiles {
     /** Reads a vocabulary object (token → id). Ids must be non-negative ints, each used once. */
     static Map<String, Integer> readVocab(Path file, JsonNode vocab, String path) {
         if (vocab == null || !vocab.isObject()) {
-            throw new TokenizerException(file, path, "expected a JSON object from token to id, found "
+            throw new InputFormatException(file, path, "expected a JSON object from token to id, found "
                     + (vocab == null ? "nothing" : JsonFiles.describe(vocab)));
         }
         Map<String, Integer> out = new LinkedHashMap<>(vocab.size() * 2);
@@ -51,13 +52,13 @@ final class BpeFiles {
             int id = v.intValue();
             String previous = seen.put(id, e.getKey());
             if (previous != null) {
-                throw new TokenizerException(file, (path.isEmpty() ? "" : path + ".") + quote(e.getKey()), "id " + id
+                throw new InputFormatException(file, (path.isEmpty() ? "" : path + ".") + quote(e.getKey()), "id " + id
                         + " is also used by token " + quote(previous) + "; expected each id once");
             }
             out.put(e.getKey(), id);
         }
         if (out.isEmpty()) {
-            throw new TokenizerException(file, path.isEmpty() ? null : path, "the vocabulary is empty");
+            throw new InputFormatException(file, path.isEmpty() ? null : path, "the vocabulary is empty");
         }
         return out;
     }
@@ -69,12 +70,12 @@ final class BpeFiles {
             text = StandardCharsets.UTF_8.newDecoder().decode(java.nio.ByteBuffer.wrap(Files.readAllBytes(file)))
                     .toString();
         } catch (NoSuchFileException e) {
-            throw new TokenizerException(file, null, "file not found; expected the BPE merges (one \"left right\" "
+            throw new InputFormatException(file, null, "file not found; expected the BPE merges (one \"left right\" "
                     + "pair per line)", e);
         } catch (CharacterCodingException e) {
-            throw new TokenizerException(file, null, "not valid UTF-8; expected the BPE merges as UTF-8 text", e);
+            throw new InputFormatException(file, null, "not valid UTF-8; expected the BPE merges as UTF-8 text", e);
         } catch (IOException e) {
-            throw new TokenizerException(file, null, "cannot read the BPE merges: " + e, e);
+            throw new InputFormatException(file, null, "cannot read the BPE merges: " + e, e);
         }
         List<Merge> merges = new ArrayList<>();
         String[] lines = text.split("\n", -1);
@@ -95,7 +96,7 @@ final class BpeFiles {
     /** Reads {@code model.merges} of tokenizer.json: strings {@code "a b"} (older files) or pairs {@code ["a","b"]}. */
     static List<Merge> readMergesJson(Path file, JsonNode merges, String path) {
         if (merges == null || !merges.isArray()) {
-            throw new TokenizerException(file, path, "expected a list of merges, found "
+            throw new InputFormatException(file, path, "expected a list of merges, found "
                     + (merges == null ? "nothing" : JsonFiles.describe(merges)));
         }
         List<Merge> out = new ArrayList<>(merges.size());
@@ -106,7 +107,7 @@ final class BpeFiles {
             } else if (m.isArray() && m.size() == 2 && m.get(0).isTextual() && m.get(1).isTextual()) {
                 out.add(new Merge(m.get(0).asText(), m.get(1).asText(), path, i));
             } else {
-                throw new TokenizerException(file, path + "[" + i + "]", "expected a merge as \"left right\" or [\"left\", \"right\"], "
+                throw new InputFormatException(file, path + "[" + i + "]", "expected a merge as \"left right\" or [\"left\", \"right\"], "
                         + "found " + JsonFiles.describe(m));
             }
         }
@@ -123,7 +124,7 @@ final class BpeFiles {
         for (int b = 0; b < 256; b++) {
             Integer id = vocab.get(String.valueOf(ByteLevel.byteToChar(b)));
             if (id == null) {
-                throw new TokenizerException(vocabFile, vocabPath.isEmpty() ? null : vocabPath, String.format(
+                throw new InputFormatException(vocabFile, vocabPath.isEmpty() ? null : vocabPath, String.format(
                         "no token for byte 0x%02X (char U+%04X); a byte-level BPE vocabulary must hold all 256",
                         b, (int) ByteLevel.byteToChar(b)));
             }
@@ -139,7 +140,7 @@ final class BpeFiles {
             String missing = left == null ? m.left() : right == null ? m.right() : merged == null
                     ? m.left() + m.right() : null;
             if (missing != null) {
-                throw new TokenizerException(mergesFile, m.where(), "merge " + quote(m.left()) + " + "
+                throw new InputFormatException(mergesFile, m.where(), "merge " + quote(m.left()) + " + "
                         + quote(m.right()) + " uses token " + quote(missing) + ", which is not in the vocabulary");
             }
             ranks.put(left, right, r);
@@ -151,7 +152,7 @@ final class BpeFiles {
     private static Merge splitMerge(Path file, String line, String jsonPath, int index) {
         int sp = line.indexOf(' ');
         if (sp <= 0 || sp == line.length() - 1 || line.indexOf(' ', sp + 1) >= 0) {
-            throw new TokenizerException(file, new Merge("", "", jsonPath, index).where(),
+            throw new InputFormatException(file, new Merge("", "", jsonPath, index).where(),
                     "expected a merge as two tokens separated by one space, found " + quote(line));
         }
         return new Merge(line.substring(0, sp), line.substring(sp + 1), jsonPath, index);

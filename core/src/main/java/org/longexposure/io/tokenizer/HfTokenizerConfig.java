@@ -1,5 +1,6 @@
 package org.longexposure.io.tokenizer;
 
+import org.longexposure.io.InputFormatException;
 import com.fasterxml.jackson.databind.JsonNode;
 import java.nio.file.Path;
 import java.util.ArrayList;
@@ -101,7 +102,7 @@ record HfTokenizerConfig(Map<String, TokenSpec> roles, List<TokenSpec> additiona
         JsonNode extra = node.get("additional_special_tokens");
         if (extra != null && !extra.isNull()) {
             if (!extra.isArray()) {
-                throw new TokenizerException(file, "additional_special_tokens",
+                throw new InputFormatException(file, "additional_special_tokens",
                         "expected a list of tokens, found " + JsonFiles.describe(extra));
             }
             for (int i = 0; i < extra.size(); i++) {
@@ -116,7 +117,7 @@ record HfTokenizerConfig(Map<String, TokenSpec> roles, List<TokenSpec> additiona
             return;
         }
         if (!decoder.isObject()) {
-            throw new TokenizerException(file, "added_tokens_decoder",
+            throw new InputFormatException(file, "added_tokens_decoder",
                     "expected an object from id to token, found " + JsonFiles.describe(decoder));
         }
         for (Map.Entry<String, JsonNode> e : decoder.properties()) {
@@ -125,10 +126,10 @@ record HfTokenizerConfig(Map<String, TokenSpec> roles, List<TokenSpec> additiona
             try {
                 id = Integer.parseInt(e.getKey());
             } catch (NumberFormatException ex) {
-                throw new TokenizerException(file, path, "expected a token id as key, found \"" + e.getKey() + "\"");
+                throw new InputFormatException(file, path, "expected a token id as key, found \"" + e.getKey() + "\"");
             }
             if (id < 0) {
-                throw new TokenizerException(file, path, "expected a non-negative token id as key");
+                throw new InputFormatException(file, path, "expected a non-negative token id as key");
             }
             TokenSpec s = spec(file, e.getValue(), path);
             boolean special = JsonFiles.optBoolean(file, e.getValue(), "special", path + ".special", false);
@@ -141,11 +142,11 @@ record HfTokenizerConfig(Map<String, TokenSpec> roles, List<TokenSpec> additiona
             return new TokenSpec(v.asText(), false, false, false, false, file);
         }
         if (!v.isObject()) {
-            throw new TokenizerException(file, path, "expected a token string or an object with \"content\", found "
+            throw new InputFormatException(file, path, "expected a token string or an object with \"content\", found "
                     + JsonFiles.describe(v));
         }
         String content = JsonFiles.optText(file, v, "content", path + ".content")
-                .orElseThrow(() -> new TokenizerException(file, path + ".content", "missing token text"));
+                .orElseThrow(() -> new InputFormatException(file, path + ".content", "missing token text"));
         return new TokenSpec(content,
                 JsonFiles.optBoolean(file, v, "single_word", path + ".single_word", false),
                 JsonFiles.optBoolean(file, v, "lstrip", path + ".lstrip", false),

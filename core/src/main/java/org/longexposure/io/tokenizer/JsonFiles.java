@@ -1,5 +1,6 @@
 package org.longexposure.io.tokenizer;
 
+import org.longexposure.io.InputFormatException;
 import com.fasterxml.jackson.core.JacksonException;
 import com.fasterxml.jackson.databind.JsonNode;
 import com.fasterxml.jackson.databind.ObjectMapper;
@@ -19,20 +20,20 @@ final class JsonFiles {
         try {
             text = Files.readString(file);
         } catch (NoSuchFileException e) {
-            throw new TokenizerException(file, null, "file not found; expected " + what, e);
+            throw new InputFormatException(file, null, "file not found; expected " + what, e);
         } catch (IOException e) {
-            throw new TokenizerException(file, null, "cannot read " + what + ": " + e, e);
+            throw new InputFormatException(file, null, "cannot read " + what + ": " + e, e);
         }
         JsonNode root;
         try {
             root = new ObjectMapper().readTree(text);
         } catch (JacksonException e) {
-            throw new TokenizerException(file, null, "not valid JSON (" + e.getOriginalMessage() + " at line "
+            throw new InputFormatException(file, null, "not valid JSON (" + e.getOriginalMessage() + " at line "
                     + e.getLocation().getLineNr() + ", column " + e.getLocation().getColumnNr() + "); expected "
                     + what, e);
         }
         if (root == null || !root.isObject()) {
-            throw new TokenizerException(file, null, "expected a JSON object holding " + what);
+            throw new InputFormatException(file, null, "expected a JSON object holding " + what);
         }
         return root;
     }
@@ -49,7 +50,7 @@ final class JsonFiles {
             return Optional.empty();
         }
         if (!v.isTextual()) {
-            throw new TokenizerException(file, path, "expected a string, found " + describe(v));
+            throw new InputFormatException(file, path, "expected a string, found " + describe(v));
         }
         return Optional.of(v.asText());
     }
@@ -61,7 +62,7 @@ final class JsonFiles {
             return def;
         }
         if (!v.isBoolean()) {
-            throw new TokenizerException(file, path, "expected true or false, found " + describe(v));
+            throw new InputFormatException(file, path, "expected true or false, found " + describe(v));
         }
         return v.booleanValue();
     }
@@ -69,7 +70,7 @@ final class JsonFiles {
     /** {@code v} as a token id (a non-negative int); {@code path} names it in errors. */
     static int tokenId(Path file, JsonNode v, String path) {
         if (v == null || !v.isIntegralNumber() || !v.canConvertToInt() || v.intValue() < 0) {
-            throw new TokenizerException(file, path, "expected a non-negative integer token id, found "
+            throw new InputFormatException(file, path, "expected a non-negative integer token id, found "
                     + (v == null ? "nothing" : describe(v)));
         }
         return v.intValue();

@@ -1,5 +1,6 @@
 package org.longexposure.io.tokenizer;
 
+import org.longexposure.io.InputFormatException;
 import java.nio.file.Files;
 import java.nio.file.Path;
 import java.util.Arrays;
@@ -88,12 +89,12 @@ public final class Tokenizer {
      * Loads the tokenizer stored in folder {@code dir}: from {@code tokenizer.json} if the folder has one
      * ({@link #fromTokenizerJson}), else from {@code vocab.json} + {@code merges.txt} ({@link #fromVocabAndMerges}).
      *
-     * @throws TokenizerException if the folder or a needed file is missing or malformed, or asks for something
+     * @throws org.longexposure.io.InputFormatException if the folder or a needed file is missing or malformed, or asks for something
      *                            other than byte-level BPE
      */
     public static Tokenizer load(Path dir) {
         if (!Files.isDirectory(dir)) {
-            throw new TokenizerException(dir, null, Files.exists(dir) ? "not a folder; expected a folder holding "
+            throw new InputFormatException(dir, null, Files.exists(dir) ? "not a folder; expected a folder holding "
                     + "tokenizer.json, or vocab.json and merges.txt" : "folder not found; expected a folder holding "
                     + "tokenizer.json, or vocab.json and merges.txt");
         }
@@ -101,7 +102,7 @@ public final class Tokenizer {
             return fromTokenizerJson(dir.resolve(TOKENIZER_JSON));
         }
         if (!Files.exists(dir.resolve(VOCAB_JSON)) && !Files.exists(dir.resolve(MERGES_TXT))) {
-            throw new TokenizerException(dir, null, "no tokenizer files; expected tokenizer.json, or vocab.json and "
+            throw new InputFormatException(dir, null, "no tokenizer files; expected tokenizer.json, or vocab.json and "
                     + "merges.txt (with optional tokenizer_config.json and special_tokens_map.json)");
         }
         return fromVocabAndMerges(dir);
@@ -267,7 +268,7 @@ public final class Tokenizer {
         }
         Integer id = tokenToId.get(spec.content());
         if (id == null) {
-            throw new TokenizerException(spec.file(), role, "token " + BpeFiles.quote(spec.content())
+            throw new InputFormatException(spec.file(), role, "token " + BpeFiles.quote(spec.content())
                     + " is not in the vocabulary of " + source);
         }
         return OptionalInt.of(id);

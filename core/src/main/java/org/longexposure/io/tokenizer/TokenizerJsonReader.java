@@ -1,5 +1,6 @@
 package org.longexposure.io.tokenizer;
 
+import org.longexposure.io.InputFormatException;
 import com.fasterxml.jackson.databind.JsonNode;
 import java.nio.file.Path;
 import java.util.ArrayList;
@@ -31,7 +32,7 @@ final class TokenizerJsonReader {
 
         JsonNode model = root.get("model");
         if (model == null || !model.isObject()) {
-            throw new TokenizerException(file, "model", "expected an object describing the BPE model, found "
+            throw new InputFormatException(file, "model", "expected an object describing the BPE model, found "
                     + (model == null ? "nothing" : JsonFiles.describe(model)));
         }
         checkModel(file, model);
@@ -42,7 +43,7 @@ final class TokenizerJsonReader {
 
         JsonNode normalizer = root.get("normalizer");
         if (normalizer != null && !normalizer.isNull()) {
-            throw new TokenizerException(file, "normalizer", "unsupported normalizer " + typeOf(normalizer)
+            throw new InputFormatException(file, "normalizer", "unsupported normalizer " + typeOf(normalizer)
                     + "; byte-level BPE tokenizers read here have none (null)");
         }
         PreTokenizer pre = preTokenizer(file, root.get("pre_tokenizer"));
@@ -66,21 +67,21 @@ final class TokenizerJsonReader {
     private static void checkModel(Path file, JsonNode model) {
         Optional<String> type = JsonFiles.optText(file, model, "type", "model.type");
         if (type.isEmpty() && !model.has("merges")) {
-            throw new TokenizerException(file, "model.type", "missing model type; expected \"BPE\"");
+            throw new InputFormatException(file, "model.type", "missing model type; expected \"BPE\"");
         }
         if (type.isPresent() && !type.get().equals("BPE")) {
-            throw new TokenizerException(file, "model.type", "unsupported model type \"" + type.get()
+            throw new InputFormatException(file, "model.type", "unsupported model type \"" + type.get()
                     + "\"; expected \"BPE\" (byte-level BPE as in GPT-2, OPT, Llama-3)");
         }
         JsonNode dropout = model.get("dropout");
         if (dropout != null && !dropout.isNull() && !(dropout.isNumber() && dropout.doubleValue() == 0.0)) {
-            throw new TokenizerException(file, "model.dropout", "BPE dropout " + dropout
+            throw new InputFormatException(file, "model.dropout", "BPE dropout " + dropout
                     + " makes encoding random; expected null");
         }
         for (String field : List.of("continuing_subword_prefix", "end_of_word_suffix")) {
             Optional<String> v = JsonFiles.optText(file, model, field, "model." + field);
             if (v.isPresent() && !v.get().isEmpty()) {
-                throw new TokenizerException(file, "model." + field, "unsupported value " + BpeFiles.quote(v.get())
+                throw new InputFormatException(file, "model." + field, "unsupported value " + BpeFiles.quote(v.get())
                         + "; byte-level BPE expects null or \"\"");
             }
         }
@@ -90,7 +91,7 @@ final class TokenizerJsonReader {
 
     private static PreTokenizer preTokenizer(Path file, JsonNode node) {
         if (node == null || node.isNull()) {
-            throw new TokenizerException(file, "pre_tokenizer", "missing; expected a ByteLevel pre-tokenizer");
+            throw new InputFormatException(file, "pre_tokenizer", "missing; expected a ByteLevel pre-tokenizer");
         }
         List<JsonNode> steps = new ArrayList<>();
         List<String> paths = new ArrayList<>();
@@ -103,7 +104,7 @@ final class TokenizerJsonReader {
             boolean last = i == steps.size() - 1;
             if (type.equals("ByteLevel")) {
                 if (!last) {
-                    throw new TokenizerException(file, path, "a ByteLevel pre-tokenizer must be the last step");
+                    throw new InputFormatException(file, path, "a ByteLevel pre-tokenizer must be the last step");
                 }
                 return new PreTokenizer(splits,
                         JsonFiles.optBoolean(file, step, "add_prefix_space", path + ".add_prefix_space", true),
@@ -111,21 +112,21 @@ final class TokenizerJsonReader {
             } else if (type.equals("Split")) {
                 splits.add(splitPattern(file, step, path));
             } else {
-                throw new TokenizerException(file, path + ".type", "unsupported pre-tokenizer " + type
+                throw new InputFormatException(file, path + ".type", "unsupported pre-tokenizer " + type
                         + "; expected ByteLevel, possibly after Split steps in a Sequence");
             }
         }
-        throw new TokenizerException(file, "pre_tokenizer", "no ByteLevel step; expected a ByteLevel pre-tokenizer");
+        throw new InputFormatException(file, "pre_tokenizer", "no ByteLevel step; expected a ByteLevel pre-tokenizer");
     }
 
     private static Pattern splitPattern(Path file, JsonNode step, String path) {
         String behavior = JsonFiles.optText(file, step, "behavior", path + ".behavior").orElse("");
         if (!behavior.equals("Isolated")) {
-            throw new TokenizerException(file, path + ".behavior", "unsupported Split behavior \"" + behavior
+            throw new InputFormatException(file, path + ".behavior", "unsupported Split behavior \"" + behavior
                     + "\"; expected \"Isolated\"");
         }
         if (JsonFiles.optBoolean(file, step, "invert", path + ".invert", false)) {
-            throw new TokenizerException(file, path + ".invert", "unsupported inverted Split; expected false");
+            throw new InputFormatException(file, path + ".invert", "unsupported inverted Split; expected false");
         }
         JsonNode pattern = step.get("pattern");
         if (pattern != null && pattern.isObject() && pattern.size() == 1 && pattern.has("String")
@@ -138,11 +139,11 @@ final class TokenizerJsonReader {
                 // \s, \w, \d as Unicode classes, as in Oniguruma, which HF tokenizers compiles these with.
                 return Pattern.compile(pattern.get("Regex").asText(), Pattern.UNICODE_CHARACTER_CLASS);
             } catch (PatternSyntaxException e) {
-                throw new TokenizerException(file, path + ".pattern.Regex", "regex not understood: "
+                throw new InputFormatException(file, path + ".pattern.Regex", "regex not understood: "
                         + e.getDescription() + "; expected a regex java.util.regex can compile", e);
             }
         }
-        throw new TokenizerException(file, path + ".pattern", "expected {\"Regex\": \"...\"} or {\"String\": \"...\"}, "
+        throw new InputFormatException(file, path + ".pattern", "expected {\"Regex\": \"...\"} or {\"String\": \"...\"}, "
                 + "found " + (pattern == null ? "nothing" : JsonFiles.describe(pattern)));
     }
 
@@ -150,11 +151,11 @@ final class TokenizerJsonReader {
 
     private static void checkDecoder(Path file, JsonNode node, String path) {
         if (node == null || node.isNull()) {
-            throw new TokenizerException(file, path, "missing; expected a ByteLevel decoder");
+            throw new InputFormatException(file, path, "missing; expected a ByteLevel decoder");
         }
         String type = typeOf(node);
         if (!type.equals("ByteLevel")) {
-            throw new TokenizerException(file, path + ".type", "unsupported decoder " + type
+            throw new InputFormatException(file, path + ".type", "unsupported decoder " + type
                     + "; expected ByteLevel");
         }
     }
@@ -167,18 +168,18 @@ final class TokenizerJsonReader {
             return out;
         }
         if (!node.isArray()) {
-            throw new TokenizerException(file, "added_tokens", "expected a list, found " + JsonFiles.describe(node));
+            throw new InputFormatException(file, "added_tokens", "expected a list, found " + JsonFiles.describe(node));
         }
         for (int i = 0; i < node.size(); i++) {
             JsonNode t = node.get(i);
             String path = "added_tokens[" + i + "]";
             if (!t.isObject()) {
-                throw new TokenizerException(file, path, "expected an object with id and content, found "
+                throw new InputFormatException(file, path, "expected an object with id and content, found "
                         + JsonFiles.describe(t));
             }
             int id = JsonFiles.tokenId(file, t.get("id"), path + ".id");
             String content = JsonFiles.optText(file, t, "content", path + ".content")
-                    .orElseThrow(() -> new TokenizerException(file, path + ".content", "missing token text"));
+                    .orElseThrow(() -> new InputFormatException(file, path + ".content", "missing token text"));
             out.add(new AddedToken(content, id,
                     JsonFiles.optBoolean(file, t, "special", path + ".special", false),
                     JsonFiles.optBoolean(file, t, "single_word", path + ".single_word", false),
@@ -208,7 +209,7 @@ final class TokenizerJsonReader {
             case "Sequence": {
                 JsonNode list = node.get("processors");
                 if (list == null || !list.isArray()) {
-                    throw new TokenizerException(file, path + ".processors", "expected a list of post-processors");
+                    throw new InputFormatException(file, path + ".processors", "expected a list of post-processors");
                 }
                 PostProcessor result = PostProcessor.NONE;
                 for (int i = 0; i < list.size(); i++) {
@@ -217,7 +218,7 @@ final class TokenizerJsonReader {
                 return result;
             }
             default:
-                throw new TokenizerException(file, path + ".type", "unsupported post-processor " + type
+                throw new InputFormatException(file, path + ".type", "unsupported post-processor " + type
                         + "; expected TemplateProcessing, RobertaProcessing, BertProcessing, ByteLevel or Sequence");
         }
     }
@@ -226,7 +227,7 @@ final class TokenizerJsonReader {
     private static PostProcessor template(Path file, JsonNode node, String path) {
         JsonNode single = node.get("single");
         if (single == null || !single.isArray()) {
-            throw new TokenizerException(file, path + ".single", "expected the single-sequence template as a list");
+            throw new InputFormatException(file, path + ".single", "expected the single-sequence template as a list");
         }
         Map<String, int[]> specials = new LinkedHashMap<>();
         JsonNode st = node.get("special_tokens");
@@ -235,7 +236,7 @@ final class TokenizerJsonReader {
                 String p = path + ".special_tokens." + BpeFiles.quote(e.getKey());
                 JsonNode ids = e.getValue().get("ids");
                 if (ids == null || !ids.isArray()) {
-                    throw new TokenizerException(file, p + ".ids", "expected a list of token ids");
+                    throw new InputFormatException(file, p + ".ids", "expected a list of token ids");
                 }
                 int[] arr = new int[ids.size()];
                 for (int i = 0; i < arr.length; i++) {
@@ -254,20 +255,20 @@ final class TokenizerJsonReader {
                 sequences++;
             } else if (piece.has("SpecialToken")) {
                 String id = JsonFiles.optText(file, piece.get("SpecialToken"), "id", p + ".SpecialToken.id")
-                        .orElseThrow(() -> new TokenizerException(file, p + ".SpecialToken.id", "missing"));
+                        .orElseThrow(() -> new InputFormatException(file, p + ".SpecialToken.id", "missing"));
                 int[] ids = specials.get(id);
                 if (ids == null) {
-                    throw new TokenizerException(file, p + ".SpecialToken.id", "special token " + BpeFiles.quote(id)
+                    throw new InputFormatException(file, p + ".SpecialToken.id", "special token " + BpeFiles.quote(id)
                             + " is not listed in " + path + ".special_tokens");
                 }
                 (sequences == 0 ? prefix : suffix).addAll(ids);
             } else {
-                throw new TokenizerException(file, p, "expected {\"Sequence\": ...} or {\"SpecialToken\": ...}, found "
+                throw new InputFormatException(file, p, "expected {\"Sequence\": ...} or {\"SpecialToken\": ...}, found "
                         + JsonFiles.describe(piece));
             }
         }
         if (sequences != 1) {
-            throw new TokenizerException(file, path + ".single", "expected exactly one Sequence piece, found "
+            throw new InputFormatException(file, path + ".single", "expected exactly one Sequence piece, found "
                     + sequences);
         }
         return new PostProcessor(prefix.toArray(), suffix.toArray());
@@ -277,7 +278,7 @@ final class TokenizerJsonReader {
     private static int pairId(Path file, JsonNode node, String field, String path) {
         JsonNode pair = node.get(field);
         if (pair == null || !pair.isArray() || pair.size() != 2) {
-            throw new TokenizerException(file, path + "." + field, "expected [token, id], found "
+            throw new InputFormatException(file, path + "." + field, "expected [token, id], found "
                     + (pair == null ? "nothing" : JsonFiles.describe(pair)));
         }
         return JsonFiles.tokenId(file, pair.get(1), path + "." + field + "[1]");
@@ -289,13 +290,13 @@ final class TokenizerJsonReader {
     private static void flattenSequence(Path file, JsonNode node, String path, String listField, List<JsonNode> steps,
                                         List<String> paths) {
         if (!node.isObject()) {
-            throw new TokenizerException(file, path, "expected an object with a \"type\", found "
+            throw new InputFormatException(file, path, "expected an object with a \"type\", found "
                     + JsonFiles.describe(node));
         }
         if (typeOf(node).equals("Sequence")) {
             JsonNode list = node.get(listField);
             if (list == null || !list.isArray()) {
-                throw new TokenizerException(file, path + "." + listField, "expected a list of steps");
+                throw new InputFormatException(file, path + "." + listField, "expected a list of steps");
             }
             for (int i = 0; i < list.size(); i++) {
                 flattenSequence(file, list.get(i), path + "." + listField + "[" + i + "]", listField, steps, paths);

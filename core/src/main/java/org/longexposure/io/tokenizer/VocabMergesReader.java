@@ -1,5 +1,6 @@
 package org.longexposure.io.tokenizer;
 
+import org.longexposure.io.InputFormatException;
 import com.fasterxml.jackson.databind.JsonNode;
 import java.nio.file.Files;
 import java.nio.file.Path;
@@ -25,14 +26,14 @@ final class VocabMergesReader {
 
     static Tokenizer read(Path dir) {
         if (!Files.isDirectory(dir)) {
-            throw new TokenizerException(dir, null, "folder not found; expected a folder holding vocab.json and "
+            throw new InputFormatException(dir, null, "folder not found; expected a folder holding vocab.json and "
                     + "merges.txt");
         }
         Path vocabFile = dir.resolve(Tokenizer.VOCAB_JSON);
         Path mergesFile = dir.resolve(Tokenizer.MERGES_TXT);
         HfTokenizerConfig config = HfTokenizerConfig.read(dir);
         if (!config.isGpt2Class()) {
-            throw new TokenizerException(config.configFile(), "tokenizer_class", "unsupported tokenizer class \""
+            throw new InputFormatException(config.configFile(), "tokenizer_class", "unsupported tokenizer class \""
                     + config.tokenizerClass().orElseThrow() + "\" for vocab.json + merges.txt; expected "
                     + "GPT2Tokenizer or GPT2TokenizerFast");
         }
@@ -66,7 +67,7 @@ final class VocabMergesReader {
             }
             Integer id = vocab.get(s.content());
             if (id == null) {
-                throw new TokenizerException(s.file(), e.getKey(), "special token "
+                throw new InputFormatException(s.file(), e.getKey(), "special token "
                         + BpeFiles.quote(s.content()) + " is neither in " + vocabFile + " nor in added_tokens_decoder");
             }
             added.put(s.content(), new AddedToken(s.content(), id, true, s.singleWord(), s.lstrip(), s.rstrip(),
@@ -95,7 +96,7 @@ final class VocabMergesReader {
                                    Map<String, Integer> addedIds, String role, String flag) {
         HfTokenizerConfig.TokenSpec spec = roles.get(role);
         if (spec == null) {
-            throw new TokenizerException(config.configFile(), flag, flag + " is true but no " + role + " is set");
+            throw new InputFormatException(config.configFile(), flag, flag + " is true but no " + role + " is set");
         }
         return addedIds.get(spec.content());
     }

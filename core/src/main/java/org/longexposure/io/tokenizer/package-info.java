@@ -4,7 +4,7 @@
  * <p>{@link org.longexposure.io.tokenizer.Tokenizer} is byte-level BPE (GPT-2, OPT), loaded from a
  * {@code tokenizer.json} or from {@code vocab.json} + {@code merges.txt} (+ {@code tokenizer_config.json},
  * {@code special_tokens_map.json}). Problems with the files are reported as
- * {@link org.longexposure.io.tokenizer.TokenizerException}, naming the file, the field and what was expected.
+ * {@link org.longexposure.io.InputFormatException}, naming the file, the field and what was expected.
  * Tested by exact id sequences against HF tokenizers, never "close enough".
  */
 package org.longexposure.io.tokenizer;

@@ -1,5 +1,6 @@
 package org.longexposure.io.tokenizer;
 
+import org.longexposure.io.InputFormatException;
 import static org.assertj.core.api.Assertions.assertThat;
 import static org.assertj.core.api.Assertions.assertThatThrownBy;
 
@@ -15,7 +16,7 @@ import org.junit.jupiter.api.Test;
 import org.junit.jupiter.api.io.TempDir;
 
 /**
- * Missing and malformed tokenizer files give a {@link TokenizerException} naming the file, the place in it and what
+ * Missing and malformed tokenizer files give a {@link org.longexposure.io.InputFormatException} naming the file, the place in it and what
  * was expected. Built on a tiny valid byte-level BPE (256 byte tokens + "Ġt", "he", "Ġthe").
  */
 class TokenizerErrorsTest {
@@ -55,7 +56,7 @@ class TokenizerErrorsTest {
     void missingFolder() {
         Path missing = dir.resolve("nope");
         assertThatThrownBy(() -> Tokenizer.load(missing))
-                .isInstanceOf(TokenizerException.class)
+                .isInstanceOf(InputFormatException.class)
                 .hasMessageContaining(missing.toString())
                 .hasMessageContaining("folder not found")
                 .hasMessageContaining("tokenizer.json, or vocab.json and merges.txt");
@@ -64,26 +65,26 @@ class TokenizerErrorsTest {
     @Test
     void folderWithoutTokenizerFiles() {
         assertThatThrownBy(() -> Tokenizer.load(dir))
-                .isInstanceOf(TokenizerException.class)
+                .isInstanceOf(InputFormatException.class)
                 .hasMessageContaining("no tokenizer files")
-                .satisfies(e -> assertThat(((TokenizerException) e).file()).isEqualTo(dir));
+                .satisfies(e -> assertThat(((InputFormatException) e).path().orElseThrow()).isEqualTo(dir));
     }
 
     @Test
     void mergesMissing() throws IOException {
         Files.writeString(dir.resolve("vocab.json"), vocab.toString());
         assertThatThrownBy(() -> Tokenizer.load(dir))
-                .isInstanceOf(TokenizerException.class)
+                .isInstanceOf(InputFormatException.class)
                 .hasMessageContaining("merges.txt")
                 .hasMessageContaining("file not found; expected the BPE merges")
-                .satisfies(e -> assertThat(((TokenizerException) e).file()).isEqualTo(dir.resolve("merges.txt")));
+                .satisfies(e -> assertThat(((InputFormatException) e).path().orElseThrow()).isEqualTo(dir.resolve("merges.txt")));
     }
 
     @Test
     void vocabMissing() throws IOException {
         Files.writeString(dir.resolve("merges.txt"), "Ġ t\n");
         assertThatThrownBy(() -> Tokenizer.load(dir))
-                .isInstanceOf(TokenizerException.class)
+                .isInstanceOf(InputFormatException.class)
                 .hasMessageContaining("vocab.json")
                 .hasMessageContaining("file not found; expected the BPE vocabulary");
     }
@@ -95,7 +96,7 @@ class TokenizerErrorsTest {
         writeVocabAndMerges("Ġ t\n");
         Files.writeString(dir.resolve("vocab.json"), "{\"a\": 1, \"b\": ");
         assertThatThrownBy(() -> Tokenizer.load(dir))
-                .isInstanceOf(TokenizerException.class)
+                .isInstanceOf(InputFormatException.class)
                 .hasMessageContaining("vocab.json")
                 .hasMessageContaining("not valid JSON")
                 .hasMessageContaining("line 1");
@@ -106,8 +107,8 @@ class TokenizerErrorsTest {
         vocab.put("he", "seven");
         writeVocabAndMerges("Ġ t\n");
         assertThatThrownBy(() -> Tokenizer.load(dir))
-                .isInstanceOf(TokenizerException.class)
-                .hasMessageContaining("vocab.json [\"he\"]")
+                .isInstanceOf(InputFormatException.class)
+                .hasMessageContaining("vocab.json: \"he\":")
                 .hasMessageContaining("expected a non-negative integer token id, found string \"seven\"");
     }
 
@@ -116,7 +117,7 @@ class TokenizerErrorsTest {
         vocab.put("he", 256);
         writeVocabAndMerges("Ġ t\n");
         assertThatThrownBy(() -> Tokenizer.load(dir))
-                .isInstanceOf(TokenizerException.class)
+                .isInstanceOf(InputFormatException.class)
                 .hasMessageContaining("id 256 is also used by token \"Ġt\"");
     }
 
@@ -125,7 +126,7 @@ class TokenizerErrorsTest {
         vocab.remove(String.valueOf(ByteLevel.byteToChar(0x41)));
         writeVocabAndMerges("Ġ t\n");
         assertThatThrownBy(() -> Tokenizer.load(dir))
-                .isInstanceOf(TokenizerException.class)
+                .isInstanceOf(InputFormatException.class)
                 .hasMessageContaining("no token for byte 0x41");
     }
 
@@ -133,18 +134,18 @@ class TokenizerErrorsTest {
     void mergeLineWithThreeTokens() throws IOException {
         writeVocabAndMerges("#version: 0.2\nĠ t\nh e x\n");
         assertThatThrownBy(() -> Tokenizer.load(dir))
-                .isInstanceOf(TokenizerException.class)
-                .hasMessageContaining("merges.txt [line 3]")
+                .isInstanceOf(InputFormatException.class)
+                .hasMessageContaining("merges.txt: line 3:")
                 .hasMessageContaining("expected a merge as two tokens separated by one space, found \"h e x\"")
-                .satisfies(e -> assertThat(((TokenizerException) e).field()).hasValue("line 3"));
+                .satisfies(e -> assertThat(((InputFormatException) e).subject()).hasValue("line 3"));
     }
 
     @Test
     void mergeLineWithOneToken() throws IOException {
         writeVocabAndMerges("Ġ t\nhe\n");
         assertThatThrownBy(() -> Tokenizer.load(dir))
-                .isInstanceOf(TokenizerException.class)
-                .hasMessageContaining("[line 2]")
+                .isInstanceOf(InputFormatException.class)
+                .hasMessageContaining(": line 2:")
                 .hasMessageContaining("found \"he\"");
     }
 
@@ -152,8 +153,8 @@ class TokenizerErrorsTest {
     void mergeOfUnknownToken() throws IOException {
         writeVocabAndMerges("Ġ t\nh e\nĠt hex\n");
         assertThatThrownBy(() -> Tokenizer.load(dir))
-                .isInstanceOf(TokenizerException.class)
-                .hasMessageContaining("[line 3]")
+                .isInstanceOf(InputFormatException.class)
+                .hasMessageContaining(": line 3:")
                 .hasMessageContaining("uses token \"hex\", which is not in the vocabulary");
     }
 
@@ -162,8 +163,8 @@ class TokenizerErrorsTest {
         writeVocabAndMerges("Ġ t\n");
         Files.writeString(dir.resolve("tokenizer_config.json"), "{\"tokenizer_class\": \"LlamaTokenizer\"}");
         assertThatThrownBy(() -> Tokenizer.load(dir))
-                .isInstanceOf(TokenizerException.class)
-                .hasMessageContaining("tokenizer_config.json [tokenizer_class]")
+                .isInstanceOf(InputFormatException.class)
+                .hasMessageContaining("tokenizer_config.json: tokenizer_class:")
                 .hasMessageContaining("unsupported tokenizer class \"LlamaTokenizer\"");
     }
 
@@ -172,10 +173,10 @@ class TokenizerErrorsTest {
         writeVocabAndMerges("Ġ t\n");
         Files.writeString(dir.resolve("special_tokens_map.json"), "{\"bos_token\": \"<s>\"}");
         assertThatThrownBy(() -> Tokenizer.load(dir))
-                .isInstanceOf(TokenizerException.class)
-                .hasMessageContaining("[bos_token]")
+                .isInstanceOf(InputFormatException.class)
+                .hasMessageContaining(": bos_token:")
                 .hasMessageContaining("special token \"<s>\" is neither in")
-                .satisfies(e -> assertThat(((TokenizerException) e).file())
+                .satisfies(e -> assertThat(((InputFormatException) e).path().orElseThrow())
                         .isEqualTo(dir.resolve("special_tokens_map.json")));
     }
 
@@ -184,8 +185,8 @@ class TokenizerErrorsTest {
         writeTokenizerJson(root -> {});
         Files.writeString(dir.resolve("tokenizer_config.json"), "{\"pad_token\": {\"content\": \"<pad>\"}}");
         assertThatThrownBy(() -> Tokenizer.load(dir))
-                .isInstanceOf(TokenizerException.class)
-                .hasMessageContaining("tokenizer_config.json [pad_token]")
+                .isInstanceOf(InputFormatException.class)
+                .hasMessageContaining("tokenizer_config.json: pad_token:")
                 .hasMessageContaining("token \"<pad>\" is not in the vocabulary");
     }
 
@@ -195,8 +196,8 @@ class TokenizerErrorsTest {
         writeVocabAndMerges("Ġ t\n");
         Files.writeString(dir.resolve("tokenizer_config.json"), "{\"add_bos_token\": true}");
         assertThatThrownBy(() -> Tokenizer.load(dir))
-                .isInstanceOf(TokenizerException.class)
-                .hasMessageContaining("[add_bos_token]")
+                .isInstanceOf(InputFormatException.class)
+                .hasMessageContaining(": add_bos_token:")
                 .hasMessageContaining("no bos_token is set");
     }
 
@@ -206,7 +207,7 @@ class TokenizerErrorsTest {
     void tokenizerJsonNotJson() throws IOException {
         Files.writeString(dir.resolve("tokenizer.json"), "{\n  \"model\": {\n    \"type\": \"BPE\",\n  oops");
         assertThatThrownBy(() -> Tokenizer.load(dir))
-                .isInstanceOf(TokenizerException.class)
+                .isInstanceOf(InputFormatException.class)
                 .hasMessageContaining("tokenizer.json")
                 .hasMessageContaining("not valid JSON")
                 .hasMessageContaining("line 4");
@@ -216,8 +217,8 @@ class TokenizerErrorsTest {
     void wordPieceModel() throws IOException {
         writeTokenizerJson(root -> ((ObjectNode) root.get("model")).put("type", "WordPiece"));
         assertThatThrownBy(() -> Tokenizer.load(dir))
-                .isInstanceOf(TokenizerException.class)
-                .hasMessageContaining("tokenizer.json [model.type]")
+                .isInstanceOf(InputFormatException.class)
+                .hasMessageContaining("tokenizer.json: model.type:")
                 .hasMessageContaining("unsupported model type \"WordPiece\"; expected \"BPE\"");
     }
 
@@ -225,8 +226,8 @@ class TokenizerErrorsTest {
     void modelMissing() throws IOException {
         writeTokenizerJson(root -> root.remove("model"));
         assertThatThrownBy(() -> Tokenizer.load(dir))
-                .isInstanceOf(TokenizerException.class)
-                .hasMessageContaining("[model]")
+                .isInstanceOf(InputFormatException.class)
+                .hasMessageContaining(": model:")
                 .hasMessageContaining("expected an object describing the BPE model");
     }
 
@@ -234,8 +235,8 @@ class TokenizerErrorsTest {
     void mergeEntryOfWrongShape() throws IOException {
         writeTokenizerJson(root -> ((ArrayNode) root.get("model").get("merges")).add(17));
         assertThatThrownBy(() -> Tokenizer.load(dir))
-                .isInstanceOf(TokenizerException.class)
-                .hasMessageContaining("[model.merges[3]]")
+                .isInstanceOf(InputFormatException.class)
+                .hasMessageContaining(": model.merges[3]:")
                 .hasMessageContaining("expected a merge as \"left right\" or [\"left\", \"right\"], found number 17");
     }
 
@@ -243,8 +244,8 @@ class TokenizerErrorsTest {
     void unsupportedNormalizer() throws IOException {
         writeTokenizerJson(root -> root.set("normalizer", JSON.createObjectNode().put("type", "NFC")));
         assertThatThrownBy(() -> Tokenizer.load(dir))
-                .isInstanceOf(TokenizerException.class)
-                .hasMessageContaining("[normalizer]")
+                .isInstanceOf(InputFormatException.class)
+                .hasMessageContaining(": normalizer:")
                 .hasMessageContaining("unsupported normalizer NFC");
     }
 
@@ -252,8 +253,8 @@ class TokenizerErrorsTest {
     void unsupportedPreTokenizer() throws IOException {
         writeTokenizerJson(root -> root.set("pre_tokenizer", JSON.createObjectNode().put("type", "Whitespace")));
         assertThatThrownBy(() -> Tokenizer.load(dir))
-                .isInstanceOf(TokenizerException.class)
-                .hasMessageContaining("[pre_tokenizer.type]")
+                .isInstanceOf(InputFormatException.class)
+                .hasMessageContaining(": pre_tokenizer.type:")
                 .hasMessageContaining("unsupported pre-tokenizer Whitespace; expected ByteLevel");
     }
 
@@ -261,8 +262,8 @@ class TokenizerErrorsTest {
     void unsupportedDecoder() throws IOException {
         writeTokenizerJson(root -> root.set("decoder", JSON.createObjectNode().put("type", "WordPiece")));
         assertThatThrownBy(() -> Tokenizer.load(dir))
-                .isInstanceOf(TokenizerException.class)
-                .hasMessageContaining("[decoder.type]")
+                .isInstanceOf(InputFormatException.class)
+                .hasMessageContaining(": decoder.type:")
                 .hasMessageContaining("unsupported decoder WordPiece; expected ByteLevel");
     }
 
@@ -277,8 +278,8 @@ class TokenizerErrorsTest {
             root.set("post_processor", post);
         });
         assertThatThrownBy(() -> Tokenizer.load(dir))
-                .isInstanceOf(TokenizerException.class)
-                .hasMessageContaining("[post_processor.single[0].SpecialToken.id]")
+                .isInstanceOf(InputFormatException.class)
+                .hasMessageContaining(": post_processor.single[0].SpecialToken.id:")
                 .hasMessageContaining("special token \"<s>\" is not listed");
     }
 
