@@ -3,8 +3,11 @@ package org.longexposure.backend.cpu;
 import java.lang.foreign.MemorySegment;
 import java.lang.foreign.ValueLayout;
 import java.nio.ByteOrder;
+import java.util.Arrays;
 import java.util.concurrent.atomic.AtomicInteger;
 import jdk.incubator.vector.FloatVector;
+import jdk.incubator.vector.VectorMask;
+import jdk.incubator.vector.VectorOperators;
 import jdk.incubator.vector.VectorSpecies;
 import org.longexposure.tensor.DType;
 
@@ -46,22 +49,37 @@ public final class CpuGemm {
     private static final int NR = 2 * L;
     /** Micro-tile height: 2·MR + 3 vector registers are live in the kernel (27 of 32, or 15 of 16). */
     private static final int MR = L >= 16 ? 12 : 6;
-    private static final int DEFAULT_MC = 24 * MR;
-    private static final int DEFAULT_KC = 256;
-    private static final int DEFAULT_NC = 4096;
+    static final int DEFAULT_MC = 24 * MR;
+    static final int DEFAULT_KC = 256;
+    static final int DEFAULT_NC = 8192;
+    /** Smallest share of a product worth a thread of its own (about 0.1 ms of kernel time). */
+    static final double MIN_FLOPS_PER_WORKER = 8e6;
+    /**
+     * Transpose while packing with vector gathers: about twice as fast as scalar stores on AVX-512, and left to
+     * scalar code where vectors are 128 bits (NEON has no gather; the Vector API would emulate it slowly).
+     */
+    private static final boolean GATHER = L >= 8;
+    /** Rows of B converted together when packing a row-major B. */
+    private static final int PB = 8;
+    /** At most this many floats of packed B per panel (16 MiB): bounds NC when K is large. */
+    private static final int PANEL_FLOATS = 1 << 22;
     private static final ByteOrder ORDER = ByteOrder.nativeOrder();
 
     private final CpuThreads threads;
     private final int mcMax;
     private final int kcMax;
     private final int ncMax;
+    private final double minFlopsPerWorker;
 
     public CpuGemm(CpuThreads threads) {
-        this(threads, DEFAULT_MC, DEFAULT_KC, DEFAULT_NC);
+        this(threads, DEFAULT_MC, DEFAULT_KC, DEFAULT_NC, MIN_FLOPS_PER_WORKER);
     }
 
-    /** With explicit cache-block sizes (rounded to the micro-tile), so that tests can cross block edges cheaply. */
-    CpuGemm(CpuThreads threads, int mc, int kc, int nc) {
+    /**
+     * With explicit cache-block sizes (rounded to the micro-tile) and per-thread minimum of work, so that tests
+     * can cross block edges and use every thread on small products.
+     */
+    CpuGemm(CpuThreads threads, int mc, int kc, int nc, double minFlopsPerWorker) {
         if (mc < 1 || kc < 1 || nc < 1) {
             throw new IllegalArgumentException("gemm block sizes must be >= 1, got mc=" + mc + " kc=" + kc
                     + " nc=" + nc);
@@ -70,6 +88,7 @@ public final class CpuGemm {
         this.mcMax = roundUp(mc, MR);
         this.kcMax = kc;
         this.ncMax = roundUp(nc, NR);
+        this.minFlopsPerWorker = minFlopsPerWorker;
     }
 
     /**
@@ -101,59 +120,75 @@ public final class CpuGemm {
             }
             return;
         }
-        int workers = threads.size();
-        // M blocks: a multiple of the worker count when M allows, of equal height rounded up to MR.
-        int mBlocks = Math.min(roundUp(ceilDiv(m, mcMax), workers), ceilDiv(m, MR));
-        int mc = roundUp(ceilDiv(m, mBlocks), MR);
-        mBlocks = ceilDiv(m, mc);
+        int workers = workersFor(2.0 * m * n * k);
+        if (n <= L) {
+            gemmNarrow(m, n, k, alpha, a, b, c, cOffset, ldc, accumulate, workers);
+            return;
+        }
+        // M blocks: a multiple of the worker count when M allows, each a whole number of MR strips, their strip
+        // counts differing by at most one (block b covers strips [mStrips·b/mBlocks, mStrips·(b+1)/mBlocks)).
+        int mStrips = ceilDiv(m, MR);
+        int mBlocks = Math.min(roundUp(ceilDiv(m, mcMax), workers), mStrips);
+        int mc = ceilDiv(mStrips, mBlocks) * MR;
         int kcMaxHere = Math.min(kcMax, k);
-        int ncMaxHere = Math.min(ncMax, roundUp(n, NR));
-        float[] bp = new float[kcMaxHere * ncMaxHere];
+        int ncMaxHere = Math.min(Math.min(ncMax, roundUp(n, NR)), Math.max(NR, PANEL_FLOATS / k / NR * NR));
+        float[] bp = new float[k * ncMaxHere];
         Scratch[] scratch = new Scratch[workers];
         for (int w = 0; w < workers; w++) {
-            scratch[w] = new Scratch(mc * kcMaxHere, Math.max(kcMaxHere, Math.max(mc, ncMaxHere)));
+            scratch[w] = new Scratch(mc * kcMaxHere, Math.max(Math.max(NR, MR) * (k + L), PB * (ncMaxHere + L)),
+                    Math.max(k, Math.max(ncMaxHere, MR)));
         }
         for (int jc = 0; jc < n; jc += ncMaxHere) {
-            int nc = Math.min(ncMaxHere, n - jc);
-            int strips = ceilDiv(nc, NR);
-            // Too few M blocks for the workers: split the strips too (each part repacks its A block).
+            Panel panel = new Panel(jc, Math.min(ncMaxHere, n - jc), k, kcMaxHere);
+            int strips = ceilDiv(panel.nc, NR);
+            // Pack all of B[:, jc .. jc+nc): KC blocks one after the other, each as NR-wide strips.
+            int packers = Math.min(workers, strips);
+            threads.parallelChunks(packers, (w, unused) -> {
+                int lo = (int) ((long) strips * w / packers);
+                int hi = (int) ((long) strips * (w + 1) / packers);
+                packB(b, n, panel, lo, hi, bp, scratch[w]);
+            });
+            // Too few M blocks for the workers: split the strips too (each part packs its own copy of A).
             int nParts = mBlocks >= workers ? 1 : Math.min(strips, ceilDiv(workers, mBlocks));
             int tasks = mBlocks * nParts;
-            for (int pc = 0; pc < k; pc += kcMaxHere) {
-                Panel panel = new Panel(jc, nc, strips, pc, Math.min(kcMaxHere, k - pc), accumulate || pc > 0);
-                int packers = Math.min(workers, strips);
-                threads.parallelChunks(packers, (w, unused) -> {
-                    int lo = (int) ((long) strips * w / packers);
-                    int hi = (int) ((long) strips * (w + 1) / packers);
-                    for (int s = lo; s < hi; s++) {
-                        int j = panel.jc + s * NR;
-                        packB(b, panel.pc, panel.kc, j, Math.min(NR, n - j), bp, s * panel.kc * NR, scratch[w]);
+            AtomicInteger next = new AtomicInteger();
+            threads.parallelChunks(Math.min(workers, tasks), (w, unused) -> {
+                Scratch own = scratch[w];
+                for (int t = next.getAndIncrement(); t < tasks; t = next.getAndIncrement()) {
+                    int block = t / nParts;
+                    int part = t % nParts;
+                    int ic = (int) ((long) mStrips * block / mBlocks) * MR;
+                    int mcHere = Math.min((int) ((long) mStrips * (block + 1) / mBlocks) * MR, m) - ic;
+                    int s0 = (int) ((long) strips * part / nParts);
+                    int s1 = (int) ((long) strips * (part + 1) / nParts);
+                    for (int pc = 0; pc < k; pc += panel.kcMax) {
+                        int kc = Math.min(panel.kcMax, k - pc);
+                        packA(a, ic, mcHere, pc, kc, alpha, own);
+                        macroKernel(own, mcHere, kc, bp, panel, pc, s0, s1, c, cOffset + ic * ldc, ldc,
+                                accumulate || pc > 0);
                     }
-                });
-                AtomicInteger next = new AtomicInteger();
-                threads.parallelChunks(Math.min(workers, tasks), (w, unused) -> {
-                    Scratch own = scratch[w];
-                    int packedBlock = -1;
-                    for (int t = next.getAndIncrement(); t < tasks; t = next.getAndIncrement()) {
-                        int block = t / nParts;
-                        int part = t % nParts;
-                        int ic = block * mc;
-                        int mcHere = Math.min(mc, m - ic);
-                        if (block != packedBlock) {
-                            packA(a, ic, mcHere, panel.pc, panel.kc, alpha, own);
-                            packedBlock = block;
-                        }
-                        int s0 = (int) ((long) strips * part / nParts);
-                        int s1 = (int) ((long) strips * (part + 1) / nParts);
-                        macroKernel(own, mcHere, bp, panel, s0, s1, c, cOffset + ic * ldc, ldc);
-                    }
-                });
-            }
+                }
+            });
         }
     }
 
-    /** One (KC, NC) block of B as packed: columns [jc, jc + nc), rows [pc, pc + kc); add: C already holds a sum. */
-    private record Panel(int jc, int nc, int strips, int pc, int kc, boolean add) {
+    /** Threads worth waking for a product of this many flops: each gets at least minFlopsPerWorker. */
+    private int workersFor(double flops) {
+        return (int) Math.max(1, Math.min(threads.size(), flops / Math.max(minFlopsPerWorker, 1)));
+    }
+
+    /**
+     * The packed B panel: columns [jc, jc + nc) of B, all K rows, in KC blocks; block pc holds
+     * ceil(nc / NR) strips of (kc, NR) floats, so strip s of block pc starts at {@code pc·stripsWidth + s·kc·NR}.
+     */
+    private record Panel(int jc, int nc, int k, int kcMax, int ncPadded) {
+        Panel(int jc, int nc, int k, int kcMax) {
+            this(jc, nc, k, kcMax, roundUp(nc, NR));
+        }
+
+        int stripOffset(int pc, int s) {
+            return pc * ncPadded + s * Math.min(kcMax, k - pc) * NR;
+        }
     }
 
     /** One worker's buffers: its packed A block, the kernel's output tile, and a row of converted operand. */
@@ -163,34 +198,135 @@ public final class CpuGemm {
         final float[] run;
         final short[] raw;
 
-        Scratch(int apSize, int runSize) {
+        Scratch(int apSize, int runSize, int rawSize) {
             ap = new float[apSize];
             run = new float[runSize];
-            raw = new short[runSize];
+            raw = new short[rawSize];
         }
+    }
+
+    // --- narrow products: N ≤ L (a LoRA rank), where an NR-wide tile would be mostly padding
+
+    /**
+     * The same product for N ≤ L: every element of C is a dot product along K of a row of A and a column of B.
+     * B, (K, N) and small, is transposed once into {@code bt} (N, K); each row of A is converted into a
+     * contiguous F32 row; the dot products run along K with vector FMAs (two partial sums per column, four
+     * columns at a time) and one lane reduction each. Rows of C are split over the threads.
+     */
+    private void gemmNarrow(int m, int n, int k, float alpha, MatrixRef a, MatrixRef b, MemorySegment c,
+                            long cOffset, long ldc, boolean accumulate, int workers) {
+        float[] bt = new float[n * k];
+        short[] raw = new short[k];
+        for (int j = 0; j < n; j++) {
+            readLine(b, b.offset() + j * b.colStride(), b.rowStride(), k, bt, j * k, raw);
+        }
+        int chunks = Math.min(workers, m);
+        threads.parallelChunks(chunks, (w, unused) -> {
+            int lo = (int) ((long) m * w / chunks);
+            int hi = (int) ((long) m * (w + 1) / chunks);
+            float[] row = new float[k];
+            short[] rowRaw = new short[k];
+            float[] dots = new float[n];
+            for (int i = lo; i < hi; i++) {
+                readLine(a, a.offset() + i * a.rowStride(), a.colStride(), k, row, 0, rowRaw);
+                int j = 0;
+                for (; j + 4 <= n; j += 4) {
+                    dot4(row, bt, j * k, k, dots, j);
+                }
+                for (; j < n; j++) {
+                    dots[j] = dot1(row, bt, j * k, k);
+                }
+                long o = cOffset + i * ldc;
+                for (j = 0; j < n; j++) {
+                    float x = alpha * dots[j];
+                    if (accumulate) {
+                        x += c.getAtIndex(ValueLayout.JAVA_FLOAT_UNALIGNED, o + j);
+                    }
+                    c.setAtIndex(ValueLayout.JAVA_FLOAT_UNALIGNED, o + j, x);
+                }
+            }
+        });
+    }
+
+    /** dots[j0 + q] = row · bt[o + q·k .. + k) for q in [0, 4). */
+    private static void dot4(float[] row, float[] bt, int o, int k, float[] dots, int j0) {
+        int o1 = o + k;
+        int o2 = o1 + k;
+        int o3 = o2 + k;
+        FloatVector s0 = FloatVector.zero(S);
+        FloatVector s1 = FloatVector.zero(S);
+        FloatVector s2 = FloatVector.zero(S);
+        FloatVector s3 = FloatVector.zero(S);
+        FloatVector t0 = FloatVector.zero(S);
+        FloatVector t1 = FloatVector.zero(S);
+        FloatVector t2 = FloatVector.zero(S);
+        FloatVector t3 = FloatVector.zero(S);
+        int p = 0;
+        for (; p + NR <= k; p += NR) {
+            FloatVector x = FloatVector.fromArray(S, row, p);
+            FloatVector y = FloatVector.fromArray(S, row, p + L);
+            s0 = x.fma(FloatVector.fromArray(S, bt, o + p), s0);
+            s1 = x.fma(FloatVector.fromArray(S, bt, o1 + p), s1);
+            s2 = x.fma(FloatVector.fromArray(S, bt, o2 + p), s2);
+            s3 = x.fma(FloatVector.fromArray(S, bt, o3 + p), s3);
+            t0 = y.fma(FloatVector.fromArray(S, bt, o + p + L), t0);
+            t1 = y.fma(FloatVector.fromArray(S, bt, o1 + p + L), t1);
+            t2 = y.fma(FloatVector.fromArray(S, bt, o2 + p + L), t2);
+            t3 = y.fma(FloatVector.fromArray(S, bt, o3 + p + L), t3);
+        }
+        float d0 = s0.add(t0).reduceLanes(VectorOperators.ADD);
+        float d1 = s1.add(t1).reduceLanes(VectorOperators.ADD);
+        float d2 = s2.add(t2).reduceLanes(VectorOperators.ADD);
+        float d3 = s3.add(t3).reduceLanes(VectorOperators.ADD);
+        for (; p < k; p++) {
+            d0 += row[p] * bt[o + p];
+            d1 += row[p] * bt[o1 + p];
+            d2 += row[p] * bt[o2 + p];
+            d3 += row[p] * bt[o3 + p];
+        }
+        dots[j0] = d0;
+        dots[j0 + 1] = d1;
+        dots[j0 + 2] = d2;
+        dots[j0 + 3] = d3;
+    }
+
+    /** row · bt[o .. o + k). */
+    private static float dot1(float[] row, float[] bt, int o, int k) {
+        FloatVector s = FloatVector.zero(S);
+        FloatVector t = FloatVector.zero(S);
+        int p = 0;
+        for (; p + NR <= k; p += NR) {
+            s = FloatVector.fromArray(S, row, p).fma(FloatVector.fromArray(S, bt, o + p), s);
+            t = FloatVector.fromArray(S, row, p + L).fma(FloatVector.fromArray(S, bt, o + p + L), t);
+        }
+        float d = s.add(t).reduceLanes(VectorOperators.ADD);
+        for (; p < k; p++) {
+            d += row[p] * bt[o + p];
+        }
+        return d;
     }
 
     // --- macro-kernel: strips [s0, s1) of the packed B panel times the packed A block, into C rows from cRow
 
-    private static void macroKernel(Scratch own, int mcHere, float[] bp, Panel panel, int s0, int s1,
-                                    MemorySegment c, long cRow, long ldc) {
-        int kc = panel.kc;
+    private static void macroKernel(Scratch own, int mcHere, int kc, float[] bp, Panel panel, int pc, int s0,
+                                    int s1, MemorySegment c, long cRow, long ldc, boolean add) {
         float[] tile = own.tile;
         for (int s = s0; s < s1; s++) {
             int j = s * NR;
             int nrHere = Math.min(NR, panel.nc - j);
+            int bo = panel.stripOffset(pc, s);
             for (int i = 0; i < mcHere; i += MR) {
                 int mrHere = Math.min(MR, mcHere - i);
                 if (MR == 12) {
-                    kernel12(kc, own.ap, i * kc, bp, s * kc * NR, tile);
+                    kernel12(kc, own.ap, i * kc, bp, bo, tile);
                 } else {
-                    kernel6(kc, own.ap, i * kc, bp, s * kc * NR, tile);
+                    kernel6(kc, own.ap, i * kc, bp, bo, tile);
                 }
                 long c0 = cRow + i * ldc + panel.jc + j;
                 if (nrHere == NR) {
-                    storeFullWidth(tile, mrHere, c, c0, ldc, panel.add);
+                    storeFullWidth(tile, mrHere, c, c0, ldc, add);
                 } else {
-                    storeEdge(tile, mrHere, nrHere, c, c0, ldc, panel.add);
+                    storeEdge(tile, mrHere, nrHere, c, c0, ldc, add);
                 }
             }
         }
@@ -229,18 +365,44 @@ public final class CpuGemm {
     // --- packing: strided F32/F16/BF16 views to contiguous F32 strips, zero-padded to full strips
 
     /**
-     * Packs alpha·A[i0 .. i0+rows, p0 .. p0+kc) into MR-high strips: {@code ap[strip·MR·kc + p·MR + r]}. Reads
-     * along whichever of A's dimensions is contiguous.
+     * Packs alpha·A[i0 .. i0+rows, p0 .. p0+kc) into MR-high strips: {@code ap[strip·MR·kc + p·MR + r]}, zero in
+     * rows beyond the block. Reads along whichever of A's dimensions is contiguous. For a row-major A (the usual
+     * activation) the strip's MR rows are converted side by side into {@code run} (lines padded by L floats, as
+     * in {@link #packB}), then each step p gathers its MR values in vectors of L lanes.
      */
     private static void packA(MatrixRef a, int i0, int rows, int p0, int kc, float alpha, Scratch own) {
         float[] ap = own.ap;
+        float[] run = own.run;
+        int line = kc + L;
+        int[] lanes = new int[roundUp(MR, L)];
+        for (int r = 0; r < MR; r++) {
+            lanes[r] = r * line;
+        }
+        VectorMask<Float> last = S.indexInRange(0, MR - (lanes.length - L));
         for (int i = 0; i < rows; i += MR) {
             int mrHere = Math.min(MR, rows - i);
             int base = i * kc;
+            if (GATHER && a.colStride() == 1) {
+                for (int r = 0; r < MR; r++) {
+                    if (r < mrHere) {
+                        readRun(a, a.offset() + (i0 + i + r) * a.rowStride() + p0, kc, run, r * line, own.raw);
+                    } else {
+                        Arrays.fill(run, r * line, r * line + kc, 0f);
+                    }
+                }
+                for (int p = 0; p < kc; p++) {
+                    int o = base + p * MR;
+                    int v = 0;
+                    for (; v + L < lanes.length; v += L) {
+                        FloatVector.fromArray(S, run, p, lanes, v).mul(alpha).intoArray(ap, o + v);
+                    }
+                    FloatVector.fromArray(S, run, p, lanes, v).mul(alpha).intoArray(ap, o + v, last);
+                }
+                continue;
+            }
             if (a.colStride() == 1) {
                 for (int r = 0; r < mrHere; r++) {
-                    readRun(a, a.offset() + (i0 + i + r) * a.rowStride() + p0, kc, own.run, 0, own.raw);
-                    float[] run = own.run;
+                    readRun(a, a.offset() + (i0 + i + r) * a.rowStride() + p0, kc, run, 0, own.raw);
                     for (int p = 0; p < kc; p++) {
                         ap[base + p * MR + r] = alpha * run[p];
                     }
@@ -270,35 +432,96 @@ public final class CpuGemm {
     }
 
     /**
-     * Packs B[p0 .. p0+kc, j0 .. j0+cols) as one NR-wide strip at {@code bp[base + p·NR + q]}. Reads along
-     * whichever of B's dimensions is contiguous: rows for a row-major B, columns for a transposed weight (x·Wᵀ).
+     * Packs strips [s0, s1) of the panel, all K rows: strip s of KC block pc holds B[pc + p, jc + s·NR + q] at
+     * {@code bp[panel.stripOffset(pc, s) + p·NR + q]}, zero beyond column N. Reads along whichever of B's
+     * dimensions is contiguous, converting with one bulk copy per line into {@code run}, then moves whole vectors:
+     * <ul>
+     *   <li>rows contiguous (dX = dY·W): PB rows at a time; each strip then receives PB·NR consecutive floats;</li>
+     *   <li>columns contiguous (y = x·Wᵀ): the strip's NR columns side by side, then one gather of L columns per
+     *       vector of a strip row.</li>
+     * </ul>
+     * Lines in {@code run} are padded by L floats so that the rows or columns read together do not all map to
+     * the same L1 cache set (their natural strides are multiples of 2 KiB).
      */
-    private static void packB(MatrixRef b, int p0, int kc, int j0, int cols, float[] bp, int base, Scratch own) {
-        if (b.colStride() == 1) {
-            for (int p = 0; p < kc; p++) {
-                readRun(b, b.offset() + (p0 + p) * b.rowStride() + j0, cols, bp, base + p * NR, own.raw);
-            }
-        } else if (b.rowStride() == 1) {
-            float[] run = own.run;
-            for (int q = 0; q < cols; q++) {
-                readRun(b, b.offset() + (j0 + q) * b.colStride() + p0, kc, run, 0, own.raw);
-                for (int p = 0; p < kc; p++) {
-                    bp[base + p * NR + q] = run[p];
+    private static void packB(MatrixRef b, int n, Panel panel, int s0, int s1, float[] bp, Scratch own) {
+        int k = panel.k;
+        int j0 = panel.jc + s0 * NR;
+        int width = Math.min(n, panel.jc + s1 * NR) - j0;
+        float[] run = own.run;
+        if (b.colStride() == 1 || b.rowStride() != 1) {
+            int line = width + L;
+            int[] rowBase = new int[PB];
+            int[] rowStep = new int[PB];
+            for (int p0 = 0; p0 < k; p0 += PB) {
+                int pb = Math.min(PB, k - p0);
+                for (int r = 0; r < pb; r++) {
+                    int p = p0 + r;
+                    int pc = p - p % panel.kcMax;
+                    readLine(b, b.offset() + p * b.rowStride() + j0 * b.colStride(), b.colStride(), width, run,
+                            r * line, own.raw);
+                    rowBase[r] = panel.stripOffset(pc, 0) + (p - pc) * NR;
+                    rowStep[r] = Math.min(panel.kcMax, k - pc) * NR;
+                }
+                for (int s = s0; s < s1; s++) {
+                    int q0 = (s - s0) * NR;
+                    int cols = Math.min(NR, width - q0);
+                    for (int r = 0; r < pb; r++) {
+                        int dst = rowBase[r] + s * rowStep[r];
+                        int src = r * line + q0;
+                        if (cols == NR) {
+                            FloatVector.fromArray(S, run, src).intoArray(bp, dst);
+                            FloatVector.fromArray(S, run, src + L).intoArray(bp, dst + L);
+                        } else {
+                            System.arraycopy(run, src, bp, dst, cols);
+                            Arrays.fill(bp, dst + cols, dst + NR, 0f);
+                        }
+                    }
                 }
             }
         } else {
-            for (int p = 0; p < kc; p++) {
-                long e = b.offset() + (p0 + p) * b.rowStride() + j0 * b.colStride();
-                for (int q = 0; q < cols; q++) {
-                    bp[base + p * NR + q] = read(b, e + q * b.colStride());
+            int line = k + L;
+            int[] lanes = new int[L];
+            for (int i = 0; i < L; i++) {
+                lanes[i] = i * line;
+            }
+            for (int s = s0; s < s1; s++) {
+                int cols = Math.min(NR, width - (s - s0) * NR);
+                for (int q = 0; q < NR; q++) {
+                    if (q < cols) {
+                        readRun(b, b.offset() + (long) (panel.jc + s * NR + q) * b.colStride(), k, run, q * line,
+                                own.raw);
+                    } else {
+                        Arrays.fill(run, q * line, q * line + k, 0f);
+                    }
+                }
+                for (int pc = 0; pc < k; pc += panel.kcMax) {
+                    int base = panel.stripOffset(pc, s);
+                    int kc = Math.min(panel.kcMax, k - pc);
+                    if (GATHER) {
+                        for (int p = 0; p < kc; p++) {
+                            FloatVector.fromArray(S, run, pc + p, lanes, 0).intoArray(bp, base + p * NR);
+                            FloatVector.fromArray(S, run, pc + p + L * line, lanes, 0)
+                                    .intoArray(bp, base + p * NR + L);
+                        }
+                    } else {
+                        for (int q = 0; q < NR; q++) {
+                            for (int p = 0; p < kc; p++) {
+                                bp[base + p * NR + q] = run[q * line + pc + p];
+                            }
+                        }
+                    }
                 }
             }
         }
-        if (cols < NR) {
-            for (int p = 0; p < kc; p++) {
-                for (int q = cols; q < NR; q++) {
-                    bp[base + p * NR + q] = 0f;
-                }
+    }
+
+    /** Copies len elements of m, from element index e in steps of stride, into dst[off ..) as F32. */
+    private static void readLine(MatrixRef m, long e, long stride, int len, float[] dst, int off, short[] raw) {
+        if (stride == 1) {
+            readRun(m, e, len, dst, off, raw);
+        } else {
+            for (int t = 0; t < len; t++) {
+                dst[off + t] = read(m, e + t * stride);
             }
         }
     }

@@ -49,6 +49,11 @@ class CpuGemmTest {
         three.close();
     }
 
+    /** Default blocking, but every thread busy however small the product. */
+    static CpuGemm allThreads(CpuThreads threads) {
+        return new CpuGemm(threads, CpuGemm.DEFAULT_MC, CpuGemm.DEFAULT_KC, CpuGemm.DEFAULT_NC, 0);
+    }
+
     /** How an operand is laid out in memory. */
     enum Layout { ROW_MAJOR, TRANSPOSED, STRIDED }
 
@@ -234,7 +239,7 @@ class CpuGemmTest {
     @MethodSource("awkwardSizes")
     void awkwardSizesMatchFloat64(int m, int n, int k) {
         Case tc = new Case(m, n, k, DType.F32, Layout.ROW_MAJOR, DType.F32, Layout.ROW_MAJOR, 1f, false, 0, 0);
-        runAndCheck(tc, new CpuGemm(one), 1000L * m + 31L * n + k);
+        runAndCheck(tc, new CpuGemm(three), 1000L * m + 31L * n + k);
     }
 
     static Stream<Case> layouts() {
@@ -256,7 +261,7 @@ class CpuGemmTest {
     @MethodSource("layouts")
     void stridesOffsetsAccumulateAndAlpha(Case tc) {
         runAndCheck(tc, new CpuGemm(one), 42);
-        runAndCheck(tc, new CpuGemm(three), 43);
+        runAndCheck(tc, allThreads(three), 43);
     }
 
     static Stream<Case> halfPrecision() {
@@ -276,7 +281,31 @@ class CpuGemmTest {
     @MethodSource("halfPrecision")
     void halfPrecisionOperandsAreWidenedExactly(Case tc) {
         runAndCheck(tc, new CpuGemm(one), 5);
-        runAndCheck(tc, new CpuGemm(three), 6);
+        runAndCheck(tc, allThreads(three), 6);
+    }
+
+    static Stream<Case> loraShapes() {
+        return Stream.of(
+                // h = x·Aᵀ with the LoRA A (R, in) = (8, 512): N = 8, the narrow path
+                new Case(130, 8, 512, DType.F32, Layout.ROW_MAJOR, DType.F32, Layout.TRANSPOSED, 1f, false, 0, 0),
+                // dH = dY·B with the LoRA B (out, R) = (512, 8) row-major
+                new Case(130, 8, 512, DType.F32, Layout.ROW_MAJOR, DType.F32, Layout.ROW_MAJOR, 2f, true, 3, 1),
+                // y += scaling·h·Bᵀ: K = 8
+                new Case(130, 512, 8, DType.F32, Layout.ROW_MAJOR, DType.F32, Layout.TRANSPOSED, 2f, true, 0, 0),
+                // dA = dHᵀ·x: M = 8
+                new Case(8, 512, 130, DType.F32, Layout.TRANSPOSED, DType.F32, Layout.ROW_MAJOR, 1f, true, 0, 0),
+                // either side of the narrow path's limit N ≤ L (16 with AVX-512, 8 with AVX2), odd layouts
+                new Case(33, 16, 100, DType.F32, Layout.STRIDED, DType.F16, Layout.TRANSPOSED, 0.5f, true, 1, 2),
+                new Case(33, 17, 100, DType.F32, Layout.STRIDED, DType.F16, Layout.TRANSPOSED, 0.5f, true, 1, 2),
+                new Case(65, 9, 33, DType.BF16, Layout.TRANSPOSED, DType.F32, Layout.STRIDED, -1f, false, 2, 0),
+                new Case(17, 3, 65, DType.F16, Layout.ROW_MAJOR, DType.BF16, Layout.ROW_MAJOR, 1f, false, 0, 3));
+    }
+
+    @ParameterizedTest(name = "{0}")
+    @MethodSource("loraShapes")
+    void narrowAndShallowLoraProducts(Case tc) {
+        runAndCheck(tc, new CpuGemm(one), 21);
+        runAndCheck(tc, allThreads(three), 22);
     }
 
     static Stream<Case> blockEdges() {
@@ -292,20 +321,20 @@ class CpuGemmTest {
     @ParameterizedTest(name = "{0}")
     @MethodSource("blockEdges")
     void smallCacheBlocksCrossEveryEdge(Case tc) {
-        runAndCheck(tc, new CpuGemm(one, 24, 16, 64), 77);
-        runAndCheck(tc, new CpuGemm(three, 24, 16, 64), 78);
-        runAndCheck(tc, new CpuGemm(three, 1, 1, 1), 79);
+        runAndCheck(tc, new CpuGemm(one, 24, 16, 64, 0), 77);
+        runAndCheck(tc, new CpuGemm(three, 24, 16, 64, 0), 78);
+        runAndCheck(tc, new CpuGemm(three, 1, 1, 1, 0), 79);
     }
 
     /** Only KC fixes the order of the sums: threads and the M and N blocking must not change a single bit. */
     @Test
     void resultDependsOnlyOnTheKBlock() {
         for (Case tc : List.of(
-                new Case(129, 100, 257, DType.F32, Layout.ROW_MAJOR, DType.F32, Layout.ROW_MAJOR, 1f, false, 0, 0),
+                new Case(65, 100, 257, DType.F32, Layout.ROW_MAJOR, DType.F32, Layout.ROW_MAJOR, 1f, false, 0, 0),
                 new Case(5, 257, 65, DType.F32, Layout.ROW_MAJOR, DType.F16, Layout.TRANSPOSED, 1f, true, 0, 2))) {
-            float[] c1 = runAndCheck(tc, new CpuGemm(one, 288, 64, 4096), 9);
-            float[] c3 = runAndCheck(tc, new CpuGemm(three, 288, 64, 4096), 9);
-            float[] c3small = runAndCheck(tc, new CpuGemm(three, 24, 64, 64), 9);
+            float[] c1 = runAndCheck(tc, new CpuGemm(one, 288, 64, 4096, 0), 9);
+            float[] c3 = runAndCheck(tc, new CpuGemm(three, 288, 64, 4096, 0), 9);
+            float[] c3small = runAndCheck(tc, new CpuGemm(three, 24, 64, 64, 0), 9);
             assertThat(firstDifference(c3, c1)).as("%s, 3 threads vs 1: first differing element", tc).isEqualTo(-1);
             assertThat(firstDifference(c3small, c1)).as("%s, other M and N blocks: first differing element", tc)
                     .isEqualTo(-1);
@@ -328,7 +357,7 @@ class CpuGemmTest {
                 int k = alpha == 0f ? 9 : 0;
                 Case tc = new Case(7, 17, k, DType.F32, Layout.ROW_MAJOR, DType.F32, Layout.ROW_MAJOR, alpha, acc, 3,
                         2);
-                runAndCheck(tc, new CpuGemm(three), 3);
+                runAndCheck(tc, allThreads(three), 3);
             }
         }
     }
