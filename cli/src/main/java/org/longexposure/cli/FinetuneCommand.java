@@ -198,8 +198,8 @@ final class FinetuneCommand implements Callable<Integer> {
             int start = 0;
             Optional<Path> latest = Checkpoint.latest(ckptDir);
             if (latest.isPresent()) {
+                requireSameRun(latest.get(), Checkpoint.runConfig(latest.get()), runConfig);
                 Checkpoint.State st = Checkpoint.load(latest.get(), params, trainer.optimizer());
-                requireSameRun(latest.get(), st.runConfig(), runConfig);
                 loader.seek(st.cursor());
                 for (int i = 0; i < loraLayers.size(); i++) {
                     loraLayers.get(i).setForwardCount(st.dropoutCounters().get(i));
@@ -316,7 +316,8 @@ final class FinetuneCommand implements Callable<Integer> {
             }
             JsonNode a = saved.get(k);
             JsonNode b = now.get(k);
-            if (a == null || !a.equals(b)) {
+            boolean same = a != null && (a.isNumber() && b.isNumber() ? a.asText().equals(b.asText()) : a.equals(b));
+            if (!same) {
                 throw new Main.UserException("cannot resume from " + ckpt + ": '" + k + "' was " + a + " there, "
                         + b + " now (use another --out for a different run)");
             }

@@ -128,6 +128,19 @@ public final class Checkpoint {
         return m.matches() ? Integer.parseInt(m.group(1)) : -1;
     }
 
+    /** The run configuration saved in the checkpoint {@code dir} (read before restoring, to check it fits). */
+    public static JsonNode runConfig(Path dir) {
+        return readState(dir.resolve(STATE)).path("run_config");
+    }
+
+    private static JsonNode readState(Path stateFile) {
+        try {
+            return JSON.readTree(stateFile.toFile());
+        } catch (IOException e) {
+            throw InputFormatException.file(stateFile, "unreadable checkpoint state: " + e.getMessage());
+        }
+    }
+
     /** Restores parameters, moments and optimizer step from {@code dir}; returns the non-tensor state. */
     public static State load(Path dir, TrainableParams params, AdamW adamw) {
         PeftAdapterIO.loadWeights(dir, params);
@@ -138,13 +151,7 @@ public final class Checkpoint {
                 copy(f, optFile, "v/" + p.name(), p.v());
             }
         }
-        Path stateFile = dir.resolve(STATE);
-        JsonNode s;
-        try {
-            s = JSON.readTree(stateFile.toFile());
-        } catch (IOException e) {
-            throw InputFormatException.file(stateFile, "unreadable checkpoint state: " + e.getMessage());
-        }
+        JsonNode s = readState(dir.resolve(STATE));
         adamw.setStep(s.path("adamw_step").asLong());
         List<Long> counters = new ArrayList<>();
         s.path("dropout_counters").forEach(n -> counters.add(n.asLong()));

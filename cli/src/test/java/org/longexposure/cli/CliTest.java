@@ -1,0 +1,154 @@
+package org.longexposure.cli;
+
+import static org.assertj.core.api.Assertions.assertThat;
+
+import com.fasterxml.jackson.databind.JsonNode;
+import com.fasterxml.jackson.databind.ObjectMapper;
+import java.io.PrintWriter;
+import java.io.StringWriter;
+import java.nio.file.Files;
+import java.nio.file.Path;
+import java.util.ArrayList;
+import java.util.Comparator;
+import java.util.List;
+import java.util.stream.Stream;
+import org.junit.jupiter.api.Test;
+import org.junit.jupiter.api.io.TempDir;
+
+/**
+ * The command line end to end on the bundled model and data: outputs of {@code finetune}, resume after a killed
+ * run, {@code eval}, and bad input (one line, exit status 2, no stack trace, no partial output).
+ */
+class CliTest {
+    private static final Path ROOT = Path.of("..").toAbsolutePath().normalize();
+    private static final Path MODEL = ROOT.resolve("models/opt-mini-256");
+    private static final Path DATA = ROOT.resolve("data/e2e-sample/train.jsonl");
+    private static final Path VALID = ROOT.resolve("data/e2e-sample/valid.jsonl");
+    private static final ObjectMapper JSON = new ObjectMapper();
+
+    private record Result(int status, String out, String err) {
+    }
+
+    private static Result run(String... args) {
+        StringWriter out = new StringWriter();
+        StringWriter err = new StringWriter();
+        int status = Main.run(args, new PrintWriter(out, true), new PrintWriter(err, true));
+        return new Result(status, out.toString(), err.toString());
+    }
+
+    private static String[] finetune(Path out, int steps, String... extra) {
+        return finetune(MODEL, DATA, out, steps, extra);
+    }
+
+    private static String[] finetune(Path model, Path data, Path out, int steps, String... extra) {
+        List<String> a = new ArrayList<>(List.of("finetune", "--model", model.toString(), "--data", data.toString(),
+                "--out", out.toString(), "--steps", Integer.toString(steps), "--batch-size", "2", "--seq-len", "40",
+                "--lr", "1e-3", "--lora-dropout", "0.1", "--threads", "2"));
+        a.addAll(List.of(extra));
+        return a.toArray(String[]::new);
+    }
+
+    @Test
+    void finetuneWritesMetricsAdapterCheckpointsAndPlot(@TempDir Path dir) throws Exception {
+        Path out = dir.resolve("run");
+        Result r = run(finetune(out, 3, "--valid", VALID.toString(), "--save-every", "2"));
+        assertThat(r.status).as(r.err).isZero();
+        List<String> lines = Files.readAllLines(out.resolve("metrics.jsonl"));
+        assertThat(lines).hasSize(3);
+        for (int i = 0; i < 3; i++) {
+            JsonNode n = JSON.readTree(lines.get(i));
+            assertThat(n.get("step").asInt()).isEqualTo(i + 1);
+            assertThat(n.get("loss").asDouble()).isFinite().isPositive();
+            assertThat(n.get("lr").asDouble()).isEqualTo(1e-3);
+            assertThat(n.get("grad_norm").asDouble()).isPositive();
+            assertThat(n.get("tokens_per_s").asDouble()).isPositive();
+        }
+        assertThat(out.resolve("adapter/adapter_model.safetensors")).isRegularFile();
+        assertThat(JSON.readTree(out.resolve("adapter/adapter_config.json").toFile()).get("r").asInt()).isEqualTo(8);
+        assertThat(out.resolve("checkpoints/step-2/optimizer.safetensors")).isRegularFile();
+        assertThat(out.resolve("checkpoints/step-3/trainer_state.json")).isRegularFile();
+        byte[] png = Files.readAllBytes(out.resolve("loss.png"));
+        assertThat(png).startsWith(0x89, 'P', 'N', 'G');
+        assertThat(JSON.readTree(out.resolve("validation.json").toFile()).get("valid_loss").asDouble()).isFinite();
+
+        Result ev = run("eval", "--model", MODEL.toString(), "--adapter", out.resolve("adapter").toString(),
+                "--data", VALID.toString(), "--seq-len", "40", "--batch-size", "4");
+        assertThat(ev.status).as(ev.err).isZero();
+        JsonNode e = JSON.readTree(ev.out.strip());
+        assertThat(e.get("tokens").asLong()).isPositive();
+        assertThat(e.get("perplexity").asDouble()).isCloseTo(Math.exp(e.get("loss").asDouble()),
+                org.assertj.core.data.Offset.offset(1e-6 * e.get("perplexity").asDouble()));
+    }
+
+    @Test
+    void aKilledRunResumesToTheSameResult(@TempDir Path dir) throws Exception {
+        Path straight = dir.resolve("straight");
+        assertThat(run(finetune(straight, 4, "--save-every", "2")).status).isZero();
+
+        Path killed = dir.resolve("killed");
+        assertThat(run(finetune(killed, 4, "--save-every", "2")).status).isZero();
+        // what a kill during step 4 leaves behind: the step-2 checkpoint, metrics of steps 1..3, no adapter,
+        // and a half-written temporary checkpoint folder
+        deleteTree(killed.resolve("checkpoints/step-4"));
+        deleteTree(killed.resolve("adapter"));
+        List<String> partial = Files.readAllLines(killed.resolve("metrics.jsonl")).subList(0, 3);
+        Files.write(killed.resolve("metrics.jsonl"), partial);
+        Files.createDirectories(killed.resolve("checkpoints/.tmp-step-4"));
+
+        Result resumed = run(finetune(killed, 4, "--save-every", "2"));
+        assertThat(resumed.status).as(resumed.err).isZero();
+        assertThat(resumed.out).contains("resuming from").contains("step 2 of 4");
+        assertThat(Files.readAllLines(killed.resolve("metrics.jsonl")).stream().map(CliTest::withoutTiming))
+                .containsExactlyElementsOf(Files.readAllLines(straight.resolve("metrics.jsonl")).stream()
+                        .map(CliTest::withoutTiming).toList());
+        assertThat(Files.readAllBytes(killed.resolve("adapter/adapter_model.safetensors")))
+                .isEqualTo(Files.readAllBytes(straight.resolve("adapter/adapter_model.safetensors")));
+
+        Result other = run(finetune(killed, 4, "--save-every", "2", "--lora-r", "4"));
+        assertThat(other.status).isEqualTo(Main.USER_ERROR);
+        assertThat(other.err).contains("cannot resume").contains("lora_r");
+    }
+
+    @Test
+    void badInputIsOneLineWithStatusTwo(@TempDir Path dir) throws Exception {
+        Path bad = dir.resolve("bad.jsonl");
+        Files.writeString(bad, "{\"prompt\": \"a\", \"completion\": \"b\"}\n{\"prompt\": \"a\"\n");
+        Path bert = dir.resolve("bert");
+        Files.createDirectories(bert);
+        Files.writeString(bert.resolve("config.json"), "{\"model_type\": \"bert\"}");
+        List<Object[]> cases = List.of(
+                new Object[]{finetune(dir.resolve("nope"), DATA, dir.resolve("o1"), 1), "nope"},
+                new Object[]{finetune(MODEL, bad, dir.resolve("o2"), 1), "line 2"},
+                new Object[]{finetune(dir.resolve("o3"), 1, "--target-modules", "c_attn"), "c_attn"},
+                new Object[]{finetune(dir.resolve("o4"), 1, "--backend", "cuda"), "cuda"},
+                new Object[]{finetune(bert, DATA, dir.resolve("o5"), 1), "supported: [opt]"},
+                new Object[]{new String[]{"finetune", "--steps", "many"}, "many"});
+        for (Object[] c : cases) {
+            Result r = run((String[]) c[0]);
+            assertThat(r.status).as(String.join(" ", (String[]) c[0])).isEqualTo(Main.USER_ERROR);
+            assertThat(r.err).contains((String) c[1]).startsWith("error: ").doesNotContain("\tat ")
+                    .doesNotContain("Exception");
+        }
+        for (String o : List.of("o1", "o2", "o3", "o4", "o5")) {
+            assertThat(dir.resolve(o)).doesNotExist();
+        }
+    }
+
+    private static String withoutTiming(String line) {
+        try {
+            var n = (com.fasterxml.jackson.databind.node.ObjectNode) JSON.readTree(line);
+            n.remove(List.of("tokens_per_s", "step_ms"));
+            return n.toString();
+        } catch (Exception e) {
+            throw new IllegalStateException(e);
+        }
+    }
+
+    private static void deleteTree(Path p) throws Exception {
+        try (Stream<Path> s = Files.walk(p)) {
+            for (Path q : s.sorted(Comparator.reverseOrder()).toList()) {
+                Files.delete(q);
+            }
+        }
+    }
+}
