@@ -20,7 +20,7 @@ import org.openjdk.jmh.annotations.Warmup;
 
 /**
  * JMH throughput of {@link CpuGemm} (products per second; GFLOP/s = ops/s · 2·M·N·K / 1e9) on the shapes of a
- * LoRA step of a small OPT at 1024 token rows, with 1 and 2 threads. Shapes are {@code M,N,K,kind} as in
+ * LoRA step of a small OPT at 1024 token rows, with 1 and 2 threads. Shapes are {@code MxNxK:kind} as in
  * {@link GemmShape}. {@link GemmBenchMain} prints the same in GFLOP/s, next to unblocked baselines.
  */
 @State(Scope.Benchmark)
@@ -30,8 +30,9 @@ import org.openjdk.jmh.annotations.Warmup;
 @Measurement(iterations = 5, time = 2)
 @Fork(value = 1, jvmArgsAppend = {"--add-modules", "jdk.incubator.vector"})
 public class GemmBench {
-    @Param({"512,512,512,f32", "1024,512,512,f16t", "1024,2048,512,f16t", "1024,512,2048,f16t",
-            "1024,50272,512,f16t", "1024,512,2048,f16", "1024,8,512,f32t", "1024,512,8,f32t"})
+    @Param({"512x512x512:f32", "1024x512x512:f16t", "1024x2048x512:f16t", "1024x512x2048:f16t",
+            "1024x50272x512:f16t", "1024x512x2048:f16", "1024x2048x512:f16", "1024x8x512:f32t", "1024x512x8:f32t",
+            "8x512x1024:f32"})
     public String shape;
 
     @Param({"1", "2"})

@@ -24,21 +24,22 @@ import org.longexposure.backend.cpu.GemmBaselines;
  *
  * <pre>
  * java --add-modules jdk.incubator.vector -cp 'bench/target/classes:bench/target/lib/*:core/target/classes' \
- *     org.longexposure.bench.ops.GemmBenchMain [results.json] [--shapes=M,N,K,kind;...] [--threads=1,2]
+ *     org.longexposure.bench.ops.GemmBenchMain [results.json] [--shapes=MxNxK:kind,...] [--threads=1,2]
  * </pre>
  */
 public final class GemmBenchMain {
     /** (M, N, K, B kind): see {@link GemmShape}. */
     static final List<String> DEFAULT_SHAPES = List.of(
-            "512,512,512,f32",        // the classic square check
-            "1024,512,512,f16t",      // q/k/v/out projections, y = x·Wᵀ
-            "1024,2048,512,f16t",     // fc1
-            "1024,512,2048,f16t",     // fc2
-            "1024,50272,512,f16t",    // LM head (tied embedding)
-            "1024,512,2048,f16",      // fc1 backward dX = dY·W
-            "1024,2048,512,f16",      // fc2 backward dX = dY·W
-            "1024,8,512,f32t",        // LoRA x·Aᵀ, R = 8
-            "1024,512,8,f32t");       // LoRA (x·Aᵀ)·Bᵀ
+            "512x512x512:f32",        // the classic square check
+            "1024x512x512:f16t",      // q/k/v/out projections, y = x·Wᵀ
+            "1024x2048x512:f16t",     // fc1
+            "1024x512x2048:f16t",     // fc2
+            "1024x50272x512:f16t",    // LM head (tied embedding)
+            "1024x512x2048:f16",      // fc1 backward dX = dY·W
+            "1024x2048x512:f16",      // fc2 backward dX = dY·W
+            "1024x8x512:f32t",        // LoRA x·Aᵀ, R = 8
+            "1024x512x8:f32t",        // LoRA (x·Aᵀ)·Bᵀ
+            "8x512x1024:f32");        // LoRA gradient of A, dHᵀ·x (M = R; here with a row-major A)
     private static final double BASELINE_MAX_FLOPS = 1.1e9;
 
     private GemmBenchMain() {
@@ -50,7 +51,7 @@ public final class GemmBenchMain {
         int[] threadCounts = {1, 2};
         for (String arg : args) {
             if (arg.startsWith("--shapes=")) {
-                shapes = Arrays.asList(arg.substring("--shapes=".length()).split(";"));
+                shapes = Arrays.asList(arg.substring("--shapes=".length()).split(","));
             } else if (arg.startsWith("--threads=")) {
                 threadCounts = Arrays.stream(arg.substring("--threads=".length()).split(","))
                         .mapToInt(Integer::parseInt).toArray();
@@ -60,7 +61,7 @@ public final class GemmBenchMain {
                 json = Path.of(arg);
             }
         }
-        System.out.printf(Locale.ROOT, "%-22s %-14s %7s %10s %10s %10s%n", "shape (M,N,K,B)", "impl", "threads",
+        System.out.printf(Locale.ROOT, "%-22s %-14s %7s %10s %10s %10s%n", "MxNxK:B", "impl", "threads",
                 "best", "median", "median ms");
         List<Map<String, Object>> rows = new ArrayList<>();
         for (String text : shapes) {

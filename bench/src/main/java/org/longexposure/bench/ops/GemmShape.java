@@ -16,7 +16,8 @@ import org.longexposure.tensor.DType;
  *   <li>{@code f16t}: a frozen F16 weight W (N, K) row-major read transposed, the forward {@code y = x·Wᵀ};</li>
  *   <li>{@code f16}: an F16 weight W (K, N) row-major, the backward {@code dX = dY·W}.</li>
  * </ul>
- * Written {@code M,N,K,kind}, e.g. {@code 1024,50272,512,f16t} (the OPT LM head at 1024 token rows).
+ * Written {@code MxNxK:kind}, e.g. {@code 1024x50272x512:f16t} (the OPT LM head at 1024 token rows); no commas, so
+ * that JMH's {@code -p shape=...} takes it as one value.
  */
 public record GemmShape(int m, int n, int k, String kind) {
     public GemmShape {
@@ -26,12 +27,13 @@ public record GemmShape(int m, int n, int k, String kind) {
     }
 
     public static GemmShape parse(String text) {
-        String[] p = text.split(",");
-        if (p.length != 4) {
-            throw new IllegalArgumentException("gemm shape '" + text + "': expected M,N,K,kind");
+        String[] kindSplit = text.trim().split(":");
+        String[] dims = kindSplit[0].split("x");
+        if (kindSplit.length != 2 || dims.length != 3) {
+            throw new IllegalArgumentException("gemm shape '" + text + "': expected MxNxK:kind, e.g. 1024x512x512:f16t");
         }
-        return new GemmShape(Integer.parseInt(p[0].trim()), Integer.parseInt(p[1].trim()),
-                Integer.parseInt(p[2].trim()), p[3].trim());
+        return new GemmShape(Integer.parseInt(dims[0]), Integer.parseInt(dims[1]), Integer.parseInt(dims[2]),
+                kindSplit[1]);
     }
 
     public double flops() {
@@ -40,7 +42,7 @@ public record GemmShape(int m, int n, int k, String kind) {
 
     @Override
     public String toString() {
-        return String.format(Locale.ROOT, "%d,%d,%d,%s", m, n, k, kind);
+        return String.format(Locale.ROOT, "%dx%dx%d:%s", m, n, k, kind);
     }
 
     /** A, B and C of this shape in the arena, filled with seeded values in [-1, 1). */

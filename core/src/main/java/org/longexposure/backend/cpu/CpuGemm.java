@@ -50,7 +50,7 @@ public final class CpuGemm {
     /** Micro-tile height: 2·MR + 3 vector registers are live in the kernel (27 of 32, or 15 of 16). */
     private static final int MR = L >= 16 ? 12 : 6;
     static final int DEFAULT_MC = 24 * MR;
-    static final int DEFAULT_KC = 256;
+    static final int DEFAULT_KC = 512;
     static final int DEFAULT_NC = 8192;
     /** Smallest share of a product worth a thread of its own (about 0.1 ms of kernel time). */
     static final double MIN_FLOPS_PER_WORKER = 8e6;
@@ -261,8 +261,9 @@ public final class CpuGemm {
         FloatVector t1 = FloatVector.zero(S);
         FloatVector t2 = FloatVector.zero(S);
         FloatVector t3 = FloatVector.zero(S);
+        int kv = k - k % NR;   // a loop bound the JIT can see, so it hoists the array bounds checks
         int p = 0;
-        for (; p + NR <= k; p += NR) {
+        for (; p < kv; p += NR) {
             FloatVector x = FloatVector.fromArray(S, row, p);
             FloatVector y = FloatVector.fromArray(S, row, p + L);
             s0 = x.fma(FloatVector.fromArray(S, bt, o + p), s0);
@@ -294,8 +295,9 @@ public final class CpuGemm {
     private static float dot1(float[] row, float[] bt, int o, int k) {
         FloatVector s = FloatVector.zero(S);
         FloatVector t = FloatVector.zero(S);
+        int kv = k - k % NR;
         int p = 0;
-        for (; p + NR <= k; p += NR) {
+        for (; p < kv; p += NR) {
             s = FloatVector.fromArray(S, row, p).fma(FloatVector.fromArray(S, bt, o + p), s);
             t = FloatVector.fromArray(S, row, p + L).fma(FloatVector.fromArray(S, bt, o + p + L), t);
         }
