@@ -156,7 +156,7 @@ public final class LoraStepBench {
 
     /** Median GFLOP/s of C = A·Bᵀ for F32 A (M,K) and F16 B (N,K), like a forward through a frozen F16 weight. */
     static double microGflops(CpuGemm gemm, int m, int n, int k) {
-        try (Arena arena = Arena.ofConfined()) {
+        try (Arena arena = Arena.ofShared()) {
             MemorySegment a = arena.allocate((long) m * k * 4, 64);
             MemorySegment b = arena.allocate((long) n * k * 2, 64);
             MemorySegment c = arena.allocate((long) m * n * 4, 64);
