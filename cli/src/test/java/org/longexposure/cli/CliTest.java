@@ -81,6 +81,40 @@ class CliTest {
     }
 
     @Test
+    void exportAndMergeGiveTheSameModel(@TempDir Path dir) throws Exception {
+        Path run = dir.resolve("run");
+        assertThat(run(finetune(run, 2, "--target-modules", "q_proj,v_proj,fc1")).status).isZero();
+        Result ex = run("export", "--checkpoint", run.toString(), "--out", dir.resolve("exported").toString());
+        assertThat(ex.status).as(ex.err).isZero();
+        assertThat(Files.readAllBytes(dir.resolve("exported/adapter_model.safetensors")))
+                .isEqualTo(Files.readAllBytes(run.resolve("checkpoints/step-2/adapter_model.safetensors")));
+
+        Path merged = dir.resolve("merged");
+        Result mg = run("merge", "--model", MODEL.toString(), "--adapter", run.resolve("adapter").toString(),
+                "--out", merged.toString());
+        assertThat(mg.status).as(mg.err).isZero();
+        assertThat(mg.out).contains("merged 12 LoRA modules");
+        assertThat(merged.resolve("vocab.json")).isRegularFile();
+        double withAdapter = evalLoss("--model", MODEL.toString(), "--adapter", run.resolve("adapter").toString());
+        double mergedLoss = evalLoss("--model", merged.toString());
+        double base = evalLoss("--model", MODEL.toString());
+        // F16 weights: the merged model differs from base + adapter only by rounding W' once to F16
+        assertThat(Math.abs(mergedLoss - withAdapter)).isLessThan(2e-3 * withAdapter);
+        assertThat(Math.abs(base - withAdapter)).isGreaterThan(10 * Math.abs(mergedLoss - withAdapter));
+        assertThat(run("merge", "--model", MODEL.toString(), "--adapter", run.resolve("adapter").toString(),
+                "--out", merged.toString()).status).isEqualTo(Main.USER_ERROR);
+    }
+
+    private static double evalLoss(String... modelArgs) throws Exception {
+        List<String> a = new ArrayList<>(List.of("eval"));
+        a.addAll(List.of(modelArgs));
+        a.addAll(List.of("--data", VALID.toString(), "--seq-len", "40", "--batch-size", "8"));
+        Result r = run(a.toArray(String[]::new));
+        assertThat(r.status).as(r.err).isZero();
+        return JSON.readTree(r.out.strip()).get("loss").asDouble();
+    }
+
+    @Test
     void aKilledRunResumesToTheSameResult(@TempDir Path dir) throws Exception {
         Path straight = dir.resolve("straight");
         assertThat(run(finetune(straight, 4, "--save-every", "2")).status).isZero();
