@@ -105,6 +105,25 @@ class CliTest {
                 "--out", merged.toString()).status).isEqualTo(Main.USER_ERROR);
     }
 
+    /**
+     * The reverse direction of the PEFT interop check (tools/interop): an adapter trained and saved by peft 0.21 on
+     * the bundled model, and Hugging Face's own eval loss for it on the bundled validation data, computed on the
+     * GPU machine in float32. Our {@code eval} must give the same loss.
+     */
+    @Test
+    void anAdapterTrainedByPeftGivesHuggingFacesEvalLoss() throws Exception {
+        Path dir = Path.of(getClass().getResource("/interop/peft_eval.json").toURI()).getParent();
+        JsonNode hf = JSON.readTree(dir.resolve("peft_eval.json").toFile());
+        Result r = run("eval", "--model", MODEL.toString(), "--adapter", dir.resolve("peft-trained-adapter").toString(),
+                "--data", VALID.toString(), "--seq-len", Integer.toString(hf.get("seq_len").asInt()), "--batch-size",
+                "8");
+        assertThat(r.status).as(r.err).isZero();
+        JsonNode ours = JSON.readTree(r.out.strip());
+        assertThat(ours.get("tokens").asLong()).isEqualTo(hf.get("tokens").asLong());
+        assertThat(ours.get("loss").asDouble()).isCloseTo(hf.get("loss").asDouble(),
+                org.assertj.core.data.Percentage.withPercentage(1e-3));
+    }
+
     private static double evalLoss(String... modelArgs) throws Exception {
         List<String> a = new ArrayList<>(List.of("eval"));
         a.addAll(List.of(modelArgs));

@@ -69,6 +69,18 @@ public final class PeftAdapterIO {
         if (root.path("fan_in_fan_out").asBoolean(false)) {
             throw InputFormatException.field(file, "fan_in_fan_out", "true is not supported for this architecture");
         }
+        for (String key : List.of("use_dora", "lora_bias")) {
+            if (root.path(key).asBoolean(false)) {
+                throw InputFormatException.field(file, key, "true is not supported (plain LoRA only)");
+            }
+        }
+        for (String key : List.of("layers_to_transform", "exclude_modules", "modules_to_save",
+                "trainable_token_indices", "target_parameters")) {
+            JsonNode n = root.get(key);
+            if (n != null && !n.isNull() && !(n.isContainerNode() && n.isEmpty())) {
+                throw InputFormatException.field(file, key, "is not supported yet (found " + n + "); expected null");
+            }
+        }
         int r = intField(file, root, "r", 8);
         float alpha = (float) numberField(file, root, "lora_alpha", 8);
         float dropout = (float) numberField(file, root, "lora_dropout", 0);
