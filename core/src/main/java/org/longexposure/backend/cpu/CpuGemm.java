@@ -7,7 +7,6 @@ import java.util.Arrays;
 import java.util.concurrent.atomic.AtomicInteger;
 import jdk.incubator.vector.FloatVector;
 import jdk.incubator.vector.VectorMask;
-import jdk.incubator.vector.VectorOperators;
 import jdk.incubator.vector.VectorSpecies;
 import org.longexposure.tensor.DType;
 
@@ -275,10 +274,10 @@ public final class CpuGemm {
             t2 = y.fma(FloatVector.fromArray(S, bt, o2 + p + L), t2);
             t3 = y.fma(FloatVector.fromArray(S, bt, o3 + p + L), t3);
         }
-        float d0 = s0.add(t0).reduceLanes(VectorOperators.ADD);
-        float d1 = s1.add(t1).reduceLanes(VectorOperators.ADD);
-        float d2 = s2.add(t2).reduceLanes(VectorOperators.ADD);
-        float d3 = s3.add(t3).reduceLanes(VectorOperators.ADD);
+        float d0 = sumLanes(s0.add(t0));
+        float d1 = sumLanes(s1.add(t1));
+        float d2 = sumLanes(s2.add(t2));
+        float d3 = sumLanes(s3.add(t3));
         for (; p < k; p++) {
             d0 += row[p] * bt[o + p];
             d1 += row[p] * bt[o1 + p];
@@ -291,6 +290,18 @@ public final class CpuGemm {
         dots[j0 + 3] = d3;
     }
 
+    /**
+     * The lanes of v added one by one in lane order: unlike {@code reduceLanes(ADD)}, whose association may
+     * differ between interpreted and compiled code, this gives the same bits whenever it runs.
+     */
+    private static float sumLanes(FloatVector v) {
+        float d = 0f;
+        for (int i = 0; i < L; i++) {
+            d += v.lane(i);
+        }
+        return d;
+    }
+
     /** row · bt[o .. o + k). */
     private static float dot1(float[] row, float[] bt, int o, int k) {
         FloatVector s = FloatVector.zero(S);
@@ -301,7 +312,7 @@ public final class CpuGemm {
             s = FloatVector.fromArray(S, row, p).fma(FloatVector.fromArray(S, bt, o + p), s);
             t = FloatVector.fromArray(S, row, p + L).fma(FloatVector.fromArray(S, bt, o + p + L), t);
         }
-        float d = s.add(t).reduceLanes(VectorOperators.ADD);
+        float d = sumLanes(s.add(t));
         for (; p < k; p++) {
             d += row[p] * bt[o + p];
         }

@@ -5,11 +5,14 @@ import java.util.Arrays;
 import java.util.List;
 
 /**
- * Turns encoded examples into fixed-shape (B, T) batches: truncation to T (counted), right padding with the pad
- * id (attention mask 0, label ignored), or packing of consecutive samples into full rows (samples are
+ * Turns encoded examples into (B, T) batches: truncation to the maximum T (counted), right padding with the pad
+ * id (attention mask 0, label ignored) up to the batch's longest row, or packing of consecutive samples into full rows (samples are
  * concatenated; attention may then cross sample boundaries, as in the common "group texts" recipe).
  */
 public final class Batcher {
+    /** Batches are padded to a multiple of this many tokens. */
+    public static final int PAD_MULTIPLE = 8;
+
     private Batcher() {
     }
 
@@ -62,8 +65,17 @@ public final class Batcher {
         return new Rows(rows, 0);
     }
 
-    /** A (B, T) batch of the given rows (each ≤ T tokens), right-padded with {@code padId}. */
-    public static Batch batch(List<Example> rows, int seqLen, int padId) {
+    /**
+     * A (B, T) batch of the given rows (each ≤ {@code maxSeqLen} tokens), right-padded with {@code padId} to the
+     * longest row rounded up to a multiple of {@link #PAD_MULTIPLE} (at most {@code maxSeqLen}): padding to the
+     * batch's own longest row, as Hugging Face's padding collators do, spends no work on columns no row uses.
+     */
+    public static Batch batch(List<Example> rows, int maxSeqLen, int padId) {
+        int longest = 1;
+        for (Example e : rows) {
+            longest = Math.max(longest, e.ids().length);
+        }
+        int seqLen = Math.min(maxSeqLen, (longest + PAD_MULTIPLE - 1) / PAD_MULTIPLE * PAD_MULTIPLE);
         int b = rows.size();
         int[] ids = new int[b * seqLen];
         int[] mask = new int[b * seqLen];

@@ -88,7 +88,7 @@ public final class OptModel implements CausalLm {
         final int maxT;
         final Tensor ids;        // (N) I32
         final Tensor pos;        // (N) I32, position ids + offset
-        final Tensor keyMask;    // (B, T) I32
+        final Tensor keyMask;    // (B·T) I32, viewed as (B, T) of the current batch
         final Tensor targets;    // (N) I32 shifted labels
         final Tensor weights;    // (N) F32, 1/count for predicted tokens, else 0
         final Tensor embP;       // (N, P) token embeddings before project_in, or null
@@ -100,7 +100,7 @@ public final class OptModel implements CausalLm {
         final Tensor[] k;        // L × (N, C)
         final Tensor[] v;        // L × (N, C)
         final Tensor[] att;      // L × (N, C)
-        final Tensor[] lse;      // L × (B, NH, T)
+        final Tensor[] lse;      // L × (B·NH·T), viewed as (B, NH, T) of the current batch
         final Tensor[] mid;      // L × (N, C): in + out_proj(att)
         final Tensor[] mlpIn;    // L × (N, C): pre-LN: LN2(mid); post-LN: LN1(mid)
         final Tensor[] mean2;    // L × (N)
@@ -138,7 +138,7 @@ public final class OptModel implements CausalLm {
             int layers = cfg.numLayers();
             ids = be.allocate(DType.I32, n);
             pos = be.allocate(DType.I32, n);
-            keyMask = be.allocate(DType.I32, maxB, maxT);
+            keyMask = be.allocate(DType.I32, n);
             targets = be.allocate(DType.I32, n);
             weights = be.allocate(DType.F32, n);
             embP = cfg.hasEmbedProjection() ? be.allocate(DType.F32, n, cfg.wordEmbedProjDim()) : null;
@@ -169,7 +169,7 @@ public final class OptModel implements CausalLm {
                 k[l] = be.allocate(DType.F32, n, c);
                 v[l] = be.allocate(DType.F32, n, c);
                 att[l] = be.allocate(DType.F32, n, c);
-                lse[l] = be.allocate(DType.F32, maxB, cfg.numHeads(), maxT);
+                lse[l] = be.allocate(DType.F32, (long) n * cfg.numHeads());
                 mid[l] = be.allocate(DType.F32, n, c);
                 mlpIn[l] = be.allocate(DType.F32, n, c);
                 mean2[l] = be.allocate(DType.F32, n);
@@ -256,7 +256,7 @@ public final class OptModel implements CausalLm {
         }
         be.embedding().embeddingForward(x0, s.pos.slice(0, n), w.embedPositions, true);
 
-        Tensor keyMask = s.keyMask.slice(0, bsz);
+        Tensor keyMask = s.keyMask.slice(0, n).view(bsz, t);
         float scale = (float) (1.0 / Math.sqrt(cfg.headSize()));
         for (int l = 0; l < cfg.numLayers(); l++) {
             OptWeights.Layer lw = w.layers.get(l);
@@ -273,7 +273,7 @@ public final class OptModel implements CausalLm {
             lw.k.forward(be, k, attnIn, training);
             lw.v.forward(be, v, attnIn, training);
             Tensor att = s.att[l].slice(0, n);
-            be.attention().attentionForward(att.view(bsz, t, cfg.hiddenSize()), s.lse[l].slice(0, bsz),
+            be.attention().attentionForward(att.view(bsz, t, cfg.hiddenSize()), lse(s, l),
                     q.view(bsz, t, cfg.hiddenSize()), k.view(bsz, t, cfg.hiddenSize()),
                     v.view(bsz, t, cfg.hiddenSize()), keyMask, cfg.numHeads(), scale);
             Tensor mid = s.mid[l].slice(0, n);
@@ -310,6 +310,11 @@ public final class OptModel implements CausalLm {
         }
         be.linear().linearForward(s.logits.slice(0, n), headIn, w.lmHead, null);
         s.lossReady = false;
+    }
+
+    /** Layer l's saved log-sum-exp for the current batch, (B, NH, T). */
+    private Tensor lse(State s, int l) {
+        return s.lse[l].slice(0, (long) s.curB * cfg.numHeads() * s.curT).view(s.curB, cfg.numHeads(), s.curT);
     }
 
     /** out (N, C) = fc2(act(fc1(mlpIn))); saves the hidden state. */
@@ -365,7 +370,7 @@ public final class OptModel implements CausalLm {
         }
         s.ids.slice(0, n).copyFrom(batch.inputIds());
         s.pos.slice(0, n).copyFrom(pos);
-        s.keyMask.slice(0, bsz).copyFrom(batch.attentionMask());
+        s.keyMask.slice(0, n).copyFrom(batch.attentionMask());
         s.targets.slice(0, n).copyFrom(targets);
         s.weights.slice(0, n).copyFrom(weights);
     }
@@ -418,7 +423,7 @@ public final class OptModel implements CausalLm {
             be.norm().layerNormBackward(dx, null, null, dHf, s.in[cfg.numLayers()].slice(0, n),
                     s.meanF.slice(0, n), s.rstdF.slice(0, n), w.finalLnWeight, false);
         }
-        Tensor keyMask = s.keyMask.slice(0, bsz);
+        Tensor keyMask = s.keyMask.slice(0, n).view(bsz, t);
         float scale = (float) (1.0 / Math.sqrt(cfg.headSize()));
         for (int l = cfg.numLayers() - 1; l >= 0; l--) {
             OptWeights.Layer lw = w.layers.get(l);
@@ -448,7 +453,7 @@ public final class OptModel implements CausalLm {
             Tensor dK = s.dK.slice(0, n);
             Tensor dV = s.dV.slice(0, n);
             be.attention().attentionBackward(dQ.view(bsz, t, c), dK.view(bsz, t, c), dV.view(bsz, t, c),
-                    dAtt.view(bsz, t, c), s.att[l].slice(0, n).view(bsz, t, c), s.lse[l].slice(0, bsz),
+                    dAtt.view(bsz, t, c), s.att[l].slice(0, n).view(bsz, t, c), lse(s, l),
                     s.q[l].slice(0, n).view(bsz, t, c), s.k[l].slice(0, n).view(bsz, t, c),
                     s.v[l].slice(0, n).view(bsz, t, c), keyMask, cfg.numHeads(), scale);
             Tensor attnIn = s.attnIn[l].slice(0, n);

@@ -116,6 +116,13 @@ class DataPipelineTest {
         assertThat(p.rows().get(1).ids()).containsExactly(8, 9, 11);
         assertThat(p.rows().get(1).labels()).containsExactly(8, 9, 11);
         assertThat(p.rows().get(2).ids()).containsExactly(12);
+
+        // batches are padded to their longest row, rounded up to a multiple of 8, never beyond the maximum
+        List<Example> shortRows = List.of(new Example(1, new int[]{5, 6, 7}, new int[]{5, 6, 7}));
+        assertThat(Batcher.batch(shortRows, 64, 1).seqLen()).isEqualTo(8);
+        assertThat(Batcher.batch(shortRows, 5, 1).seqLen()).isEqualTo(5);
+        List<Example> nine = List.of(new Example(1, new int[9], new int[9]));
+        assertThat(Batcher.batch(nine, 64, 1).seqLen()).isEqualTo(16);
     }
 
     @Test
