@@ -187,6 +187,54 @@ class CliTest {
         }
     }
 
+    @Test
+    void aTokenizerThatDoesNotFitTheModelIsRejected(@TempDir Path dir) throws Exception {
+        Path small = dir.resolve("small");
+        Files.createDirectories(small);
+        // a 211-token model (the HF parity fixture of core) with the 50k-token OPT tokenizer next to it
+        Path coreFixture = ROOT.resolve("core/src/test/resources/fixtures/opt-preln/model");
+        for (String f : List.of("config.json", "model.safetensors")) {
+            Files.copy(coreFixture.resolve(f), small.resolve(f));
+        }
+        for (String f : List.of("vocab.json", "merges.txt", "tokenizer_config.json", "special_tokens_map.json")) {
+            Files.copy(MODEL.resolve(f), small.resolve(f));
+        }
+        Result r = run(finetune(small, DATA, dir.resolve("o"), 1));
+        assertThat(r.status).isEqualTo(Main.USER_ERROR);
+        assertThat(r.err).contains("50265 tokens").contains("211 rows").doesNotContain("\tat ");
+        assertThat(dir.resolve("o")).doesNotExist();
+    }
+
+    @Test
+    void aDivergingLossStopsWithoutWritingAnAdapter(@TempDir Path dir) throws Exception {
+        Path broken = dir.resolve("broken");
+        Files.createDirectories(broken);
+        for (String f : List.of("config.json", "vocab.json", "merges.txt", "tokenizer_config.json",
+                "special_tokens_map.json")) {
+            Files.copy(MODEL.resolve(f), broken.resolve(f));
+        }
+        try (java.lang.foreign.Arena arena = java.lang.foreign.Arena.ofShared();
+             org.longexposure.io.safetensors.SafetensorsFile f = org.longexposure.io.safetensors.SafetensorsFile
+                     .open(MODEL.resolve("model.safetensors"))) {
+            java.util.Map<String, org.longexposure.tensor.Tensor> t = new java.util.LinkedHashMap<>();
+            for (String n : f.names()) {
+                t.put(n, f.tensor(n));
+            }
+            org.longexposure.tensor.Tensor nanBias = org.longexposure.tensor.Tensor.allocateHost(arena,
+                    org.longexposure.tensor.DType.F32, 256);
+            nanBias.setFloat(7, Float.NaN);
+            t.put("model.decoder.final_layer_norm.bias", nanBias);
+            org.longexposure.io.safetensors.SafetensorsWriter.write(broken.resolve("model.safetensors"), t);
+        }
+        Path out = dir.resolve("o");
+        Result r = run(finetune(broken, DATA, out, 3, "--save-every", "1"));
+        assertThat(r.status).isEqualTo(Main.USER_ERROR);
+        assertThat(r.err).contains("training diverged").contains("step 1").contains("last good checkpoint: none")
+                .doesNotContain("\tat ");
+        assertThat(out.resolve("adapter")).doesNotExist();
+        assertThat(out.resolve("checkpoints")).doesNotExist();
+    }
+
     private static String withoutTiming(String line) {
         try {
             var n = (com.fasterxml.jackson.databind.node.ObjectNode) JSON.readTree(line);
