@@ -7,13 +7,9 @@ import java.util.concurrent.Callable;
 import org.longexposure.backend.Backend;
 import org.longexposure.io.data.JsonlDataset;
 import org.longexposure.io.data.TokenEncoder;
-import org.longexposure.io.peft.PeftAdapterIO;
 import org.longexposure.model.Architecture;
 import org.longexposure.model.CausalLm;
 import org.longexposure.model.ForwardState;
-import org.longexposure.peft.LoraConfig;
-import org.longexposure.peft.TrainableParams;
-import org.longexposure.peft.lora.Lora;
 import picocli.CommandLine.Command;
 import picocli.CommandLine.Mixin;
 import picocli.CommandLine.Option;
@@ -53,10 +49,7 @@ final class EvalCommand implements Callable<Integer> {
         try (Backend be = backendOption.open(); CausalLm lm = Architecture.load(model, be)) {
             TokenEncoder enc = ModelFiles.encoder(ModelFiles.tokenizer(model, lm.config().vocabSize()));
             if (adapter != null) {
-                LoraConfig cfg = PeftAdapterIO.readLoraConfig(adapter);
-                TrainableParams params = new TrainableParams();
-                Lora.apply(lm, cfg, be, params, 0);
-                PeftAdapterIO.loadWeights(adapter, params);
+                ModelFiles.plugAdapter(lm, be, adapter);
             }
             ForwardState state = lm.allocate(batchSize, seqLen);
             Evaluation ev = Evaluation.run(b -> lm.forwardLoss(state, b, 0f, false), JsonlDataset.read(data, enc),

@@ -6,14 +6,10 @@ import java.util.SplittableRandom;
 import java.util.concurrent.Callable;
 import org.longexposure.backend.Backend;
 import org.longexposure.io.data.Batch;
-import org.longexposure.io.peft.PeftAdapterIO;
 import org.longexposure.io.tokenizer.Tokenizer;
 import org.longexposure.model.Architecture;
 import org.longexposure.model.CausalLm;
 import org.longexposure.model.ForwardState;
-import org.longexposure.peft.LoraConfig;
-import org.longexposure.peft.TrainableParams;
-import org.longexposure.peft.lora.Lora;
 import org.longexposure.tensor.Tensor;
 import picocli.CommandLine.Command;
 import picocli.CommandLine.Mixin;
@@ -64,10 +60,7 @@ final class GenerateCommand implements Callable<Integer> {
         try (Backend be = backendOption.open(); CausalLm lm = Architecture.load(model, be)) {
             Tokenizer tok = ModelFiles.tokenizer(model, lm.config().vocabSize());
             if (adapter != null) {
-                LoraConfig cfg = PeftAdapterIO.readLoraConfig(adapter);
-                TrainableParams params = new TrainableParams();
-                Lora.apply(lm, cfg, be, params, 0);
-                PeftAdapterIO.loadWeights(adapter, params);
+                ModelFiles.plugAdapter(lm, be, adapter);
             }
             int[] promptIds = tok.encodeWithSpecials(prompt);
             int max = Math.min(lm.config().maxPositions(), promptIds.length + maxNewTokens);

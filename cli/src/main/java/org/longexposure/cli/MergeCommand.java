@@ -6,13 +6,12 @@ import java.lang.foreign.ValueLayout;
 import java.nio.file.Files;
 import java.nio.file.Path;
 import java.nio.file.StandardCopyOption;
-import java.util.Comparator;
 import java.util.HashMap;
 import java.util.LinkedHashMap;
 import java.util.List;
 import java.util.Map;
 import java.util.concurrent.Callable;
-import java.util.stream.Stream;
+import org.longexposure.io.FileTrees;
 import org.longexposure.io.InputFormatException;
 import org.longexposure.io.peft.PeftAdapterIO;
 import org.longexposure.io.safetensors.SafetensorsFile;
@@ -61,7 +60,7 @@ final class MergeCommand implements Callable<Integer> {
         }
         Path weightsFile = adapter.resolve(PeftAdapterIO.WEIGHTS);
         Path tmp = abs.resolveSibling(abs.getFileName() + ".tmp-merge");
-        deleteTree(tmp);
+        FileTrees.delete(tmp);
         Files.createDirectories(tmp);
         int merged = 0;
         try (Arena arena = Arena.ofShared(); ShardedCheckpoint base = ShardedCheckpoint.open(model);
@@ -145,14 +144,4 @@ final class MergeCommand implements Callable<Integer> {
         }
     }
 
-    private static void deleteTree(Path p) throws IOException {
-        if (!Files.exists(p)) {
-            return;
-        }
-        try (Stream<Path> s = Files.walk(p)) {
-            for (Path q : s.sorted(Comparator.reverseOrder()).toList()) {
-                Files.delete(q);
-            }
-        }
-    }
 }

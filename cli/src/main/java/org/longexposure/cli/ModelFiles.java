@@ -3,7 +3,13 @@ package org.longexposure.cli;
 import java.nio.file.Files;
 import java.nio.file.Path;
 import java.util.List;
+import org.longexposure.backend.Backend;
 import org.longexposure.io.InputFormatException;
+import org.longexposure.io.peft.PeftAdapterIO;
+import org.longexposure.model.CausalLm;
+import org.longexposure.peft.LoraConfig;
+import org.longexposure.peft.TrainableParams;
+import org.longexposure.peft.lora.Lora;
 import org.longexposure.io.data.TokenEncoder;
 import org.longexposure.io.tokenizer.Tokenizer;
 
@@ -33,6 +39,15 @@ final class ModelFiles {
                     + List.of("tokenizer.json", "vocab.json") + " do not fit this model)");
         }
         return tok;
+    }
+
+    /** Plugs the HF PEFT LoRA adapter in {@code adapterDir} into {@code lm}, with its weights. */
+    static TrainableParams plugAdapter(CausalLm lm, Backend be, Path adapterDir) {
+        LoraConfig cfg = PeftAdapterIO.readLoraConfig(adapterDir);
+        TrainableParams params = new TrainableParams();
+        Lora.apply(lm, cfg, be, params, 0);
+        PeftAdapterIO.loadWeights(adapterDir, params);
+        return params;
     }
 
     static TokenEncoder encoder(Tokenizer tok) {

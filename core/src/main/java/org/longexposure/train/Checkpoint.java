@@ -20,6 +20,7 @@ import java.util.Optional;
 import java.util.regex.Matcher;
 import java.util.regex.Pattern;
 import java.util.stream.Stream;
+import org.longexposure.io.FileTrees;
 import org.longexposure.io.InputFormatException;
 import org.longexposure.io.data.DataLoader;
 import org.longexposure.io.peft.PeftAdapterIO;
@@ -64,7 +65,7 @@ public final class Checkpoint {
         Path tmp = checkpointsDir.resolve(".tmp-step-" + state.step());
         try {
             Files.createDirectories(checkpointsDir);
-            deleteTree(tmp);
+            FileTrees.delete(tmp);
             Files.createDirectories(tmp);
             PeftAdapterIO.writeFiles(tmp, lora, params, baseModel);
             Map<String, Tensor> moments = new LinkedHashMap<>();
@@ -87,7 +88,7 @@ public final class Checkpoint {
             try (FileChannel ch = FileChannel.open(stateFile, StandardOpenOption.WRITE)) {
                 ch.force(true);
             }
-            deleteTree(target);
+            FileTrees.delete(target);
             Files.move(tmp, target, StandardCopyOption.ATOMIC_MOVE);
             return target;
         } catch (IOException e) {
@@ -170,14 +171,4 @@ public final class Checkpoint {
         dst.copyFrom(src.toFloatArray());
     }
 
-    private static void deleteTree(Path p) throws IOException {
-        if (!Files.exists(p)) {
-            return;
-        }
-        try (Stream<Path> s = Files.walk(p)) {
-            for (Path q : s.sorted(Comparator.reverseOrder()).toList()) {
-                Files.delete(q);
-            }
-        }
-    }
 }

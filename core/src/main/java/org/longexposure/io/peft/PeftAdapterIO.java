@@ -11,13 +11,12 @@ import java.nio.file.Files;
 import java.nio.file.Path;
 import java.nio.file.StandardCopyOption;
 import java.util.ArrayList;
-import java.util.Comparator;
 import java.util.LinkedHashMap;
 import java.util.List;
 import java.util.Map;
 import java.util.Set;
 import java.util.TreeSet;
-import java.util.stream.Stream;
+import org.longexposure.io.FileTrees;
 import org.longexposure.io.InputFormatException;
 import org.longexposure.io.JsonText;
 import org.longexposure.io.safetensors.SafetensorsFile;
@@ -152,14 +151,14 @@ public final class PeftAdapterIO {
         Path tmp = abs.resolveSibling(abs.getFileName() + ".tmp-" + ProcessHandle.current().pid());
         Path old = abs.resolveSibling(abs.getFileName() + ".old-" + ProcessHandle.current().pid());
         try {
-            deleteTree(tmp);
+            FileTrees.delete(tmp);
             Files.createDirectories(tmp);
             writeFiles(tmp, cfg, params, baseModel);
             if (Files.exists(abs)) {
                 Files.move(abs, old, StandardCopyOption.ATOMIC_MOVE);
             }
             Files.move(tmp, abs, StandardCopyOption.ATOMIC_MOVE);
-            deleteTree(old);
+            FileTrees.delete(old);
         } catch (IOException e) {
             throw new UncheckedIOException("writing adapter to " + dir + ": " + e.getMessage(), e);
         }
@@ -216,14 +215,4 @@ public final class PeftAdapterIO {
         return n.asDouble();
     }
 
-    private static void deleteTree(Path p) throws IOException {
-        if (!Files.exists(p)) {
-            return;
-        }
-        try (Stream<Path> s = Files.walk(p)) {
-            for (Path q : s.sorted(Comparator.reverseOrder()).toList()) {
-                Files.delete(q);
-            }
-        }
-    }
 }
