@@ -118,7 +118,9 @@ public final class TensorAssert {
             } else {
                 double err = Math.abs(a - r);
                 double allow = tol.atol() + tol.rtol() * Math.abs(r);
-                e = Double.isNaN(err) || allow == 0 ? Double.POSITIVE_INFINITY : err / allow;
+                // an infinite value on either side must be matched exactly (inf/inf would otherwise pass as NaN)
+                e = Double.isNaN(err) || allow == 0 || Double.isInfinite(a) || Double.isInfinite(r)
+                        ? Double.POSITIVE_INFINITY : err / allow;
                 if (!(err <= maxAbs)) {
                     maxAbs = err;
                     worstAbs = i;

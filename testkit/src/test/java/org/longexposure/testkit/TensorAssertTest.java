@@ -40,6 +40,16 @@ class TensorAssertTest {
     }
 
     @Test
+    void infinitiesMustMatchExactly() {
+        assertThatThrownBy(() -> TensorAssert.assertClose("op", TOL, new float[] {5f},
+                new double[] {Double.NEGATIVE_INFINITY})).isInstanceOf(AssertionError.class);
+        assertThatThrownBy(() -> TensorAssert.assertClose("op", TOL, new float[] {Float.POSITIVE_INFINITY},
+                new double[] {1e30})).isInstanceOf(AssertionError.class);
+        assertThatCode(() -> TensorAssert.assertClose("op", TOL, new float[] {Float.NEGATIVE_INFINITY},
+                new double[] {Double.NEGATIVE_INFINITY})).doesNotThrowAnyException();
+    }
+
+    @Test
     void relativeNormAndBitIdentity() {
         assertThat(TensorAssert.relativeNorm(new float[] {3, 4}, new double[] {3, 4.5}))
                 .isCloseTo(0.5 / Math.sqrt(9 + 20.25), within(1e-15));
