@@ -19,8 +19,8 @@ import org.longexposure.backend.cpu.GemmBaselines;
 /**
  * Command-line GEMM timing: GFLOP/s (2·M·N·K per product) of {@link CpuGemm} on the shapes of a LoRA step of a
  * small OPT at 1024 token rows, with 1 and 2 threads, next to two unblocked baselines on the smaller shapes.
- * Each measurement warms up (at least 3 runs and 1.5 s), then times repeats for about 2 s (5 to 30 of them) and
- * reports the best and the median. The machine is shared: read the median as typical, the best as the ceiling.
+ * Each measurement warms up until the speed settles (see {@code measure}), then times repeats for about 2 s (5 to
+ * 30 of them) and reports the best and the median. The machine is shared: read the median as typical, the best as the ceiling.
  *
  * <pre>
  * java --add-modules jdk.incubator.vector -cp 'bench/target/classes:bench/target/lib/*:core/target/classes' \
@@ -99,14 +99,28 @@ public final class GemmBenchMain {
     }
 
     private static Map<String, Object> measure(GemmShape shape, String impl, int threads, Runnable product) {
+        // Warm up in windows of about 1 s until the best run of a window is within 3% of the window before: the
+        // Vector API is slow until C2 has compiled every method on the path, which can take many seconds on a
+        // busy machine (the packing loops run few times per call and get compiled late).
         long warmStart = System.nanoTime();
-        int warm = 0;
-        while (warm < 3 || System.nanoTime() - warmStart < 1_500_000_000L) {
-            product.run();
-            warm++;
+        double previousBest = Double.MAX_VALUE;
+        while (true) {
+            long windowStart = System.nanoTime();
+            double best = Double.MAX_VALUE;
+            int runs = 0;
+            while (runs < 3 || System.nanoTime() - windowStart < 1_000_000_000L) {
+                long t0 = System.nanoTime();
+                product.run();
+                best = Math.min(best, (System.nanoTime() - t0) / 1e9);
+                runs++;
+            }
+            boolean settled = best > previousBest * 0.97;
+            previousBest = Math.min(previousBest, best);
+            if (settled || System.nanoTime() - warmStart > 30_000_000_000L) {
+                break;
+            }
         }
-        double oneRun = (System.nanoTime() - warmStart) / 1e9 / warm;
-        int reps = (int) Math.max(5, Math.min(30, 2.0 / oneRun));
+        int reps = (int) Math.max(5, Math.min(30, 2.0 / previousBest));
         double[] seconds = new double[reps];
         for (int r = 0; r < reps; r++) {
             long t0 = System.nanoTime();

@@ -292,8 +292,10 @@ class CpuGemmTest {
                 new Case(130, 8, 512, DType.F32, Layout.ROW_MAJOR, DType.F32, Layout.ROW_MAJOR, 2f, true, 3, 1),
                 // y += scaling·h·Bᵀ: K = 8
                 new Case(130, 512, 8, DType.F32, Layout.ROW_MAJOR, DType.F32, Layout.TRANSPOSED, 2f, true, 0, 0),
-                // dA = dHᵀ·x: M = 8
+                // dA = dHᵀ·x: M = 8, the short path; then with more columns than one L1 chunk of C holds
                 new Case(8, 512, 130, DType.F32, Layout.TRANSPOSED, DType.F32, Layout.ROW_MAJOR, 1f, true, 0, 0),
+                new Case(15, 1100, 33, DType.F32, Layout.ROW_MAJOR, DType.F16, Layout.ROW_MAJOR, -0.5f, true, 2, 3),
+                new Case(16, 2100, 17, DType.BF16, Layout.STRIDED, DType.F32, Layout.ROW_MAJOR, 1f, false, 0, 1),
                 // either side of the narrow path's limit N ≤ L (16 with AVX-512, 8 with AVX2), odd layouts
                 new Case(33, 16, 100, DType.F32, Layout.STRIDED, DType.F16, Layout.TRANSPOSED, 0.5f, true, 1, 2),
                 new Case(33, 17, 100, DType.F32, Layout.STRIDED, DType.F16, Layout.TRANSPOSED, 0.5f, true, 1, 2),
