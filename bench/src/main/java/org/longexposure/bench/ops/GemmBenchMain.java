@@ -91,7 +91,7 @@ public final class GemmBenchMain {
             doc.put("benchmark", "gemm");
             doc.put("jdk", Runtime.version().toString());
             doc.put("cores", Runtime.getRuntime().availableProcessors());
-            doc.put("vectorSpecies", jdk.incubator.vector.FloatVector.SPECIES_PREFERRED.toString());
+            doc.put("vectorSpecies", GemmBaselines.vectorSpecies());
             doc.put("results", rows);
             new ObjectMapper().enable(SerializationFeature.INDENT_OUTPUT).writeValue(json.toFile(), doc);
             System.out.println("wrote " + json);

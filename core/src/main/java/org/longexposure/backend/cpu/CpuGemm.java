@@ -25,10 +25,11 @@ import org.longexposure.tensor.DType;
  *       floats). All K rows of the panel are packed at once, converted to F32, as KC-row blocks of NR-wide
  *       strips ({@code bp[pc block][strip][p][0..NR)}), the strips split over the threads; the panel is then
  *       shared read-only;</li>
- *   <li>ic over M in MC-row blocks, one task per block (per block and range of strips when M is too small to
- *       give every thread a block), taken dynamically by the workers;</li>
+ *   <li>ic over M in blocks of at most MC = 12·MR rows, one task per block (per block and range of strips when M
+ *       is too small to give every thread a block), taken dynamically by the workers, so a worker slowed by
+ *       other load on its core takes fewer;</li>
  *   <li>pc over K in blocks of KC = 512: the task packs alpha times its (MC, KC) block of A into MR-high strips
- *       ({@code ap[strip][p][0..MR)}) in the worker's own buffer, about 0.6 MiB, which stays in that core's
+ *       ({@code ap[strip][p][0..MR)}) in the worker's own buffer, about 0.3 MiB, which stays in that core's
  *       L2;</li>
  *   <li>jr over the strips of the B block (one (KC, NR) strip, 64 KiB, is reused by every strip of A, from L1
  *       and L2), ir over the strips of A: the (MR, NR) micro-kernel.</li>
@@ -59,7 +60,7 @@ public final class CpuGemm {
     private static final int NR = 2 * L;
     /** Micro-tile height: 2·MR + 3 vector registers are live in the kernel (27 of 32, or 15 of 16). */
     private static final int MR = L >= 16 ? 12 : 6;
-    static final int DEFAULT_MC = 24 * MR;
+    static final int DEFAULT_MC = 12 * MR;
     static final int DEFAULT_KC = 512;
     static final int DEFAULT_NC = 8192;
     /** Smallest share of a product worth a thread of its own (about 0.1 ms of kernel time). */

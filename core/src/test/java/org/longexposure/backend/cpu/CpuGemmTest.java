@@ -24,9 +24,10 @@ import org.longexposure.tensor.DType;
  * accumulate, alpha, F16/BF16 operands, 1 and 3 threads, and block sizes small enough to cross every cache-block
  * edge. Inputs are seeded uniform values in [-1, 1), never zero.
  *
- * <p>Tolerance: F32 products accumulated in F32 over K ≤ 257 terms of size ≤ 1 drift by about K·2⁻²⁴ relative to
- * the sum of |terms|; |c − ref| ≤ 1e-4 + 1e-4·|ref| elementwise and ‖c − ref‖/‖ref‖ < 1e-5 leave room for that
- * and still catch a single dropped or doubled term (≥ 1e-3 at these magnitudes, almost surely).
+ * <p>Tolerance: each of the K ≤ 512 F32 fused multiply-adds rounds the running sum by at most 2⁻²⁴ of its size,
+ * so a result is typically off by about √K·2⁻²⁴, near 1e-6 relative; |c − ref| ≤ 1e-4 + 1e-4·|ref| elementwise
+ * and ‖c − ref‖/‖ref‖ < 1e-5 leave ample room and still catch any dropped, doubled or misplaced term (a typical
+ * term is about 0.25).
  */
 class CpuGemmTest {
     private static final double ATOL = 1e-4;
