@@ -20,7 +20,8 @@ import org.longexposure.backend.cpu.GemmBaselines;
  * Command-line GEMM timing: GFLOP/s (2·M·N·K per product) of {@link CpuGemm} on the shapes of a LoRA step of a
  * small OPT at 1024 token rows, with 1 and 2 threads, next to two unblocked baselines on the smaller shapes.
  * Each measurement warms up until the speed settles (see {@code measure}), then times repeats for about 2 s (5 to
- * 30 of them) and reports the best and the median. The machine is shared: read the median as typical, the best as the ceiling.
+ * 30 of them) and reports the best and the median. On a shared machine read the median as typical, the best as
+ * the ceiling.
  *
  * <pre>
  * java --add-modules jdk.incubator.vector -cp 'bench/target/classes:bench/target/lib/*:core/target/classes' \
