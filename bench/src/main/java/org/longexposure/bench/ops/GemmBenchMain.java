@@ -5,7 +5,9 @@ import com.fasterxml.jackson.databind.SerializationFeature;
 import java.io.IOException;
 import java.lang.foreign.Arena;
 import java.lang.foreign.ValueLayout;
+import java.nio.file.Files;
 import java.nio.file.Path;
+import java.time.Instant;
 import java.util.ArrayList;
 import java.util.Arrays;
 import java.util.LinkedHashMap;
@@ -62,6 +64,7 @@ public final class GemmBenchMain {
                 json = Path.of(arg);
             }
         }
+        String loadBefore = loadAverage();
         System.out.printf(Locale.ROOT, "%-22s %-14s %7s %10s %10s %10s%n", "MxNxK:B", "impl", "threads",
                 "best", "median", "median ms");
         List<Map<String, Object>> rows = new ArrayList<>();
@@ -90,6 +93,10 @@ public final class GemmBenchMain {
         if (json != null) {
             Map<String, Object> doc = new LinkedHashMap<>();
             doc.put("benchmark", "gemm");
+            doc.put("date", Instant.now().toString());
+            // other people's work on a shared machine shows here; it explains a low median
+            doc.put("loadAverageBefore", loadBefore);
+            doc.put("loadAverageAfter", loadAverage());
             doc.put("jdk", Runtime.version().toString());
             doc.put("cores", Runtime.getRuntime().availableProcessors());
             doc.put("vectorSpecies", GemmBaselines.vectorSpecies());
@@ -142,6 +149,16 @@ public final class GemmBenchMain {
         row.put("medianMs", seconds[reps / 2] * 1e3);
         row.put("reps", reps);
         return row;
+    }
+
+    /** The first fields of /proc/loadavg, or "unknown" where there is none. */
+    private static String loadAverage() {
+        Path proc = Path.of("/proc/loadavg");
+        try {
+            return Files.isReadable(proc) ? Files.readString(proc).trim() : "unknown";
+        } catch (IOException e) {
+            return "unknown";
+        }
     }
 
     private static double round1(double x) {
