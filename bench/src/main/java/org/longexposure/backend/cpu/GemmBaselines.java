@@ -1,5 +1,6 @@
 package org.longexposure.backend.cpu;
 
+import java.util.Arrays;
 import jdk.incubator.vector.FloatVector;
 import jdk.incubator.vector.VectorSpecies;
 
@@ -12,6 +13,11 @@ public final class GemmBaselines {
     private static final VectorSpecies<Float> S = FloatVector.SPECIES_PREFERRED;
 
     private GemmBaselines() {
+    }
+
+    /** The preferred float species the kernels run with, e.g. {@code Species[float, 16, S_512_BIT]}. */
+    public static String vectorSpecies() {
+        return S.toString();
     }
 
     /** The textbook triple loop: one dot product of a row of A and a column of B per element of C. */
@@ -35,7 +41,7 @@ public final class GemmBaselines {
         int lanes = S.length();
         int nv = n - n % lanes;
         for (int i = 0; i < m; i++) {
-            java.util.Arrays.fill(c, i * n, i * n + n, 0f);
+            Arrays.fill(c, i * n, i * n + n, 0f);
             for (int p = 0; p < k; p++) {
                 FloatVector av = FloatVector.broadcast(S, a[i * k + p]);
                 int bRow = p * n;

@@ -30,7 +30,8 @@ public record GemmShape(int m, int n, int k, String kind) {
         String[] kindSplit = text.trim().split(":");
         String[] dims = kindSplit[0].split("x");
         if (kindSplit.length != 2 || dims.length != 3) {
-            throw new IllegalArgumentException("gemm shape '" + text + "': expected MxNxK:kind, e.g. 1024x512x512:f16t");
+            throw new IllegalArgumentException("gemm shape '" + text
+                    + "': expected MxNxK:kind, e.g. 1024x512x512:f16t");
         }
         return new GemmShape(Integer.parseInt(dims[0]), Integer.parseInt(dims[1]), Integer.parseInt(dims[2]),
                 kindSplit[1]);

@@ -20,25 +20,36 @@ import org.longexposure.tensor.DType;
  * <p>Algorithm: the GotoBLAS/BLIS layering (Goto and van de Geijn, "Anatomy of high-performance matrix
  * multiplication", 2008; Van Zee and van de Geijn, "BLIS", 2015). Loops, outermost first:
  * <ol>
- *   <li>jc over N in panels of NC columns;</li>
- *   <li>pc over K in blocks of KC: the (KC, NC) block of B is packed, converted to F32, into NR-wide column strips
- *       laid out step by step ({@code bp[strip][p][0..NR)}), shared by all threads;</li>
- *   <li>ic over M in blocks of MC, one task per block (or per block and range of strips when M is too small to
- *       feed every thread): the (MC, KC) block of A, times alpha, is packed into MR-high row strips
- *       ({@code ap[strip][p][0..MR)}) in the worker's own buffer, so it stays in that core's L2;</li>
- *   <li>jr over the strips of B (a (KC, NR) strip, 32 KiB at KC = 256 and NR = 32, stays in L1), ir over the
- *       strips of A: the (MR, NR) micro-kernel.</li>
+ *   <li>jc over N in panels of NC columns (NC = 8192, fewer when K is large: a packed panel holds at most 4 M
+ *       floats). All K rows of the panel are packed at once, converted to F32, as KC-row blocks of NR-wide
+ *       strips ({@code bp[pc block][strip][p][0..NR)}), the strips split over the threads; the panel is then
+ *       shared read-only;</li>
+ *   <li>ic over M in blocks of at most MC = 12·MR rows, one task per block (per block and range of strips when M
+ *       is too small to give every thread a block), taken dynamically by the workers, so a worker slowed by
+ *       other load on its core takes fewer;</li>
+ *   <li>pc over K in blocks of KC = 512: the task packs alpha times its (MC, KC) block of A into MR-high strips
+ *       ({@code ap[strip][p][0..MR)}) in the worker's own buffer, about 0.3 MiB, which stays in that core's
+ *       L2;</li>
+ *   <li>jr over the strips of the B block (one (KC, NR) strip, 64 KiB, is reused by every strip of A, from L1
+ *       and L2), ir over the strips of A: the (MR, NR) micro-kernel.</li>
  * </ol>
  * The micro-kernel keeps 2·MR accumulator vectors in registers (MR = 12 with 16-lane vectors: 24 of the 32
  * AVX-512 registers; MR = 6 with narrower vectors, for machines with 16 vector registers) and performs one
  * rank-1 update per k step: two vector loads of B, MR broadcasts of A, 2·MR fused multiply-adds. Packing pads
- * strips with zeros, so the kernel always computes a full tile; tiles that overhang M or N are written back
- * element by element, full tiles with vector loads and stores. The kernel writes its tile to a small array
+ * strips with zeros, so the kernel always computes a full tile; tiles that overhang N are written back element
+ * by element, full-width tiles with vector loads and stores. The kernel writes its tile to a small array
  * instead of to C: that keeps the kernel small enough for the JIT to hold every accumulator in a register, and
  * costs 2·MR vector stores per KC steps.
  *
- * <p>Numerics: F32 products accumulated in F32 with FMA, in k order within a KC block; the KC blocks are added to
- * C in order. The result does not depend on the thread count. F16 and BF16 operands are widened exactly.
+ * <p>Two shapes of a LoRA step skip the blocking: N ≤ L (x·Aᵀ, dY·B with rank R), where an NR-wide tile would be
+ * mostly padding, takes a dot-product path; M ≤ L with a row-major B (dHᵀ·x), where packing B would cost more
+ * than the product, streams B once through a few rows of C kept in L1. Products under about 8 MFLOP per thread
+ * use fewer threads, since waking one costs more than it saves.
+ *
+ * <p>Numerics: F32 products accumulated in F32 with FMA, in k order within a KC block (the short path: in k
+ * order; the narrow path: in vector lanes, then reduced); the KC blocks are added to C in order. The result
+ * does not depend on the thread count or on MC and NC, only on KC and the path. F16 and BF16 operands are
+ * widened exactly.
  */
 public final class CpuGemm {
     private static final VectorSpecies<Float> S = FloatVector.SPECIES_PREFERRED;
@@ -48,7 +59,7 @@ public final class CpuGemm {
     private static final int NR = 2 * L;
     /** Micro-tile height: 2·MR + 3 vector registers are live in the kernel (27 of 32, or 15 of 16). */
     private static final int MR = L >= 16 ? 12 : 6;
-    static final int DEFAULT_MC = 24 * MR;
+    static final int DEFAULT_MC = 12 * MR;
     static final int DEFAULT_KC = 512;
     static final int DEFAULT_NC = 8192;
     /** Smallest share of a product worth a thread of its own (about 0.1 ms of kernel time). */
@@ -60,6 +71,8 @@ public final class CpuGemm {
     private static final boolean GATHER = L >= 8;
     /** Rows of B converted together when packing a row-major B. */
     private static final int PB = 8;
+    /** Floats of C accumulated at once by the short-M path (32 KiB, to stay in L1). */
+    private static final int SHORT_ACC_FLOATS = 8192;
     /** At most this many floats of packed B per panel (16 MiB): bounds NC when K is large. */
     private static final int PANEL_FLOATS = 1 << 22;
     private static final ByteOrder ORDER = ByteOrder.nativeOrder();
@@ -124,6 +137,10 @@ public final class CpuGemm {
             gemmNarrow(m, n, k, alpha, a, b, c, cOffset, ldc, accumulate, workers);
             return;
         }
+        if (m <= L && b.colStride() == 1) {
+            gemmShort(m, n, k, alpha, a, b, c, cOffset, ldc, accumulate, workers);
+            return;
+        }
         // M blocks: a multiple of the worker count when M allows, each a whole number of MR strips, their strip
         // counts differing by at most one (block b covers strips [mStrips·b/mBlocks, mStrips·(b+1)/mBlocks)).
         int mStrips = ceilDiv(m, MR);
@@ -131,7 +148,7 @@ public final class CpuGemm {
         int mc = ceilDiv(mStrips, mBlocks) * MR;
         int kcMaxHere = Math.min(kcMax, k);
         int ncMaxHere = Math.min(Math.min(ncMax, roundUp(n, NR)), Math.max(NR, PANEL_FLOATS / k / NR * NR));
-        float[] bp = new float[k * ncMaxHere];
+        float[] bp = new float[Math.multiplyExact(k, ncMaxHere)];
         Scratch[] scratch = new Scratch[workers];
         for (int w = 0; w < workers; w++) {
             scratch[w] = new Scratch(mc * kcMaxHere, Math.max(Math.max(NR, MR) * (k + L), PB * (ncMaxHere + L)),
@@ -178,7 +195,7 @@ public final class CpuGemm {
 
     /**
      * The packed B panel: columns [jc, jc + nc) of B, all K rows, in KC blocks; block pc holds
-     * ceil(nc / NR) strips of (kc, NR) floats, so strip s of block pc starts at {@code pc·stripsWidth + s·kc·NR}.
+     * ceil(nc / NR) strips of (kc, NR) floats, so strip s of block pc starts at {@code pc·ncPadded + s·kc·NR}.
      */
     private record Panel(int jc, int nc, int k, int kcMax, int ncPadded) {
         Panel(int jc, int nc, int k, int kcMax) {
@@ -247,6 +264,62 @@ public final class CpuGemm {
         });
     }
 
+    // --- short products: M ≤ L rows (a LoRA rank) and a row-major B, where packing B would cost more than using it
+
+    /**
+     * The same product for M ≤ L and B with contiguous rows (the LoRA gradient dHᵀ·x): each row of C is
+     * accumulated as alpha·Σ_p A[i, p]·B[p, :], streaming B once, row by row, converted into {@code brow}, while
+     * the M rows of a column chunk of C stay in L1 in {@code acc}. Column chunks are split over the threads.
+     */
+    private void gemmShort(int m, int n, int k, float alpha, MatrixRef a, MatrixRef b, MemorySegment c,
+                           long cOffset, long ldc, boolean accumulate, int workers) {
+        float[] at = new float[m * k];
+        short[] raw = new short[k];
+        for (int i = 0; i < m; i++) {
+            readLine(a, a.offset() + i * a.rowStride(), a.colStride(), k, at, i * k, raw);
+        }
+        int width = Math.max(L, SHORT_ACC_FLOATS / m / L * L);
+        int chunks = ceilDiv(n, width);
+        int parts = Math.min(workers, chunks);
+        threads.parallelChunks(parts, (w, unused) -> {
+            float[] acc = new float[m * width];
+            float[] brow = new float[width];
+            short[] browRaw = new short[width];
+            for (int chunk = chunks * w / parts; chunk < chunks * (w + 1) / parts; chunk++) {
+                int j0 = chunk * width;
+                int cols = Math.min(width, n - j0);
+                int cv = cols - cols % L;
+                Arrays.fill(acc, 0f);
+                for (int p = 0; p < k; p++) {
+                    readRun(b, b.offset() + p * b.rowStride() + j0, cols, brow, 0, browRaw);
+                    for (int i = 0; i < m; i++) {
+                        float x = at[i * k + p];
+                        FloatVector xv = FloatVector.broadcast(S, x);
+                        int o = i * width;
+                        int j = 0;
+                        for (; j < cv; j += L) {
+                            xv.fma(FloatVector.fromArray(S, brow, j), FloatVector.fromArray(S, acc, o + j))
+                                    .intoArray(acc, o + j);
+                        }
+                        for (; j < cols; j++) {
+                            acc[o + j] += x * brow[j];
+                        }
+                    }
+                }
+                for (int i = 0; i < m; i++) {
+                    long row = cOffset + i * ldc + j0;
+                    for (int j = 0; j < cols; j++) {
+                        float x = alpha * acc[i * width + j];
+                        if (accumulate) {
+                            x += c.getAtIndex(ValueLayout.JAVA_FLOAT_UNALIGNED, row + j);
+                        }
+                        c.setAtIndex(ValueLayout.JAVA_FLOAT_UNALIGNED, row + j, x);
+                    }
+                }
+            }
+        });
+    }
+
     /** dots[j0 + q] = row · bt[o + q·k .. + k) for q in [0, 4). */
     private static void dot4(float[] row, float[] bt, int o, int k, float[] dots, int j0) {
         int o1 = o + k;
@@ -260,7 +333,7 @@ public final class CpuGemm {
         FloatVector t1 = FloatVector.zero(S);
         FloatVector t2 = FloatVector.zero(S);
         FloatVector t3 = FloatVector.zero(S);
-        int kv = k - k % NR;   // a loop bound the JIT can see, so it hoists the array bounds checks
+        int kv = k - k % NR;   // a plain counted loop: the JIT then drops the per-load bounds checks
         int p = 0;
         for (; p < kv; p += NR) {
             FloatVector x = FloatVector.fromArray(S, row, p);
@@ -380,8 +453,9 @@ public final class CpuGemm {
     /**
      * Packs alpha·A[i0 .. i0+rows, p0 .. p0+kc) into MR-high strips: {@code ap[strip·MR·kc + p·MR + r]}, zero in
      * rows beyond the block. Reads along whichever of A's dimensions is contiguous. For a row-major A (the usual
-     * activation) the strip's MR rows are converted side by side into {@code run} (lines padded by L floats, as
-     * in {@link #packB}), then each step p gathers its MR values in vectors of L lanes.
+     * activation) with {@link #GATHER}, the strip's MR rows are converted side by side into {@code run} (lines
+     * padded by L floats, as in {@link #packB}), then each step p gathers its MR values in vectors of L lanes;
+     * without, each converted row is stored with stride MR.
      */
     private static void packA(MatrixRef a, int i0, int rows, int p0, int kc, float alpha, Scratch own) {
         float[] ap = own.ap;
@@ -451,7 +525,7 @@ public final class CpuGemm {
      * <ul>
      *   <li>rows contiguous (dX = dY·W): PB rows at a time; each strip then receives PB·NR consecutive floats;</li>
      *   <li>columns contiguous (y = x·Wᵀ): the strip's NR columns side by side, then one gather of L columns per
-     *       vector of a strip row.</li>
+     *       vector of a strip row (scalar stores without {@link #GATHER}).</li>
      * </ul>
      * Lines in {@code run} are padded by L floats so that the rows or columns read together do not all map to
      * the same L1 cache set (their natural strides are multiples of 2 KiB).

@@ -24,9 +24,10 @@ import org.longexposure.tensor.DType;
  * accumulate, alpha, F16/BF16 operands, 1 and 3 threads, and block sizes small enough to cross every cache-block
  * edge. Inputs are seeded uniform values in [-1, 1), never zero.
  *
- * <p>Tolerance: F32 products accumulated in F32 over K ≤ 257 terms of size ≤ 1 drift by about K·2⁻²⁴ relative to
- * the sum of |terms|; |c − ref| ≤ 1e-4 + 1e-4·|ref| elementwise and ‖c − ref‖/‖ref‖ < 1e-5 leave room for that
- * and still catch a single dropped or doubled term (≥ 1e-3 at these magnitudes, almost surely).
+ * <p>Tolerance: each of the K ≤ 512 F32 fused multiply-adds rounds the running sum by at most 2⁻²⁴ of its size,
+ * so a result is typically off by about √K·2⁻²⁴, near 1e-6 relative; |c − ref| ≤ 1e-4 + 1e-4·|ref| elementwise
+ * and ‖c − ref‖/‖ref‖ < 1e-5 leave ample room and still catch any dropped, doubled or misplaced term (a typical
+ * term is about 0.25).
  */
 class CpuGemmTest {
     private static final double ATOL = 1e-4;
@@ -292,8 +293,10 @@ class CpuGemmTest {
                 new Case(130, 8, 512, DType.F32, Layout.ROW_MAJOR, DType.F32, Layout.ROW_MAJOR, 2f, true, 3, 1),
                 // y += scaling·h·Bᵀ: K = 8
                 new Case(130, 512, 8, DType.F32, Layout.ROW_MAJOR, DType.F32, Layout.TRANSPOSED, 2f, true, 0, 0),
-                // dA = dHᵀ·x: M = 8
+                // dA = dHᵀ·x: M = 8, the short path; then with more columns than one L1 chunk of C holds
                 new Case(8, 512, 130, DType.F32, Layout.TRANSPOSED, DType.F32, Layout.ROW_MAJOR, 1f, true, 0, 0),
+                new Case(15, 1100, 33, DType.F32, Layout.ROW_MAJOR, DType.F16, Layout.ROW_MAJOR, -0.5f, true, 2, 3),
+                new Case(16, 2100, 17, DType.BF16, Layout.STRIDED, DType.F32, Layout.ROW_MAJOR, 1f, false, 0, 1),
                 // either side of the narrow path's limit N ≤ L (16 with AVX-512, 8 with AVX2), odd layouts
                 new Case(33, 16, 100, DType.F32, Layout.STRIDED, DType.F16, Layout.TRANSPOSED, 0.5f, true, 1, 2),
                 new Case(33, 17, 100, DType.F32, Layout.STRIDED, DType.F16, Layout.TRANSPOSED, 0.5f, true, 1, 2),
