@@ -31,6 +31,8 @@ public interface Backend extends AutoCloseable {
 
     OptimOps optim();
 
+    SparseOps sparse();
+
     @Override
     void close();
 }

@@ -9,6 +9,7 @@ import org.longexposure.backend.LinearOps;
 import org.longexposure.backend.LossOps;
 import org.longexposure.backend.NormOps;
 import org.longexposure.backend.OptimOps;
+import org.longexposure.backend.SparseOps;
 import org.longexposure.tensor.DType;
 import org.longexposure.tensor.Tensor;
 
@@ -26,17 +27,20 @@ public final class CpuBackend implements Backend {
     private final CpuEmbedding embedding;
     private final CpuLoss loss;
     private final CpuOptim optim;
+    private final CpuSparse sparse;
 
     /** A backend with {@code threadCount} worker threads. */
     public CpuBackend(int threadCount) {
         this.threads = new CpuThreads(threadCount);
-        this.linear = new CpuLinear(threads, new CpuGemm(threads));
+        CpuGemm gemm = new CpuGemm(threads);
+        this.linear = new CpuLinear(threads, gemm);
         this.attention = new CpuAttention(threads);
         this.norm = new CpuNorm(threads);
         this.activation = new CpuActivation(threads);
         this.embedding = new CpuEmbedding(threads);
         this.loss = new CpuLoss(threads);
         this.optim = new CpuOptim(threads);
+        this.sparse = new CpuSparse(threads, gemm);
     }
 
     @Override
@@ -95,6 +99,11 @@ public final class CpuBackend implements Backend {
     @Override
     public OptimOps optim() {
         return optim;
+    }
+
+    @Override
+    public SparseOps sparse() {
+        return sparse;
     }
 
     @Override
