@@ -26,10 +26,20 @@ public final class BenchInfo {
         m.put("cpus", Runtime.getRuntime().availableProcessors());
         m.put("cpu_model", cpuModel());
         m.put("max_heap_gib", Runtime.getRuntime().maxMemory() / (1024.0 * 1024 * 1024));
+        m.put("load_average_at_start", loadAverage());
         ObjectNode j = o.putObject("jvm");
         j.put("version", System.getProperty("java.runtime.version"));
         j.put("vendor", System.getProperty("java.vendor"));
         return o;
+    }
+
+    /** The 1-minute load average (other work on the machine skews timings; results record it). */
+    private static String loadAverage() {
+        try {
+            return Files.readString(Path.of("/proc/loadavg")).trim();
+        } catch (IOException | RuntimeException e) {
+            return "unknown";
+        }
     }
 
     private static String cpuModel() {
