@@ -69,6 +69,10 @@ final class FinetuneCommand implements Callable<Integer> {
     @Option(names = "--valid", description = "validation JSONL (default with the bundled data: its valid.jsonl)")
     Path valid;
 
+    @Option(names = "--valid-split", defaultValue = "0", description = "without --valid: hold out this fraction of "
+            + "the training samples (chosen by --seed) for validation")
+    double validSplit;
+
     @Option(names = "--out", description = "output folder (default: runs/finetune-<time>); resumes if it holds a "
             + "checkpoint")
     Path out;
@@ -168,6 +172,19 @@ final class FinetuneCommand implements Callable<Integer> {
             Tokenizer tok = ModelFiles.tokenizer(modelDir, lm.config().vocabSize());
             TokenEncoder enc = ModelFiles.encoder(tok);
             List<Example> examples = JsonlDataset.read(dataFile, enc);
+            List<Example> heldOut = List.of();
+            if (validSplit != 0) {
+                if (validFile != null && valid != null) {
+                    throw new Main.UserException("give either --valid or --valid-split, not both");
+                }
+                if (!(validSplit > 0 && validSplit < 1)) {
+                    throw new Main.UserException("--valid-split must be in (0, 1), got " + validSplit);
+                }
+                ValidationSplit split = ValidationSplit.of(examples, validSplit, seed);
+                examples = split.train();
+                heldOut = split.valid();
+                validFile = null;
+            }
             Batcher.Rows rows = pack ? Batcher.pack(examples, effectiveSeq) : Batcher.truncate(examples, effectiveSeq);
             int microPerEpoch = (rows.rows().size() + batchSize - 1) / batchSize;
             int stepsPerEpoch = Math.max(1, microPerEpoch / gradAccum);
@@ -235,13 +252,15 @@ final class FinetuneCommand implements Callable<Integer> {
             PeftAdapterIO.write(outDir.resolve("adapter"), lora, params, modelDir.toString());
             List<Integer> validSteps = new ArrayList<>();
             List<Double> validLosses = new ArrayList<>();
-            if (validFile != null) {
-                Evaluation ev = Evaluation.run(trainer::evaluate, JsonlDataset.read(validFile, enc), batchSize, effectiveSeq,
+            List<Example> validExamples = validFile != null ? JsonlDataset.read(validFile, enc) : heldOut;
+            if (!validExamples.isEmpty()) {
+                Evaluation ev = Evaluation.run(trainer::evaluate, validExamples, batchSize, effectiveSeq,
                         enc.padId());
                 validSteps.add(total);
                 validLosses.add(ev.loss());
                 pw.printf(Locale.ROOT, "validation: loss %.4f, perplexity %.2f over %d tokens (%s)%n", ev.loss(),
-                        Math.exp(ev.loss()), ev.tokens(), validFile);
+                        Math.exp(ev.loss()), ev.tokens(), validFile != null ? validFile
+                                : validExamples.size() + " held-out samples");
                 ObjectNode v = JSON.createObjectNode();
                 v.put("step", total);
                 v.put("valid_loss", ev.loss());
@@ -268,6 +287,7 @@ final class FinetuneCommand implements Callable<Integer> {
         c.put("model", modelDir.toAbsolutePath().normalize().toString());
         c.put("data", dataFile.toAbsolutePath().normalize().toString());
         c.put("valid", validFile == null ? null : validFile.toAbsolutePath().normalize().toString());
+        c.put("valid_split", validSplit);
         c.put("method", method);
         c.put("lora_r", lora.r());
         c.put("lora_alpha", lora.alpha());

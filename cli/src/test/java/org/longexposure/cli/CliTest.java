@@ -188,6 +188,17 @@ class CliTest {
     }
 
     @Test
+    void aValidationSplitIsHeldOutOfTraining(@TempDir Path dir) throws Exception {
+        Result r = run(finetune(dir.resolve("o"), 1, "--valid-split", "0.01"));
+        assertThat(r.status).as(r.err).isZero();
+        assertThat(r.out).contains("2376 rows").contains("over").contains("24 held-out samples");
+        assertThat(dir.resolve("o/validation.json")).isRegularFile();
+        Result bad = run(finetune(dir.resolve("p"), 1, "--valid-split", "1.5"));
+        assertThat(bad.status).isEqualTo(Main.USER_ERROR);
+        assertThat(bad.err).contains("--valid-split");
+    }
+
+    @Test
     void aTokenizerThatDoesNotFitTheModelIsRejected(@TempDir Path dir) throws Exception {
         Path small = dir.resolve("small");
         Files.createDirectories(small);
