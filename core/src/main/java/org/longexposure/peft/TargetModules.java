@@ -40,15 +40,31 @@ public final class TargetModules {
     }
 
     static boolean matches(String target, String path) {
-        if (REGEX_HINT.matcher(target).find() && !isPlainDottedPath(target)) {
-            try {
-                return Pattern.compile(target).matcher(path).matches();
-            } catch (PatternSyntaxException e) {
-                throw new IllegalArgumentException("target_modules entry '" + target
-                        + "' is not a valid regular expression: " + e.getDescription());
-            }
+        Pattern regex = regexOf(target);
+        return regex != null ? regex.matcher(path).matches() : path.equals(target) || path.endsWith("." + target);
+    }
+
+    /**
+     * Checks that {@code target} can be matched against module paths, i.e. that an entry read as a regular
+     * expression compiles, so that a bad entry is reported where it is read rather than when a model is adapted.
+     *
+     * @throws IllegalArgumentException naming the entry and what is wrong with it
+     */
+    public static void check(String target) {
+        regexOf(target);
+    }
+
+    /** The regular expression {@code target} stands for, or null when it is a plain module name or path. */
+    private static Pattern regexOf(String target) {
+        if (!REGEX_HINT.matcher(target).find() || isPlainDottedPath(target)) {
+            return null;
         }
-        return path.equals(target) || path.endsWith("." + target);
+        try {
+            return Pattern.compile(target);
+        } catch (PatternSyntaxException e) {
+            throw new IllegalArgumentException("target_modules entry '" + target
+                    + "' is not a valid regular expression: " + e.getDescription());
+        }
     }
 
     /** A dotted module path like {@code self_attn.q_proj} is a suffix, not a regex. */

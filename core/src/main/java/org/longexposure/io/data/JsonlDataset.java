@@ -1,10 +1,12 @@
 package org.longexposure.io.data;
 
+import com.fasterxml.jackson.core.JsonParser;
 import com.fasterxml.jackson.core.JsonProcessingException;
 import com.fasterxml.jackson.databind.JsonNode;
 import com.fasterxml.jackson.databind.ObjectMapper;
 import java.io.BufferedReader;
 import java.io.IOException;
+import java.io.UncheckedIOException;
 import java.nio.charset.StandardCharsets;
 import java.nio.file.Files;
 import java.nio.file.NoSuchFileException;
@@ -68,10 +70,16 @@ public final class JsonlDataset {
 
     static Example encode(Path file, int no, String line, TokenEncoder tok) {
         JsonNode n;
-        try {
-            n = JSON.readTree(line);
+        try (JsonParser p = JSON.createParser(line)) {
+            n = JSON.readTree(p);
+            if (p.nextToken() != null) { // readTree alone would drop a second sample on the line silently
+                throw new InputFormatException(file, "line " + no, "a second JSON value starts at column "
+                        + p.currentTokenLocation().getColumnNr() + "; expected one JSON object per line");
+            }
         } catch (JsonProcessingException e) {
             throw new InputFormatException(file, "line " + no, "malformed JSON: " + e.getOriginalMessage());
+        } catch (IOException e) {
+            throw new UncheckedIOException(e); // parsing a String does no I/O
         }
         if (n == null || !n.isObject()) {
             throw new InputFormatException(file, "line " + no, "expected a JSON object, got " + abbreviate(line));

@@ -22,6 +22,7 @@ import org.longexposure.io.JsonText;
 import org.longexposure.io.safetensors.SafetensorsFile;
 import org.longexposure.io.safetensors.SafetensorsWriter;
 import org.longexposure.peft.LoraConfig;
+import org.longexposure.peft.TargetModules;
 import org.longexposure.peft.TrainableParams;
 import org.longexposure.tensor.Tensor;
 
@@ -91,9 +92,22 @@ public final class PeftAdapterIO {
         } else if (tm.isTextual()) {
             targets.add(tm.asText());
         } else if (tm.isArray()) {
-            tm.forEach(n -> targets.add(n.asText()));
+            for (int i = 0; i < tm.size(); i++) {
+                if (!tm.get(i).isTextual()) {
+                    throw InputFormatException.field(file, "target_modules[" + i + "]", "expected a module name "
+                            + "(a string), found " + JsonText.describe(tm.get(i)));
+                }
+                targets.add(tm.get(i).asText());
+            }
         } else {
             throw InputFormatException.field(file, "target_modules", "expected a list of names or a regex string");
+        }
+        for (String target : targets) {
+            try {
+                TargetModules.check(target);
+            } catch (IllegalArgumentException e) {
+                throw InputFormatException.field(file, "target_modules", e.getMessage());
+            }
         }
         for (String key : List.of("rank_pattern", "alpha_pattern")) {
             JsonNode n = root.get(key);
@@ -211,6 +225,9 @@ public final class PeftAdapterIO {
         }
         if (!n.isNumber()) {
             throw InputFormatException.field(file, key, "expected a number, got " + n);
+        }
+        if (!(Math.abs(n.asDouble()) <= Float.MAX_VALUE)) {  // read as float: larger would become infinite
+            throw InputFormatException.field(file, key, "expected a finite number in float range, got " + n);
         }
         return n.asDouble();
     }

@@ -46,7 +46,7 @@ final class BpeFiles {
         Map<Integer, String> seen = new HashMap<>(vocab.size() * 2);
         for (Map.Entry<String, JsonNode> e : vocab.properties()) {
             JsonNode v = e.getValue();
-            if (!v.isIntegralNumber() || !v.canConvertToInt() || v.intValue() < 0) {
+            if (!JsonFiles.isTokenId(v)) {
                 JsonFiles.tokenId(file, v, (path.isEmpty() ? "" : path + ".") + quote(e.getKey()));  // throws
             }
             int id = v.intValue();

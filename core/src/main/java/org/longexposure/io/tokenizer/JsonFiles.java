@@ -4,6 +4,7 @@ import org.longexposure.io.InputFormatException;
 import com.fasterxml.jackson.core.JacksonException;
 import com.fasterxml.jackson.databind.JsonNode;
 import com.fasterxml.jackson.databind.ObjectMapper;
+import com.fasterxml.jackson.databind.ObjectReader;
 import java.io.IOException;
 import java.nio.file.Files;
 import java.nio.file.NoSuchFileException;
@@ -12,6 +13,9 @@ import java.util.Optional;
 
 /** Reading the tokenizer's JSON files, with errors that name the file, the field and what was expected. */
 final class JsonFiles {
+    /** Immutable and thread-safe; building a mapper per file cost more than parsing a small file. */
+    private static final ObjectReader READER = new ObjectMapper().reader();
+
     private JsonFiles() {}
 
     /** Parses {@code file}, which must exist and hold a JSON object; {@code what} says what it should be. */
@@ -26,11 +30,13 @@ final class JsonFiles {
         }
         JsonNode root;
         try {
-            root = new ObjectMapper().readTree(text);
+            root = READER.readTree(text);
         } catch (JacksonException e) {
-            throw new InputFormatException(file, null, "not valid JSON (" + e.getOriginalMessage() + " at line "
-                    + e.getLocation().getLineNr() + ", column " + e.getLocation().getColumnNr() + "); expected "
-                    + what, e);
+            // Jackson's limits (nesting depth, number length) report no location
+            String where = e.getLocation() == null || e.getLocation().getLineNr() < 0 ? ""
+                    : " at line " + e.getLocation().getLineNr() + ", column " + e.getLocation().getColumnNr();
+            throw new InputFormatException(file, null, "not valid JSON (" + e.getOriginalMessage() + where
+                    + "); expected " + what, e);
         }
         if (root == null || !root.isObject()) {
             throw new InputFormatException(file, null, "expected a JSON object holding " + what);
@@ -67,9 +73,25 @@ final class JsonFiles {
         return v.booleanValue();
     }
 
-    /** {@code v} as a token id (a non-negative int); {@code path} names it in errors. */
+    /**
+     * Largest token id accepted. The tokenizer keeps tables indexed by id (and a model has one embedding row per id),
+     * so an id sets the memory they take; 2^24 - 1 is 64 times the largest vocabularies in use (262,144 tokens).
+     */
+    static final int MAX_TOKEN_ID = (1 << 24) - 1;
+
+    /** Whether {@code v} is a valid token id: an integer in {@code [0, MAX_TOKEN_ID]}. */
+    static boolean isTokenId(JsonNode v) {
+        return v != null && v.isIntegralNumber() && v.canConvertToInt() && v.intValue() >= 0
+                && v.intValue() <= MAX_TOKEN_ID;
+    }
+
+    /** {@code v} as a token id (an int in {@code [0, MAX_TOKEN_ID]}); {@code path} names it in errors. */
     static int tokenId(Path file, JsonNode v, String path) {
-        if (v == null || !v.isIntegralNumber() || !v.canConvertToInt() || v.intValue() < 0) {
+        if (!isTokenId(v)) {
+            if (v != null && v.isIntegralNumber() && v.canConvertToInt() && v.intValue() > MAX_TOKEN_ID) {
+                throw new InputFormatException(file, path, "token id " + v.intValue() + " is too large; expected at "
+                        + "most " + MAX_TOKEN_ID);
+            }
             throw new InputFormatException(file, path, "expected a non-negative integer token id, found "
                     + (v == null ? "nothing" : describe(v)));
         }

@@ -4,6 +4,7 @@ import org.longexposure.io.InputFormatException;
 import com.fasterxml.jackson.databind.JsonNode;
 import java.nio.file.Path;
 import java.util.ArrayList;
+import java.util.BitSet;
 import java.util.HashMap;
 import java.util.LinkedHashMap;
 import java.util.List;
@@ -49,7 +50,10 @@ final class TokenizerJsonReader {
         PreTokenizer pre = preTokenizer(file, root.get("pre_tokenizer"));
         checkDecoder(file, root.get("decoder"), "decoder");
         List<AddedToken> added = AddedVocabulary.assignIds(addedTokens(file, root.get("added_tokens")), vocab);
-        PostProcessor post = postProcessor(file, root.get("post_processor"), "post_processor");
+        BitSet tokenIds = new BitSet();
+        vocab.values().forEach(tokenIds::set);
+        added.forEach(t -> tokenIds.set(t.id()));
+        PostProcessor post = postProcessor(file, root.get("post_processor"), "post_processor", tokenIds);
 
         Path dir = file.toAbsolutePath().getParent();
         HfTokenizerConfig config = HfTokenizerConfig.read(dir);
@@ -192,7 +196,8 @@ final class TokenizerJsonReader {
 
     // --- post-processor
 
-    private static PostProcessor postProcessor(Path file, JsonNode node, String path) {
+    /** The post-processor; every id it adds must be in {@code tokenIds}, else decoding its output would fail. */
+    private static PostProcessor postProcessor(Path file, JsonNode node, String path, BitSet tokenIds) {
         if (node == null || node.isNull()) {
             return PostProcessor.NONE;
         }
@@ -201,11 +206,11 @@ final class TokenizerJsonReader {
             case "ByteLevel":
                 return PostProcessor.NONE;  // only trims offsets
             case "TemplateProcessing":
-                return template(file, node, path);
+                return template(file, node, path, tokenIds);
             case "RobertaProcessing":
             case "BertProcessing":
-                return new PostProcessor(new int[] {pairId(file, node, "cls", path)},
-                        new int[] {pairId(file, node, "sep", path)});
+                return new PostProcessor(new int[] {pairId(file, node, "cls", path, tokenIds)},
+                        new int[] {pairId(file, node, "sep", path, tokenIds)});
             case "Sequence": {
                 JsonNode list = node.get("processors");
                 if (list == null || !list.isArray()) {
@@ -213,7 +218,8 @@ final class TokenizerJsonReader {
                 }
                 PostProcessor result = PostProcessor.NONE;
                 for (int i = 0; i < list.size(); i++) {
-                    result = postProcessor(file, list.get(i), path + ".processors[" + i + "]").around(result);
+                    result = postProcessor(file, list.get(i), path + ".processors[" + i + "]", tokenIds)
+                            .around(result);
                 }
                 return result;
             }
@@ -224,7 +230,7 @@ final class TokenizerJsonReader {
     }
 
     /** TemplateProcessing's "single" template: special-token pieces before and after the one sequence piece. */
-    private static PostProcessor template(Path file, JsonNode node, String path) {
+    private static PostProcessor template(Path file, JsonNode node, String path, BitSet tokenIds) {
         JsonNode single = node.get("single");
         if (single == null || !single.isArray()) {
             throw new InputFormatException(file, path + ".single", "expected the single-sequence template as a list");
@@ -240,7 +246,7 @@ final class TokenizerJsonReader {
                 }
                 int[] arr = new int[ids.size()];
                 for (int i = 0; i < arr.length; i++) {
-                    arr[i] = JsonFiles.tokenId(file, ids.get(i), p + ".ids[" + i + "]");
+                    arr[i] = specialId(file, ids.get(i), p + ".ids[" + i + "]", tokenIds);
                 }
                 specials.put(e.getKey(), arr);
             }
@@ -275,13 +281,23 @@ final class TokenizerJsonReader {
     }
 
     /** RobertaProcessing's {@code "cls": ["<s>", 0]}: the id of a [token, id] pair. */
-    private static int pairId(Path file, JsonNode node, String field, String path) {
+    private static int pairId(Path file, JsonNode node, String field, String path, BitSet tokenIds) {
         JsonNode pair = node.get(field);
         if (pair == null || !pair.isArray() || pair.size() != 2) {
             throw new InputFormatException(file, path + "." + field, "expected [token, id], found "
                     + (pair == null ? "nothing" : JsonFiles.describe(pair)));
         }
-        return JsonFiles.tokenId(file, pair.get(1), path + "." + field + "[1]");
+        return specialId(file, pair.get(1), path + "." + field + "[1]", tokenIds);
+    }
+
+    /** A post-processor's token id, which must belong to a token of the vocabulary or the added tokens. */
+    private static int specialId(Path file, JsonNode v, String path, BitSet tokenIds) {
+        int id = JsonFiles.tokenId(file, v, path);
+        if (!tokenIds.get(id)) {
+            throw new InputFormatException(file, path, "token id " + id + " is neither in model.vocab nor among the "
+                    + "added_tokens; expected the id of a special token");
+        }
+        return id;
     }
 
     // --- helpers

@@ -98,6 +98,11 @@ final class VocabMergesReader {
         if (spec == null) {
             throw new InputFormatException(config.configFile(), flag, flag + " is true but no " + role + " is set");
         }
-        return addedIds.get(spec.content());
+        Integer id = addedIds.get(spec.content());
+        if (id == null) {  // only an empty text is not kept as an added token
+            throw new InputFormatException(spec.file(), role, flag + " is true but " + role + " is the empty string; "
+                    + "expected the text of a token");
+        }
+        return id;
     }
 }

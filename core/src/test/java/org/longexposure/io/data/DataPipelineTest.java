@@ -97,6 +97,18 @@ class DataPipelineTest {
                 .isInstanceOf(InputFormatException.class).hasMessageContaining("not found");
     }
 
+    /** Found by JsonlDatasetFuzzTest: two samples joined on one line lost the second one silently. */
+    @Test
+    void twoValuesOnOneLine(@TempDir Path dir) throws Exception {
+        Path file = write(dir, "{\"text\": \"a\"}", "{\"text\": \"b\"}{\"text\": \"c\"}");
+        assertThatThrownBy(() -> JsonlDataset.read(file, CHARS)).isInstanceOf(InputFormatException.class)
+                .hasMessageContaining("d.jsonl: line 2: a second JSON value starts at column 14; expected one JSON "
+                        + "object per line");
+        assertThatThrownBy(() -> JsonlDataset.read(write(dir, "{\"text\": \"a\"} x"), CHARS))
+                .isInstanceOf(InputFormatException.class).hasMessageContaining("line 1: malformed JSON");
+        assertThat(JsonlDataset.read(write(dir, "{\"text\": \"a\"}  \t"), CHARS)).hasSize(1);
+    }
+
     @Test
     void truncationPackingAndPadding() {
         List<Example> ex = List.of(new Example(1, new int[]{5, 6, 7, 8, 9}, new int[]{I, 6, 7, 8, 9}),

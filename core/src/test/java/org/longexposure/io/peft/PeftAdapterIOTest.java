@@ -60,4 +60,25 @@ class PeftAdapterIOTest {
         Files.writeString(dir.resolve("adapter_config.json"), "{\"r\": 8,");
         assertThatThrownBy(() -> PeftAdapterIO.readLoraConfig(dir)).hasMessageContaining("not valid JSON");
     }
+
+    /**
+     * Found by PeftConfigFuzzTest: these configs were read without complaint and failed later, when the model was
+     * adapted (a bad regex, a target that is not a string) or trained (an infinite lora_alpha).
+     */
+    @Test
+    void targetsAndAlphaAreCheckedWhenRead(@TempDir Path dir) throws Exception {
+        Path file = dir.resolve("adapter_config.json");
+        Files.writeString(file, "{\"target_modules\": [\"q_proj\", \"k_proj[\"]}");
+        assertThatThrownBy(() -> PeftAdapterIO.readLoraConfig(dir)).isInstanceOf(InputFormatException.class)
+                .hasMessageContaining("adapter_config.json: field 'target_modules': target_modules entry 'k_proj[' "
+                        + "is not a valid regular expression");
+        Files.writeString(file, "{\"target_modules\": [\"q_proj\", 7]}");
+        assertThatThrownBy(() -> PeftAdapterIO.readLoraConfig(dir)).isInstanceOf(InputFormatException.class)
+                .hasMessageContaining("field 'target_modules[1]': expected a module name (a string), found a number 7");
+        Files.writeString(file, "{\"lora_alpha\": 1e39}");
+        assertThatThrownBy(() -> PeftAdapterIO.readLoraConfig(dir)).isInstanceOf(InputFormatException.class)
+                .hasMessageContaining("field 'lora_alpha': expected a finite number in float range, got 1.0E39");
+        Files.writeString(file, "{\"target_modules\": \".*\\\\.(q|v)_proj\", \"lora_alpha\": -3.4e38}");
+        assertThat(PeftAdapterIO.readLoraConfig(dir).targetModules()).containsExactly(".*\\.(q|v)_proj");
+    }
 }

@@ -294,6 +294,81 @@ class TokenizerErrorsTest {
         assertThatThrownBy(() -> t.decode(new int[] {-1}, false)).isInstanceOf(IllegalArgumentException.class);
     }
 
+    // --- regressions found by the fuzz tests (TokenizerJsonFuzzTest, TokenizerFilesFuzzTest)
+
+    /** Jackson's depth and number-length limits report no location; that must not break the message. */
+    @Test
+    void jsonPastJacksonLimits() throws IOException {
+        Files.writeString(dir.resolve("tokenizer.json"), "{\"model\": " + "[".repeat(1200));
+        assertThatThrownBy(() -> Tokenizer.load(dir))
+                .isInstanceOf(InputFormatException.class)
+                .hasMessageContaining("tokenizer.json: not valid JSON (Document nesting depth (1001) exceeds");
+        Files.delete(dir.resolve("tokenizer.json"));
+        writeVocabAndMerges("Ġ t\n");
+        Files.writeString(dir.resolve("vocab.json"), "{\"a\": 1" + "0".repeat(1500) + "}");
+        assertThatThrownBy(() -> Tokenizer.load(dir))
+                .isInstanceOf(InputFormatException.class)
+                .hasMessageContaining("vocab.json: not valid JSON (Number value length (1501) exceeds");
+    }
+
+    /** A huge id used to size the id → token table: NegativeArraySizeException or OutOfMemoryError before. */
+    @Test
+    void vocabIdTooLarge() throws IOException {
+        vocab.put("he", Integer.MAX_VALUE);
+        writeVocabAndMerges("Ġ t\n");
+        assertThatThrownBy(() -> Tokenizer.load(dir))
+                .isInstanceOf(InputFormatException.class)
+                .hasMessageContaining("vocab.json: \"he\": token id 2147483647 is too large; expected at most "
+                        + "16777215");
+        Files.delete(dir.resolve("vocab.json"));
+        Files.delete(dir.resolve("merges.txt"));
+        writeTokenizerJson(root -> ((ObjectNode) root.get("model").get("vocab")).put("he", 2_000_000_000));
+        assertThatThrownBy(() -> Tokenizer.load(dir))
+                .isInstanceOf(InputFormatException.class)
+                .hasMessageContaining("tokenizer.json: model.vocab.\"he\": token id 2000000000 is too large");
+    }
+
+    /** A template id with no token was added by encodeWithSpecials, and decoding that output then threw. */
+    @Test
+    void postProcessorIdWithoutToken() throws IOException {
+        writeTokenizerJson(root -> {
+            ObjectNode post = JSON.createObjectNode().put("type", "TemplateProcessing");
+            post.set("single", JSON.createArrayNode()
+                    .add(JSON.createObjectNode().set("SpecialToken",
+                            JSON.createObjectNode().put("id", "<|endoftext|>")))
+                    .add(JSON.createObjectNode().set("Sequence", JSON.createObjectNode().put("id", "A"))));
+            ObjectNode spec = JSON.createObjectNode().put("id", "<|endoftext|>");
+            spec.set("ids", JSON.createArrayNode().add(317));
+            post.set("special_tokens", JSON.createObjectNode().set("<|endoftext|>", spec));
+            root.set("post_processor", post);
+        });
+        assertThatThrownBy(() -> Tokenizer.load(dir))
+                .isInstanceOf(InputFormatException.class)
+                .hasMessageContaining("tokenizer.json: post_processor.special_tokens.\"<|endoftext|>\".ids[0]: "
+                        + "token id 317 is neither in model.vocab nor among the added_tokens");
+        writeTokenizerJson(root -> {
+            ObjectNode post = JSON.createObjectNode().put("type", "RobertaProcessing");
+            post.set("sep", JSON.createArrayNode().add("<|endoftext|>").add(259));
+            post.set("cls", JSON.createArrayNode().add("<s>").add(260));
+            root.set("post_processor", post);
+        });
+        assertThatThrownBy(() -> Tokenizer.load(dir))
+                .isInstanceOf(InputFormatException.class)
+                .hasMessageContaining("tokenizer.json: post_processor.cls[1]: token id 260 is neither");
+    }
+
+    /** An empty bos token is dropped from the added tokens, and add_bos_token then met a null id. */
+    @Test
+    void addBosWithEmptyBosToken() throws IOException {
+        writeVocabAndMerges("Ġ t\n");
+        Files.writeString(dir.resolve("tokenizer_config.json"), "{\"add_bos_token\": true, \"bos_token\": \"\", "
+                + "\"added_tokens_decoder\": {\"7\": {\"content\": \"\"}}}");
+        assertThatThrownBy(() -> Tokenizer.load(dir))
+                .isInstanceOf(InputFormatException.class)
+                .hasMessageContaining("tokenizer_config.json: bos_token: add_bos_token is true but bos_token is the "
+                        + "empty string");
+    }
+
     // --- helpers
 
     private void writeVocabAndMerges(String merges) throws IOException {
