@@ -188,6 +188,22 @@ class CliTest {
     }
 
     @Test
+    void generateContinuesThePromptDeterministically() {
+        String[] greedy = {"generate", "--model", MODEL.toString(), "--prompt", "It was a dark", "--max-new-tokens",
+            "6", "--threads", "2"};
+        Result a = run(greedy);
+        Result b = run(greedy);
+        assertThat(a.status).as(a.err).isZero();
+        assertThat(a.out).startsWith("It was a dark").isEqualTo(b.out);
+        assertThat(a.out.strip().length()).isGreaterThan("It was a dark".length());
+        String[] sampled = {"generate", "--model", MODEL.toString(), "--prompt", "The", "--max-new-tokens", "8",
+            "--temperature", "1.0", "--top-p", "0.9", "--seed", "3", "--threads", "2"};
+        assertThat(run(sampled).out).isEqualTo(run(sampled).out);
+        assertThat(run("generate", "--model", MODEL.toString(), "--prompt", "x", "--top-p", "0").status)
+                .isEqualTo(Main.USER_ERROR);
+    }
+
+    @Test
     void aValidationSplitIsHeldOutOfTraining(@TempDir Path dir) throws Exception {
         Result r = run(finetune(dir.resolve("o"), 1, "--valid-split", "0.01"));
         assertThat(r.status).as(r.err).isZero();

@@ -36,6 +36,8 @@ public final class PeftAdapterIO {
     public static final String CONFIG = "adapter_config.json";
     public static final String WEIGHTS = "adapter_model.safetensors";
     private static final ObjectMapper JSON = new ObjectMapper();
+    /** Largest LoRA rank accepted from a file (a bound against absurd allocations, far above practical ranks). */
+    static final int MAX_RANK = 65536;
 
     private PeftAdapterIO() {
     }
@@ -82,6 +84,9 @@ public final class PeftAdapterIO {
             }
         }
         int r = intField(file, root, "r", 8);
+        if (r < 1 || r > MAX_RANK) {
+            throw InputFormatException.field(file, "r", "rank " + r + " is outside [1, " + MAX_RANK + "]");
+        }
         float alpha = (float) numberField(file, root, "lora_alpha", 8);
         float dropout = (float) numberField(file, root, "lora_dropout", 0);
         boolean rslora = root.path("use_rslora").asBoolean(false);
