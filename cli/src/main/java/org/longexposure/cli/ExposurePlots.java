@@ -74,7 +74,7 @@ final class ExposurePlots {
                     .title(String.format(Locale.ROOT, "layer %d head %d: tile density %.3f", layer.layer(),
                             head.head(), head.tileDensity()))
                     .xAxisTitle("key block (" + attnBlock + " tokens)").yAxisTitle("query block").build();
-            chart.getStyler().setMin(0).setMax(1).setShowValue(n <= 8).setHeatMapValueDecimalPattern("0.00")
+            chart.getStyler().setMin(0).setMax(1).setShowValue(n <= 6).setHeatMapValueDecimalPattern("0.00")
                     .setPlotContentSize(1.0);
             List<Integer> idx = new ArrayList<>();
             for (int i = 0; i < n; i++) {
