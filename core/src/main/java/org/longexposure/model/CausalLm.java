@@ -16,7 +16,10 @@ public interface CausalLm extends AutoCloseable {
     /** Allocates the activations (and adapters' saved tensors) for micro-batches of up to (B, T). */
     ForwardState allocate(int batchSize, int seqLen);
 
-    /** Runs the forward pass and leaves the logits (B·T, V) in {@code state.logits()}. */
+    /**
+     * Runs the forward pass and leaves the logits (B·T, V) in {@code state.logits()}; each layer's saved q, k,
+     * log-sum-exp and FFN hidden state stay readable through {@code state.layer(l)} until the next forward.
+     */
     void forward(ForwardState state, Batch batch, boolean training);
 
     /**

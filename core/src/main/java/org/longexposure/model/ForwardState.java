@@ -10,4 +10,10 @@ public interface ForwardState {
 
     /** (B·T, V) logits of the last forward (rows of the current batch first). */
     Tensor logits();
+
+    /**
+     * Layer {@code l}'s saved activations of the last forward, as views shaped for that batch's (B, T); read-only,
+     * valid until the next forward on this state.
+     */
+    LayerActivations layer(int l);
 }

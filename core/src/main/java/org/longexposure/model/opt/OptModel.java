@@ -9,6 +9,7 @@ import org.longexposure.io.data.Batch;
 import org.longexposure.io.safetensors.ShardedCheckpoint;
 import org.longexposure.model.CausalLm;
 import org.longexposure.model.ForwardState;
+import org.longexposure.model.LayerActivations;
 import org.longexposure.model.Linear;
 import org.longexposure.model.LinearAdapter;
 import org.longexposure.model.ModelConfig;
@@ -208,6 +209,21 @@ public final class OptModel implements CausalLm {
         @Override
         public Tensor logits() {
             return logits.slice(0, (long) curB * curT);
+        }
+
+        @Override
+        public LayerActivations layer(int l) {
+            if (l < 0 || l >= q.length) {
+                throw new IllegalArgumentException("layer " + l + " is outside [0, " + q.length + ")");
+            }
+            if (curB == 0) {
+                throw new IllegalStateException("no forward has run on this state");
+            }
+            int n = curB * curT;
+            long c = q[l].shape().dim(1);
+            long nh = lse[l].numel() / ((long) maxB * maxT);
+            return new LayerActivations(q[l].slice(0, n).view(curB, curT, c), k[l].slice(0, n).view(curB, curT, c),
+                    lse[l].slice(0, curB * nh * curT).view(curB, nh, curT), h[l].slice(0, n));
         }
     }
 
