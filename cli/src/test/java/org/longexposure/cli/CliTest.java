@@ -4,14 +4,18 @@ import static org.assertj.core.api.Assertions.assertThat;
 
 import com.fasterxml.jackson.databind.JsonNode;
 import com.fasterxml.jackson.databind.ObjectMapper;
-import java.io.PrintWriter;
-import java.io.StringWriter;
 import java.nio.file.Files;
 import java.nio.file.Path;
 import java.util.ArrayList;
 import java.util.Comparator;
 import java.util.List;
 import java.util.stream.Stream;
+import static org.longexposure.cli.CliRun.DATA;
+import static org.longexposure.cli.CliRun.MODEL;
+import static org.longexposure.cli.CliRun.ROOT;
+import static org.longexposure.cli.CliRun.VALID;
+import static org.longexposure.cli.CliRun.run;
+
 import org.junit.jupiter.api.Test;
 import org.junit.jupiter.api.io.TempDir;
 
@@ -20,21 +24,7 @@ import org.junit.jupiter.api.io.TempDir;
  * run, {@code eval}, and bad input (one line, exit status 2, no stack trace, no partial output).
  */
 class CliTest {
-    private static final Path ROOT = Path.of("..").toAbsolutePath().normalize();
-    private static final Path MODEL = ROOT.resolve("models/opt-mini-256");
-    private static final Path DATA = ROOT.resolve("data/e2e-sample/train.jsonl");
-    private static final Path VALID = ROOT.resolve("data/e2e-sample/valid.jsonl");
     private static final ObjectMapper JSON = new ObjectMapper();
-
-    private record Result(int status, String out, String err) {
-    }
-
-    private static Result run(String... args) {
-        StringWriter out = new StringWriter();
-        StringWriter err = new StringWriter();
-        int status = Main.run(args, new PrintWriter(out, true), new PrintWriter(err, true));
-        return new Result(status, out.toString(), err.toString());
-    }
 
     private static String[] finetune(Path out, int steps, String... extra) {
         return finetune(MODEL, DATA, out, steps, extra);
@@ -51,8 +41,8 @@ class CliTest {
     @Test
     void finetuneWritesMetricsAdapterCheckpointsAndPlot(@TempDir Path dir) throws Exception {
         Path out = dir.resolve("run");
-        Result r = run(finetune(out, 3, "--valid", VALID.toString(), "--save-every", "2"));
-        assertThat(r.status).as(r.err).isZero();
+        CliRun.Result r = run(finetune(out, 3, "--valid", VALID.toString(), "--save-every", "2"));
+        assertThat(r.status()).as(r.err()).isZero();
         List<String> lines = Files.readAllLines(out.resolve("metrics.jsonl"));
         assertThat(lines).hasSize(3);
         for (int i = 0; i < 3; i++) {
@@ -71,10 +61,10 @@ class CliTest {
         assertThat(png).startsWith(0x89, 'P', 'N', 'G');
         assertThat(JSON.readTree(out.resolve("validation.json").toFile()).get("valid_loss").asDouble()).isFinite();
 
-        Result ev = run("eval", "--model", MODEL.toString(), "--adapter", out.resolve("adapter").toString(),
+        CliRun.Result ev = run("eval", "--model", MODEL.toString(), "--adapter", out.resolve("adapter").toString(),
                 "--data", VALID.toString(), "--seq-len", "40", "--batch-size", "4");
-        assertThat(ev.status).as(ev.err).isZero();
-        JsonNode e = JSON.readTree(ev.out.strip());
+        assertThat(ev.status()).as(ev.err()).isZero();
+        JsonNode e = JSON.readTree(ev.out().strip());
         assertThat(e.get("tokens").asLong()).isPositive();
         assertThat(e.get("perplexity").asDouble()).isCloseTo(Math.exp(e.get("loss").asDouble()),
                 org.assertj.core.data.Offset.offset(1e-6 * e.get("perplexity").asDouble()));
@@ -83,17 +73,17 @@ class CliTest {
     @Test
     void exportAndMergeGiveTheSameModel(@TempDir Path dir) throws Exception {
         Path run = dir.resolve("run");
-        assertThat(run(finetune(run, 2, "--target-modules", "q_proj,v_proj,fc1")).status).isZero();
-        Result ex = run("export", "--checkpoint", run.toString(), "--out", dir.resolve("exported").toString());
-        assertThat(ex.status).as(ex.err).isZero();
+        assertThat(run(finetune(run, 2, "--target-modules", "q_proj,v_proj,fc1")).status()).isZero();
+        CliRun.Result ex = run("export", "--checkpoint", run.toString(), "--out", dir.resolve("exported").toString());
+        assertThat(ex.status()).as(ex.err()).isZero();
         assertThat(Files.readAllBytes(dir.resolve("exported/adapter_model.safetensors")))
                 .isEqualTo(Files.readAllBytes(run.resolve("checkpoints/step-2/adapter_model.safetensors")));
 
         Path merged = dir.resolve("merged");
-        Result mg = run("merge", "--model", MODEL.toString(), "--adapter", run.resolve("adapter").toString(),
+        CliRun.Result mg = run("merge", "--model", MODEL.toString(), "--adapter", run.resolve("adapter").toString(),
                 "--out", merged.toString());
-        assertThat(mg.status).as(mg.err).isZero();
-        assertThat(mg.out).contains("merged 12 LoRA modules");
+        assertThat(mg.status()).as(mg.err()).isZero();
+        assertThat(mg.out()).contains("merged 12 LoRA modules");
         assertThat(merged.resolve("vocab.json")).isRegularFile();
         double withAdapter = evalLoss("--model", MODEL.toString(), "--adapter", run.resolve("adapter").toString());
         double mergedLoss = evalLoss("--model", merged.toString());
@@ -102,7 +92,7 @@ class CliTest {
         assertThat(Math.abs(mergedLoss - withAdapter)).isLessThan(2e-3 * withAdapter);
         assertThat(Math.abs(base - withAdapter)).isGreaterThan(10 * Math.abs(mergedLoss - withAdapter));
         assertThat(run("merge", "--model", MODEL.toString(), "--adapter", run.resolve("adapter").toString(),
-                "--out", merged.toString()).status).isEqualTo(Main.USER_ERROR);
+                "--out", merged.toString()).status()).isEqualTo(Main.USER_ERROR);
     }
 
     /**
@@ -114,11 +104,11 @@ class CliTest {
     void anAdapterTrainedByPeftGivesHuggingFacesEvalLoss() throws Exception {
         Path dir = Path.of(getClass().getResource("/interop/peft_eval.json").toURI()).getParent();
         JsonNode hf = JSON.readTree(dir.resolve("peft_eval.json").toFile());
-        Result r = run("eval", "--model", MODEL.toString(), "--adapter", dir.resolve("peft-trained-adapter").toString(),
+        CliRun.Result r = run("eval", "--model", MODEL.toString(), "--adapter", dir.resolve("peft-trained-adapter").toString(),
                 "--data", VALID.toString(), "--seq-len", Integer.toString(hf.get("seq_len").asInt()), "--batch-size",
                 "8");
-        assertThat(r.status).as(r.err).isZero();
-        JsonNode ours = JSON.readTree(r.out.strip());
+        assertThat(r.status()).as(r.err()).isZero();
+        JsonNode ours = JSON.readTree(r.out().strip());
         assertThat(ours.get("tokens").asLong()).isEqualTo(hf.get("tokens").asLong());
         assertThat(ours.get("loss").asDouble()).isCloseTo(hf.get("loss").asDouble(),
                 org.assertj.core.data.Percentage.withPercentage(1e-3));
@@ -128,18 +118,18 @@ class CliTest {
         List<String> a = new ArrayList<>(List.of("eval"));
         a.addAll(List.of(modelArgs));
         a.addAll(List.of("--data", VALID.toString(), "--seq-len", "40", "--batch-size", "8"));
-        Result r = run(a.toArray(String[]::new));
-        assertThat(r.status).as(r.err).isZero();
-        return JSON.readTree(r.out.strip()).get("loss").asDouble();
+        CliRun.Result r = run(a.toArray(String[]::new));
+        assertThat(r.status()).as(r.err()).isZero();
+        return JSON.readTree(r.out().strip()).get("loss").asDouble();
     }
 
     @Test
     void aKilledRunResumesToTheSameResult(@TempDir Path dir) throws Exception {
         Path straight = dir.resolve("straight");
-        assertThat(run(finetune(straight, 4, "--save-every", "2")).status).isZero();
+        assertThat(run(finetune(straight, 4, "--save-every", "2")).status()).isZero();
 
         Path killed = dir.resolve("killed");
-        assertThat(run(finetune(killed, 4, "--save-every", "2")).status).isZero();
+        assertThat(run(finetune(killed, 4, "--save-every", "2")).status()).isZero();
         // what a kill during step 4 leaves behind: the step-2 checkpoint, metrics of steps 1..3, no adapter,
         // and a half-written temporary checkpoint folder
         deleteTree(killed.resolve("checkpoints/step-4"));
@@ -148,18 +138,18 @@ class CliTest {
         Files.write(killed.resolve("metrics.jsonl"), partial);
         Files.createDirectories(killed.resolve("checkpoints/.tmp-step-4"));
 
-        Result resumed = run(finetune(killed, 4, "--save-every", "2"));
-        assertThat(resumed.status).as(resumed.err).isZero();
-        assertThat(resumed.out).contains("resuming from").contains("step 2 of 4");
+        CliRun.Result resumed = run(finetune(killed, 4, "--save-every", "2"));
+        assertThat(resumed.status()).as(resumed.err()).isZero();
+        assertThat(resumed.out()).contains("resuming from").contains("step 2 of 4");
         assertThat(Files.readAllLines(killed.resolve("metrics.jsonl")).stream().map(CliTest::withoutTiming))
                 .containsExactlyElementsOf(Files.readAllLines(straight.resolve("metrics.jsonl")).stream()
                         .map(CliTest::withoutTiming).toList());
         assertThat(Files.readAllBytes(killed.resolve("adapter/adapter_model.safetensors")))
                 .isEqualTo(Files.readAllBytes(straight.resolve("adapter/adapter_model.safetensors")));
 
-        Result other = run(finetune(killed, 4, "--save-every", "2", "--lora-r", "4"));
-        assertThat(other.status).isEqualTo(Main.USER_ERROR);
-        assertThat(other.err).contains("cannot resume").contains("lora_r");
+        CliRun.Result other = run(finetune(killed, 4, "--save-every", "2", "--lora-r", "4"));
+        assertThat(other.status()).isEqualTo(Main.USER_ERROR);
+        assertThat(other.err()).contains("cannot resume").contains("lora_r");
     }
 
     @Test
@@ -177,9 +167,9 @@ class CliTest {
                 new Object[]{finetune(bert, DATA, dir.resolve("o5"), 1), "supported: [opt]"},
                 new Object[]{new String[]{"finetune", "--steps", "many"}, "many"});
         for (Object[] c : cases) {
-            Result r = run((String[]) c[0]);
-            assertThat(r.status).as(String.join(" ", (String[]) c[0])).isEqualTo(Main.USER_ERROR);
-            assertThat(r.err).contains((String) c[1]).startsWith("error: ").doesNotContain("\tat ")
+            CliRun.Result r = run((String[]) c[0]);
+            assertThat(r.status()).as(String.join(" ", (String[]) c[0])).isEqualTo(Main.USER_ERROR);
+            assertThat(r.err()).contains((String) c[1]).startsWith("error: ").doesNotContain("\tat ")
                     .doesNotContain("Exception");
         }
         for (String o : List.of("o1", "o2", "o3", "o4", "o5")) {
@@ -191,27 +181,27 @@ class CliTest {
     void generateContinuesThePromptDeterministically() {
         String[] greedy = {"generate", "--model", MODEL.toString(), "--prompt", "It was a dark", "--max-new-tokens",
             "6", "--threads", "2"};
-        Result a = run(greedy);
-        Result b = run(greedy);
-        assertThat(a.status).as(a.err).isZero();
-        assertThat(a.out).startsWith("It was a dark").isEqualTo(b.out);
-        assertThat(a.out.strip().length()).isGreaterThan("It was a dark".length());
+        CliRun.Result a = run(greedy);
+        CliRun.Result b = run(greedy);
+        assertThat(a.status()).as(a.err()).isZero();
+        assertThat(a.out()).startsWith("It was a dark").isEqualTo(b.out());
+        assertThat(a.out().strip().length()).isGreaterThan("It was a dark".length());
         String[] sampled = {"generate", "--model", MODEL.toString(), "--prompt", "The", "--max-new-tokens", "8",
             "--temperature", "1.0", "--top-p", "0.9", "--seed", "3", "--threads", "2"};
-        assertThat(run(sampled).out).isEqualTo(run(sampled).out);
-        assertThat(run("generate", "--model", MODEL.toString(), "--prompt", "x", "--top-p", "0").status)
+        assertThat(run(sampled).out()).isEqualTo(run(sampled).out());
+        assertThat(run("generate", "--model", MODEL.toString(), "--prompt", "x", "--top-p", "0").status())
                 .isEqualTo(Main.USER_ERROR);
     }
 
     @Test
     void aValidationSplitIsHeldOutOfTraining(@TempDir Path dir) throws Exception {
-        Result r = run(finetune(dir.resolve("o"), 1, "--valid-split", "0.01"));
-        assertThat(r.status).as(r.err).isZero();
-        assertThat(r.out).contains("2376 rows").contains("over").contains("24 held-out samples");
+        CliRun.Result r = run(finetune(dir.resolve("o"), 1, "--valid-split", "0.01"));
+        assertThat(r.status()).as(r.err()).isZero();
+        assertThat(r.out()).contains("2376 rows").contains("over").contains("24 held-out samples");
         assertThat(dir.resolve("o/validation.json")).isRegularFile();
-        Result bad = run(finetune(dir.resolve("p"), 1, "--valid-split", "1.5"));
-        assertThat(bad.status).isEqualTo(Main.USER_ERROR);
-        assertThat(bad.err).contains("--valid-split");
+        CliRun.Result bad = run(finetune(dir.resolve("p"), 1, "--valid-split", "1.5"));
+        assertThat(bad.status()).isEqualTo(Main.USER_ERROR);
+        assertThat(bad.err()).contains("--valid-split");
     }
 
     @Test
@@ -226,9 +216,9 @@ class CliTest {
         for (String f : List.of("vocab.json", "merges.txt", "tokenizer_config.json", "special_tokens_map.json")) {
             Files.copy(MODEL.resolve(f), small.resolve(f));
         }
-        Result r = run(finetune(small, DATA, dir.resolve("o"), 1));
-        assertThat(r.status).isEqualTo(Main.USER_ERROR);
-        assertThat(r.err).contains("50265 tokens").contains("211 rows").doesNotContain("\tat ");
+        CliRun.Result r = run(finetune(small, DATA, dir.resolve("o"), 1));
+        assertThat(r.status()).isEqualTo(Main.USER_ERROR);
+        assertThat(r.err()).contains("50265 tokens").contains("211 rows").doesNotContain("\tat ");
         assertThat(dir.resolve("o")).doesNotExist();
     }
 
@@ -254,9 +244,9 @@ class CliTest {
             org.longexposure.io.safetensors.SafetensorsWriter.write(broken.resolve("model.safetensors"), t);
         }
         Path out = dir.resolve("o");
-        Result r = run(finetune(broken, DATA, out, 3, "--save-every", "1"));
-        assertThat(r.status).isEqualTo(Main.USER_ERROR);
-        assertThat(r.err).contains("training diverged").contains("step 1").contains("last good checkpoint: none")
+        CliRun.Result r = run(finetune(broken, DATA, out, 3, "--save-every", "1"));
+        assertThat(r.status()).isEqualTo(Main.USER_ERROR);
+        assertThat(r.err()).contains("training diverged").contains("step 1").contains("last good checkpoint: none")
                 .doesNotContain("\tat ");
         assertThat(out.resolve("adapter")).doesNotExist();
         assertThat(out.resolve("checkpoints")).doesNotExist();

@@ -4,10 +4,14 @@ import static org.assertj.core.api.Assertions.assertThat;
 
 import com.fasterxml.jackson.databind.JsonNode;
 import com.fasterxml.jackson.databind.ObjectMapper;
-import java.io.PrintWriter;
-import java.io.StringWriter;
 import java.nio.file.Files;
 import java.nio.file.Path;
+import static org.longexposure.cli.CliRun.DATA;
+import static org.longexposure.cli.CliRun.MODEL;
+import static org.longexposure.cli.CliRun.ROOT;
+import static org.longexposure.cli.CliRun.VALID;
+import static org.longexposure.cli.CliRun.run;
+
 import org.junit.jupiter.api.Test;
 import org.junit.jupiter.api.io.TempDir;
 
@@ -16,31 +20,18 @@ import org.junit.jupiter.api.io.TempDir;
  * and bad input (one line, exit status 2).
  */
 class ExposeCommandTest {
-    private static final Path ROOT = Path.of("..").toAbsolutePath().normalize();
-    private static final Path MODEL = ROOT.resolve("models/opt-mini-256");
-    private static final Path VALID = ROOT.resolve("data/e2e-sample/valid.jsonl");
     private static final ObjectMapper JSON = new ObjectMapper();
-
-    private record Result(int status, String out, String err) {
-    }
-
-    private static Result run(String... args) {
-        StringWriter out = new StringWriter();
-        StringWriter err = new StringWriter();
-        int status = Main.run(args, new PrintWriter(out, true), new PrintWriter(err, true));
-        return new Result(status, out.toString(), err.toString());
-    }
 
     @Test
     void writesReportAndPictures(@TempDir Path dir) throws Exception {
         Path out = dir.resolve("exp");
         long t0 = System.nanoTime();
-        Result r = run("expose", "--model", MODEL.toString(), "--data", VALID.toString(), "--out", out.toString(),
+        CliRun.Result r = run("expose", "--model", MODEL.toString(), "--data", VALID.toString(), "--out", out.toString(),
                 "--batch-size", "2", "--seq-len", "64", "--batches", "2", "--neuron-block", "100",
                 "--attn-block", "16", "--threads", "2");
         assertThat((System.nanoTime() - t0) / 1e9).isLessThan(20);
-        assertThat(r.status).as(r.err).isZero();
-        assertThat(r.out).contains("per-token").contains("union");
+        assertThat(r.status()).as(r.err()).isZero();
+        assertThat(r.out()).contains("per-token").contains("union");
         JsonNode rep = JSON.readTree(out.resolve("exposure.json").toFile());
         assertThat(rep.get("config").get("neuron_block").asInt()).isEqualTo(100);
         assertThat(rep.get("config").get("attn_block").asInt()).isEqualTo(16);
@@ -74,14 +65,14 @@ class ExposeCommandTest {
     void badInputIsAUserError(@TempDir Path dir) throws Exception {
         Path bad = dir.resolve("bad.jsonl");
         Files.writeString(bad, "{\"text\": \"ok\"}\nnot json\n");
-        Result r = run("expose", "--model", MODEL.toString(), "--data", bad.toString(), "--out",
+        CliRun.Result r = run("expose", "--model", MODEL.toString(), "--data", bad.toString(), "--out",
                 dir.resolve("o").toString(), "--threads", "2");
-        assertThat(r.status).isEqualTo(Main.USER_ERROR);
-        assertThat(r.err).contains("bad.jsonl").doesNotContain("Exception");
-        Result z = run("expose", "--model", MODEL.toString(), "--data", VALID.toString(), "--out",
+        assertThat(r.status()).isEqualTo(Main.USER_ERROR);
+        assertThat(r.err()).contains("bad.jsonl").doesNotContain("Exception");
+        CliRun.Result z = run("expose", "--model", MODEL.toString(), "--data", VALID.toString(), "--out",
                 dir.resolve("o").toString(), "--neuron-block", "0");
-        assertThat(z.status).isEqualTo(Main.USER_ERROR);
-        assertThat(z.err).contains("--neuron-block");
+        assertThat(z.status()).isEqualTo(Main.USER_ERROR);
+        assertThat(z.err()).contains("--neuron-block");
         assertThat(dir.resolve("o")).doesNotExist();
     }
 }
