@@ -117,12 +117,13 @@ public final class Tensor {
 
     /** Element {@code i} (flat index) of a host float tensor (F32, F16, BF16 or F64), as a float. */
     public float getFloat(long i) {
-        MemorySegment s = host();
+        MemorySegment s = storageSegment();
+        long at = byteAt(i);
         return switch (dtype) {
-            case F32 -> s.getAtIndex(ValueLayout.JAVA_FLOAT_UNALIGNED, i);
-            case F16 -> Float.float16ToFloat(s.getAtIndex(ValueLayout.JAVA_SHORT_UNALIGNED, i));
-            case BF16 -> Float.intBitsToFloat(((int) s.getAtIndex(ValueLayout.JAVA_SHORT_UNALIGNED, i)) << 16);
-            case F64 -> (float) s.getAtIndex(ValueLayout.JAVA_DOUBLE_UNALIGNED, i);
+            case F32 -> s.get(ValueLayout.JAVA_FLOAT_UNALIGNED, at);
+            case F16 -> Float.float16ToFloat(s.get(ValueLayout.JAVA_SHORT_UNALIGNED, at));
+            case BF16 -> Float.intBitsToFloat(((int) s.get(ValueLayout.JAVA_SHORT_UNALIGNED, at)) << 16);
+            case F64 -> (float) s.get(ValueLayout.JAVA_DOUBLE_UNALIGNED, at);
             default -> throw new IllegalStateException("getFloat on " + dtype + " tensor");
         };
     }
@@ -130,17 +131,36 @@ public final class Tensor {
     /** Sets element {@code i} of a host F32 tensor. */
     public void setFloat(long i, float v) {
         requireDType("setFloat", DType.F32);
-        host().setAtIndex(ValueLayout.JAVA_FLOAT_UNALIGNED, i, v);
+        storageSegment().set(ValueLayout.JAVA_FLOAT_UNALIGNED, byteAt(i), v);
     }
 
     public int getInt(long i) {
         requireDType("getInt", DType.I32);
-        return host().getAtIndex(ValueLayout.JAVA_INT_UNALIGNED, i);
+        return storageSegment().get(ValueLayout.JAVA_INT_UNALIGNED, byteAt(i));
     }
 
     public void setInt(long i, int v) {
         requireDType("setInt", DType.I32);
-        host().setAtIndex(ValueLayout.JAVA_INT_UNALIGNED, i, v);
+        storageSegment().set(ValueLayout.JAVA_INT_UNALIGNED, byteAt(i), v);
+    }
+
+    /**
+     * The whole host segment behind this tensor: element access addresses it directly instead of slicing a view
+     * per element (these accessors run in loops over whole weight matrices, e.g. in merge).
+     */
+    private MemorySegment storageSegment() {
+        if (!(storage instanceof HostStorage hs)) {
+            throw new IllegalStateException("tensor " + this + " is not in host memory");
+        }
+        return hs.segment();
+    }
+
+    /** Byte position of flat element {@code i} in the storage segment, checked against this view's bounds. */
+    private long byteAt(long i) {
+        if (i < 0 || i >= shape.numel()) {
+            throw new IndexOutOfBoundsException("element " + i + " of tensor " + this);
+        }
+        return byteOffset + i * dtype.byteSize();
     }
 
     /** All elements of a host float tensor converted to a new float array (tests, small tensors). */
