@@ -1,11 +1,10 @@
 package org.longexposure.cli;
 
-import java.util.ArrayList;
 import java.util.List;
+import java.util.function.ToDoubleFunction;
 import org.longexposure.io.data.Batch;
 import org.longexposure.io.data.Batcher;
 import org.longexposure.io.data.Example;
-import java.util.function.ToDoubleFunction;
 
 /**
  * Mean loss over all predicted tokens of a dataset (each batch's mean weighted by its token count), the way
@@ -17,11 +16,7 @@ record Evaluation(double loss, long tokens) {
         double sum = 0;
         long tokens = 0;
         for (int i = 0; i < rows.size(); i += batchSize) {
-            List<Example> part = new ArrayList<>(rows.subList(i, Math.min(rows.size(), i + batchSize)));
-            while (part.size() < batchSize) {
-                part.add(new Example(0, new int[0], new int[0]));
-            }
-            Batch b = Batcher.batch(part, seqLen, padId);
+            Batch b = Batcher.batch(rows.subList(i, Math.min(rows.size(), i + batchSize)), batchSize, seqLen, padId);
             int n = b.predictedTokens();
             if (n == 0) {
                 continue;

@@ -65,6 +65,15 @@ public final class Batcher {
         return new Rows(rows, 0);
     }
 
+    /** Like {@link #batch(List, int, int)}, with empty rows (no tokens, no loss) added up to {@code batchSize}. */
+    public static Batch batch(List<Example> rows, int batchSize, int maxSeqLen, int padId) {
+        List<Example> all = new ArrayList<>(rows);
+        while (all.size() < batchSize) {
+            all.add(new Example(0, new int[0], new int[0]));
+        }
+        return batch(all, maxSeqLen, padId);
+    }
+
     /**
      * A (B, T) batch of the given rows (each ≤ {@code maxSeqLen} tokens), right-padded with {@code padId} to the
      * longest row rounded up to a multiple of {@link #PAD_MULTIPLE} (at most {@code maxSeqLen}): padding to the

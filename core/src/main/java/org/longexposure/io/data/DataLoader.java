@@ -69,10 +69,7 @@ public final class DataLoader {
             pick.add(rows.get(order[i]));
         }
         position = end;
-        while (pick.size() < batchSize) {
-            pick.add(new Example(0, new int[0], new int[0]));
-        }
-        return Batcher.batch(pick, seqLen, padId);
+        return Batcher.batch(pick, batchSize, seqLen, padId);
     }
 
     private int[] permutation(int ep) {
