@@ -33,8 +33,10 @@ import org.longexposure.model.SparsityPlan;
  *
  * <p>{@link #evaluate}: on each micro-batch, the dense forward's true masses and counts against the layouts the
  * predictors choose from the same forward's layer inputs, per layer: recall, realised density (attention: kept
- * tiles / causal tiles; MLP: computed (real row, neuron) pairs / all), and the oracle density (the fewest tiles
- * reaching the target mass per row, knowing the truth; the true union of active blocks per token block).
+ * tiles / causal tiles; MLP: computed (real row, neuron) pairs / all), and the oracle density (attention: the
+ * fewest tiles reaching the target mass in every query-block row, diagonal and sink included, knowing the truth,
+ * so it can exceed a predictor's density that meets the target only on the total; MLP: the true union of active
+ * blocks per token block, the lossless minimum).
  */
 public final class PredictorFit {
     private static final double RIDGE = 1e-4;
@@ -334,8 +336,8 @@ public final class PredictorFit {
         int nh = mc.numHeads();
         boolean relu = predictors.mlp(0) != null;
         ForwardState st = denseState(lm, batches);
-        double[][] acc = new double[layers][8]; // attn kept, total, tiles, causal, oracle tiles; mlp kept, total
-        double[][] mlpAcc = new double[layers][4]; // computed pairs, oracle pairs, real rows × H, unused
+        double[][] acc = new double[layers][7]; // attn kept, total, tiles, causal, oracle tiles; mlp kept, total
+        double[][] mlpAcc = new double[layers][3]; // computed pairs, oracle pairs, real rows × H
         long realTokens = 0;
         for (Batch b : batches) {
             lm.forward(st, b, false);
