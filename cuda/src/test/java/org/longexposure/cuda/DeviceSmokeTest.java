@@ -88,10 +88,27 @@ class DeviceSmokeTest {
         Tensor t = be.allocate(DType.F32, 3, 1001);
         assertThat(Gpu.download(be, t)).containsOnly(0f);
         be.stream().memsetD32(CudaBackend.ptr(t) + 4, Float.floatToRawIntBits(1.5f), 2999);
+        try (Arena a = Arena.ofConfined()) {
+            MemorySegment raw = a.allocate(t.byteSize());
+            be.stream().copyDeviceToHost(raw, CudaBackend.ptr(t));
+            be.stream().sync();
+            float[] direct = raw.toArray(ValueLayout.JAVA_FLOAT);
+            int firstSet = -1;
+            int count = 0;
+            for (int i = 0; i < direct.length; i++) {
+                if (direct[i] == 1.5f) {
+                    count++;
+                    firstSet = firstSet < 0 ? i : firstSet;
+                }
+            }
+            assertThat(new int[] {firstSet, count}).as("first index and count of 1.5 read without staging")
+                    .containsExactly(1, 2999);
+        }
         float[] v = Gpu.download(be, t);
         assertThat(v[0]).isZero();
         assertThat(v[1]).isEqualTo(1.5f);
-        assertThat(v[3002]).isEqualTo(1.5f);
+        assertThat(v[2999]).isEqualTo(1.5f);
+        assertThat(v[3000]).isZero();
         be.stream().memsetD8(CudaBackend.ptr(t), (byte) 0, 8);
         assertThat(Gpu.download(be, t)[1]).isZero();
     }
