@@ -1,0 +1,709 @@
+// Fused causal multi-head attention for Hopper (sm_90a), forward and backward, FlashAttention-2 style
+// (Dao 2023, Algorithms 1 and 2), dense and block-sparse with one set of kernels: every CTA walks a LIST of
+// 64×64 tiles. Dense attention is the implicit causal list; Long Exposure's block-sparse attention passes a
+// BlockLayout (CSR over the NH·nQB query-block rows, ascending key blocks ≤ the row's query block) and, for the
+// dK/dV pass, its transpose (CSC over the NH·nKB key-block columns, ascending query blocks), which
+// attention_layout_transpose below builds on the device from the CSR.
+//
+// Semantics (org.longexposure.backend.AttentionOps / SparseOps, CPU twin backend/cpu/FlashAttentionKernel):
+//   q, k, v, out, dQ, dK, dV, dOut: (B, T, C) bf16, C = NH·HS, head h = columns [h·HS, (h+1)·HS), row stride C.
+//   keyMask (B, T) int32: key j of sequence b is visible iff keyMask[b, j] != 0 (null pointer = all visible).
+//   Query i sees key j iff j ≤ i, j visible, and (sparse) the tile (i / 64, j / 64) is listed for head h.
+//   out_i = Σ_j softmax_j(scale·q_i·k_j)·v_j;  lse (B, NH, T) f32 = log Σ_j exp(scale·q_i·k_j) (saved).
+//   A query with no visible key: out = 0, lse = −inf, and no gradient flows through it.
+// Numerics: bf16 operands on the tensor cores (mma.sync m16n8k16, fp32 accumulators); softmax statistics in
+// fp32, exponentials as exp2 of log2e-scaled scores; P and dS are rounded to bf16 for their products (as
+// FlashAttention does); row sums of P in fp32 before rounding.
+//
+// Tiles: BQ = BK = 64 rows, 4 warps (128 threads) per CTA, each warp owning 16 rows of the CTA's tile (query rows
+// in the forward and dQ pass, key rows in the dK/dV pass), so the softmax and the gradient recurrences stay in
+// registers and warps never exchange data. Shared-memory tiles are row-major with rows padded by 8 bf16 (16 bytes)
+// so that ldmatrix's eight 16-byte row reads hit eight disjoint bank groups for every HS in {32, 64, 80, 96, 128}.
+// Global tiles move with 16-byte cp.async (rows past T zero-filled), double-buffered: the next tile streams in
+// while the current one is multiplied.
+//
+// Kernels (HS ∈ {32, 64, 80, 96, 128} is a suffix: ..._hs64). nQB = nKB = ceil(T / 64), Tp = 64·nQB.
+//  attention_forward_bf16_hsHS(q, k, v, out, lse, keyMask, rowPtr, colIdx, T, NH, scale)
+//     grid (nQB, NH, B), block 128, dynamic smem (64 + 4·64)·(HS + 8)·2 bytes (Q tile, 2×K, 2×V).
+//     rowPtr == null: dense causal, key blocks 0..qb. Else CSR layout rowPtr (NH·nQB + 1), colIdx (nnz).
+//     Reads q, k, v, keyMask, the layout; writes out rows < T and lse. blockIdx.x runs over query blocks from the
+//     last (heaviest) to the first.
+//  attention_backward_prep_bf16_hsHS(dOut, out, lse, dPad, lse2Pad, B, T, NH)
+//     grid ceil(B·Tp·NH / 256), block 256, no smem. Writes the f32 scratch (B, NH, Tp) arrays
+//     dPad[i] = D_i = Σ_d dOut_i[d]·out_i[d] (0 for i ≥ T) and lse2Pad[i] = lse_i·log2(e), replaced by +∞ when
+//     lse_i = −∞ or i ≥ T (so that exp2(s − lse2) = 0 there without a branch). 2·B·NH·Tp floats of scratch.
+//  attention_backward_dkdv_bf16_hsHS(q, k, v, dOut, keyMask, lse2Pad, dPad, colPtr, rowIdx, dK, dV, T, NH, scale)
+//     grid (nKB, NH, B), block 128, dynamic smem 6·64·(HS + 8)·2 + 4·64·4 bytes (K, V, 2×Q, 2×dOut, 2×lse2,
+//     2×D). colPtr == null: dense, query blocks kb..nQB−1. Else CSC layout colPtr (NH·nKB + 1), rowIdx (nnz).
+//     Each warp owns 16 keys: S^T = K·Q^T, P^T, dP^T = V·dOut^T, dS^T = P^T∘(dP^T − D), dV += P^T·dOut,
+//     dK += dS^T·Q, then dK·scale. Writes dK, dV rows < T (zero for keys no query sees).
+//  attention_backward_dq_bf16_hsHS(q, k, v, dOut, keyMask, lse2Pad, dPad, rowPtr, colIdx, dQ, T, NH, scale)
+//     grid (nQB, NH, B), block 128, dynamic smem 6·64·(HS + 8)·2 bytes (Q, dOut, 2×K, 2×V). Same list as the
+//     forward. Each warp owns 16 queries: recomputes S and dP, dQ += dS·K, then dQ·scale. Writes dQ rows < T.
+//  attention_layout_transpose(rowPtr, colIdx, colPtr, rowIdx, nBlocks, NH)
+//     grid NH, block 256, dynamic smem 4·nBlocks bytes. CSR (query-block rows) -> CSC (key-block columns) of a
+//     causal block layout; head h's entries keep their CSR offset range [rowPtr[h·nB], rowPtr[(h+1)·nB]).
+// The two gradient passes recompute S and dP instead of accumulating dQ with float atomics: deterministic
+// results, bit-identical run to run, at the cost of two extra tile products per tile.
+#include <cuda_bf16.h>
+#include <stdint.h>
+
+typedef __nv_bfloat16 bf16;
+
+namespace {
+
+constexpr int kTile = 64;      // BQ = BK = the BlockLayout block size
+constexpr int kThreads = 128;  // 4 warps × 16 rows
+constexpr float kLog2e = 1.4426950408889634f;
+constexpr float kLn2 = 0.6931471805599453f;
+
+__device__ __forceinline__ uint32_t smem_addr(const void* p) {
+    return static_cast<uint32_t>(__cvta_generic_to_shared(p));
+}
+
+// 16-byte global -> shared copy; with pred false nothing is read and the 16 bytes are zero-filled.
+__device__ __forceinline__ void cp_async16(uint32_t dst, const void* src, bool pred) {
+    int n = pred ? 16 : 0;
+    asm volatile("cp.async.cg.shared.global [%0], [%1], 16, %2;\n" ::"r"(dst), "l"(src), "r"(n));
+}
+__device__ __forceinline__ void cp_async_commit() { asm volatile("cp.async.commit_group;\n" ::); }
+template <int N>
+__device__ __forceinline__ void cp_async_wait() { asm volatile("cp.async.wait_group %0;\n" ::"n"(N)); }
+
+__device__ __forceinline__ void ldsm_x4(uint32_t addr, uint32_t& r0, uint32_t& r1, uint32_t& r2, uint32_t& r3) {
+    asm volatile("ldmatrix.sync.aligned.m8n8.x4.shared.b16 {%0,%1,%2,%3}, [%4];\n"
+                 : "=r"(r0), "=r"(r1), "=r"(r2), "=r"(r3)
+                 : "r"(addr));
+}
+__device__ __forceinline__ void ldsm_x4_t(uint32_t addr, uint32_t& r0, uint32_t& r1, uint32_t& r2, uint32_t& r3) {
+    asm volatile("ldmatrix.sync.aligned.m8n8.x4.trans.shared.b16 {%0,%1,%2,%3}, [%4];\n"
+                 : "=r"(r0), "=r"(r1), "=r"(r2), "=r"(r3)
+                 : "r"(addr));
+}
+
+// d(16×8 f32) += a(16×16 bf16, row) · b(16×8 bf16, col). Fragments (g = lane/4, t = lane%4):
+// a0 (g, 2t..2t+1), a1 (g+8, 2t..), a2 (g, 2t+8..), a3 (g+8, 2t+8..); b0 (k 2t..2t+1, n g), b1 (k 2t+8.., n g);
+// d0,d1 (g, 2t..2t+1), d2,d3 (g+8, 2t..2t+1).
+__device__ __forceinline__ void mma16816(float* d, const uint32_t* a, uint32_t b0, uint32_t b1) {
+    asm volatile(
+        "mma.sync.aligned.m16n8k16.row.col.f32.bf16.bf16.f32 {%0,%1,%2,%3}, {%4,%5,%6,%7}, {%8,%9}, "
+        "{%0,%1,%2,%3};\n"
+        : "+f"(d[0]), "+f"(d[1]), "+f"(d[2]), "+f"(d[3])
+        : "r"(a[0]), "r"(a[1]), "r"(a[2]), "r"(a[3]), "r"(b0), "r"(b1));
+}
+
+__device__ __forceinline__ uint32_t pack_bf16(float lo, float hi) {
+    __nv_bfloat162 v = __floats2bfloat162_rn(lo, hi);
+    return *reinterpret_cast<uint32_t*>(&v);
+}
+
+// ROWS rows of one head (HS bf16 each) starting at token row0 of the (T, C) matrix at g into a padded shared tile.
+template <int HS, int ROWS>
+__device__ __forceinline__ void load_tile(bf16* s, const bf16* g, int row0, int T, int C) {
+    constexpr int CPR = HS / 8;
+    constexpr int LD = HS + 8;
+#pragma unroll
+    for (int c = threadIdx.x; c < ROWS * CPR; c += kThreads) {
+        int r = c / CPR;
+        int cc = c - r * CPR;
+        int t = row0 + r;
+        bool ok = t < T;
+        const bf16* src = g + (size_t)(ok ? t : 0) * C + cc * 8;
+        cp_async16(smem_addr(s + r * LD + cc * 8), src, ok);
+    }
+}
+
+// 64 f32 of a padded (Tp) statistics row.
+__device__ __forceinline__ void load_stats(float* s, const float* g) {
+    if (threadIdx.x < 16) cp_async16(smem_addr(s + threadIdx.x * 4), g + threadIdx.x * 4, true);
+}
+
+// A warp's 16 rows × HS of a padded shared tile (rows row0..row0+15) as HS/16 A fragments.
+template <int HS>
+__device__ __forceinline__ void load_a_frags(uint32_t (*f)[4], const bf16* s, int row0, int lane) {
+    constexpr int LD = HS + 8;
+#pragma unroll
+    for (int kk = 0; kk < HS / 16; ++kk) {
+        uint32_t a = smem_addr(s + (row0 + (lane & 15)) * LD + kk * 16 + (lane >> 4) * 8);
+        ldsm_x4(a, f[kk][0], f[kk][1], f[kk][2], f[kk][3]);
+    }
+}
+
+// acc(16×64) += A(16×HS) · Bᵀ where B is a 64×HS shared tile (rows = the 64 output columns): score products.
+// A fragments from registers (af) or, when af is null, from shared rows aRow0.. of aS.
+template <int HS, bool AREG>
+__device__ __forceinline__ void mma_abt(float (*acc)[4], const uint32_t (*af)[4], const bf16* aS, int aRow0,
+                                        const bf16* bS, int lane) {
+    constexpr int LD = HS + 8;
+#pragma unroll
+    for (int kk = 0; kk < HS / 16; ++kk) {
+        uint32_t a[4];
+        if constexpr (AREG) {
+            a[0] = af[kk][0]; a[1] = af[kk][1]; a[2] = af[kk][2]; a[3] = af[kk][3];
+        } else {
+            ldsm_x4(smem_addr(aS + (aRow0 + (lane & 15)) * LD + kk * 16 + (lane >> 4) * 8), a[0], a[1], a[2], a[3]);
+        }
+#pragma unroll
+        for (int np = 0; np < 4; ++np) {
+            uint32_t b0, b1, b2, b3;
+            ldsm_x4(smem_addr(bS + (np * 16 + (lane & 7) + (lane >> 4) * 8) * LD + kk * 16 + ((lane >> 3) & 1) * 8),
+                    b0, b1, b2, b3);
+            mma16816(acc[2 * np], a, b0, b1);
+            mma16816(acc[2 * np + 1], a, b2, b3);
+        }
+    }
+}
+
+// acc(16×HS) += P(16×64, C fragments p rounded to bf16) · B where B is a 64×HS shared tile (rows = the 64 keys).
+template <int HS>
+__device__ __forceinline__ void mma_pb(float (*acc)[4], const float (*p)[4], const bf16* bS, int lane) {
+    constexpr int LD = HS + 8;
+#pragma unroll
+    for (int kk = 0; kk < 4; ++kk) {
+        uint32_t a[4];
+        a[0] = pack_bf16(p[2 * kk][0], p[2 * kk][1]);
+        a[1] = pack_bf16(p[2 * kk][2], p[2 * kk][3]);
+        a[2] = pack_bf16(p[2 * kk + 1][0], p[2 * kk + 1][1]);
+        a[3] = pack_bf16(p[2 * kk + 1][2], p[2 * kk + 1][3]);
+#pragma unroll
+        for (int dp = 0; dp < HS / 16; ++dp) {
+            uint32_t b0, b1, b2, b3;
+            ldsm_x4_t(smem_addr(bS + (kk * 16 + (lane & 15)) * LD + dp * 16 + (lane >> 4) * 8), b0, b1, b2, b3);
+            mma16816(acc[2 * dp], a, b0, b1);
+            mma16816(acc[2 * dp + 1], a, b2, b3);
+        }
+    }
+}
+
+// Writes a warp's 16×HS f32 accumulator (times mul) as bf16 rows row0.. of the (T, C) matrix at g, staged through
+// the warp's own 16 rows of the padded shared tile s so that the global stores are 16 bytes wide.
+template <int HS>
+__device__ __forceinline__ void store_rows(bf16* g, bf16* s, const float (*acc)[4], float mul0, float mul1,
+                                           int sRow0, int row0, int T, int C, int lane) {
+    constexpr int LD = HS + 8;
+    constexpr int CPR = HS / 8;
+    int gq = lane >> 2, tq = lane & 3;
+    __syncwarp();
+#pragma unroll
+    for (int nt = 0; nt < HS / 8; ++nt) {
+        *reinterpret_cast<uint32_t*>(s + (sRow0 + gq) * LD + nt * 8 + 2 * tq) =
+            pack_bf16(acc[nt][0] * mul0, acc[nt][1] * mul0);
+        *reinterpret_cast<uint32_t*>(s + (sRow0 + gq + 8) * LD + nt * 8 + 2 * tq) =
+            pack_bf16(acc[nt][2] * mul1, acc[nt][3] * mul1);
+    }
+    __syncwarp();
+#pragma unroll
+    for (int c = lane; c < 16 * CPR; c += 32) {
+        int r = c / CPR;
+        int cc = c - r * CPR;
+        int t = row0 + r;
+        if (t < T) {
+            *reinterpret_cast<uint4*>(g + (size_t)t * C + cc * 8) =
+                *reinterpret_cast<const uint4*>(s + (sRow0 + r) * LD + cc * 8);
+        }
+    }
+}
+
+// Visibility bits of keys k0..k0+63 (bit j: key k0+j exists and is not padding); uniform across the warp.
+__device__ __forceinline__ uint64_t key_bits(const int* mask, int k0, int T, int lane) {
+    int j0 = k0 + lane, j1 = k0 + 32 + lane;
+    bool v0 = j0 < T && (mask == nullptr || mask[j0] != 0);
+    bool v1 = j1 < T && (mask == nullptr || mask[j1] != 0);
+    uint32_t lo = __ballot_sync(0xffffffffu, v0);
+    uint32_t hi = __ballot_sync(0xffffffffu, v1);
+    return (uint64_t)lo | ((uint64_t)hi << 32);
+}
+
+// ------------------------------------------------------------------------------------------------ forward
+
+template <int HS>
+__device__ __forceinline__ void attention_forward(const bf16* __restrict__ q, const bf16* __restrict__ k,
+                                                  const bf16* __restrict__ v, bf16* __restrict__ out,
+                                                  float* __restrict__ lse, const int* __restrict__ keyMask,
+                                                  const int* __restrict__ rowPtr, const int* __restrict__ colIdx,
+                                                  int T, int NH, float scale) {
+    constexpr int LD = HS + 8;
+    constexpr int KT = HS / 16;
+    constexpr int NDT = HS / 8;
+    extern __shared__ __align__(16) unsigned char smem[];
+    bf16* sQ = reinterpret_cast<bf16*>(smem);  // 64 × LD
+    bf16* sK = sQ + kTile * LD;                // 2 × 64 × LD
+    bf16* sV = sK + 2 * kTile * LD;            // 2 × 64 × LD
+
+    const int nB = (T + kTile - 1) / kTile;
+    const int qb = nB - 1 - blockIdx.x;
+    const int h = blockIdx.y, b = blockIdx.z;
+    const int C = NH * HS;
+    const int warp = threadIdx.x >> 5, lane = threadIdx.x & 31;
+    const int gq = lane >> 2, tq = lane & 3;
+    const size_t base = (size_t)b * T * C + (size_t)h * HS;
+    const int* mask = keyMask ? keyMask + (size_t)b * T : nullptr;
+    const int q0 = qb * kTile;
+
+    int it0, it1;
+    if (rowPtr) {
+        it0 = rowPtr[h * nB + qb];
+        it1 = rowPtr[h * nB + qb + 1];
+    } else {
+        it0 = 0;
+        it1 = qb + 1;
+    }
+
+    load_tile<HS, kTile>(sQ, q + base, q0, T, C);
+    if (it0 < it1) {
+        int kb = rowPtr ? colIdx[it0] : it0;
+        load_tile<HS, kTile>(sK, k + base, kb * kTile, T, C);
+        load_tile<HS, kTile>(sV, v + base, kb * kTile, T, C);
+    }
+    cp_async_commit();
+
+    const int r0 = q0 + warp * 16 + gq;  // this thread's query rows r0 and r0 + 8
+    const float sl2 = scale * kLog2e;
+    float o[NDT][4];
+#pragma unroll
+    for (int i = 0; i < NDT; ++i) o[i][0] = o[i][1] = o[i][2] = o[i][3] = 0.f;
+    float m[2] = {-INFINITY, -INFINITY};
+    float l[2] = {0.f, 0.f};
+    uint32_t qf[KT][4];
+
+    for (int it = it0; it < it1; ++it) {
+        const int buf = (it - it0) & 1;
+        const int kb = rowPtr ? colIdx[it] : it;
+        const int k0 = kb * kTile;
+        const uint64_t bits = key_bits(mask, k0, T, lane);
+        cp_async_wait<0>();
+        __syncthreads();
+        if (it == it0) load_a_frags<HS>(qf, sQ, warp * 16, lane);
+        if (it + 1 < it1) {
+            int kn = rowPtr ? colIdx[it + 1] : it + 1;
+            load_tile<HS, kTile>(sK + (buf ^ 1) * kTile * LD, k + base, kn * kTile, T, C);
+            load_tile<HS, kTile>(sV + (buf ^ 1) * kTile * LD, v + base, kn * kTile, T, C);
+        }
+        cp_async_commit();
+
+        float s[8][4];
+#pragma unroll
+        for (int i = 0; i < 8; ++i) s[i][0] = s[i][1] = s[i][2] = s[i][3] = 0.f;
+        mma_abt<HS, true>(s, qf, nullptr, 0, sK + buf * kTile * LD, lane);
+
+        // Scaled log2 scores; −∞ where masked (causal, padding, past T). The mask is skipped when the whole tile
+        // is visible to all 16 rows of the warp.
+        const bool full = bits == ~0ull && k0 + kTile - 1 <= q0 + warp * 16;
+        float mx[2] = {-INFINITY, -INFINITY};
+#pragma unroll
+        for (int nt = 0; nt < 8; ++nt) {
+#pragma unroll
+            for (int e = 0; e < 4; ++e) {
+                int jj = nt * 8 + 2 * tq + (e & 1);
+                int row = r0 + (e >> 1) * 8;
+                bool ok = full || (((bits >> jj) & 1) && k0 + jj <= row);
+                s[nt][e] = ok ? s[nt][e] * sl2 : -INFINITY;
+                mx[e >> 1] = fmaxf(mx[e >> 1], s[nt][e]);
+            }
+        }
+#pragma unroll
+        for (int r = 0; r < 2; ++r) {
+            mx[r] = fmaxf(mx[r], __shfl_xor_sync(0xffffffffu, mx[r], 1));
+            mx[r] = fmaxf(mx[r], __shfl_xor_sync(0xffffffffu, mx[r], 2));
+        }
+        float use[2], alpha[2];
+#pragma unroll
+        for (int r = 0; r < 2; ++r) {
+            float mn = fmaxf(m[r], mx[r]);
+            use[r] = mn == -INFINITY ? 0.f : mn;
+            alpha[r] = exp2f(m[r] - use[r]);
+            m[r] = mn;
+        }
+        float rs[2] = {0.f, 0.f};
+#pragma unroll
+        for (int nt = 0; nt < 8; ++nt) {
+#pragma unroll
+            for (int e = 0; e < 4; ++e) {
+                s[nt][e] = exp2f(s[nt][e] - use[e >> 1]);
+                rs[e >> 1] += s[nt][e];
+            }
+        }
+#pragma unroll
+        for (int r = 0; r < 2; ++r) l[r] = l[r] * alpha[r] + rs[r];
+#pragma unroll
+        for (int i = 0; i < NDT; ++i) {
+            o[i][0] *= alpha[0]; o[i][1] *= alpha[0];
+            o[i][2] *= alpha[1]; o[i][3] *= alpha[1];
+        }
+        mma_pb<HS>(o, s, sV + buf * kTile * LD, lane);
+    }
+    cp_async_wait<0>();
+    __syncthreads();
+
+#pragma unroll
+    for (int r = 0; r < 2; ++r) {
+        l[r] += __shfl_xor_sync(0xffffffffu, l[r], 1);
+        l[r] += __shfl_xor_sync(0xffffffffu, l[r], 2);
+    }
+    float inv[2], ls[2];
+#pragma unroll
+    for (int r = 0; r < 2; ++r) {
+        inv[r] = l[r] > 0.f ? 1.f / l[r] : 0.f;
+        ls[r] = l[r] > 0.f ? (m[r] + log2f(l[r])) * kLn2 : -INFINITY;
+    }
+    if (tq == 0) {
+        float* lrow = lse + ((size_t)b * NH + h) * T;
+        if (r0 < T) lrow[r0] = ls[0];
+        if (r0 + 8 < T) lrow[r0 + 8] = ls[1];
+    }
+    store_rows<HS>(out + base, sQ, o, inv[0], inv[1], warp * 16, q0 + warp * 16, T, C, lane);
+}
+
+// ------------------------------------------------------------------------------------------------ backward
+
+template <int HS>
+__device__ __forceinline__ void attention_backward_prep(const bf16* __restrict__ dOut, const bf16* __restrict__ out,
+                                                        const float* __restrict__ lse, float* __restrict__ dPad,
+                                                        float* __restrict__ lse2Pad, int B, int T, int NH) {
+    const int Tp = (T + kTile - 1) / kTile * kTile;
+    const int C = NH * HS;
+    const long long total = (long long)B * Tp * NH;
+    for (long long id = (long long)blockIdx.x * blockDim.x + threadIdx.x; id < total;
+         id += (long long)gridDim.x * blockDim.x) {
+        int h = (int)(id % NH);
+        long long bt = id / NH;
+        int t = (int)(bt % Tp);
+        int b = (int)(bt / Tp);
+        size_t o = ((size_t)b * NH + h) * Tp + t;
+        if (t >= T) {
+            dPad[o] = 0.f;
+            lse2Pad[o] = INFINITY;
+            continue;
+        }
+        const bf16* g = dOut + ((size_t)b * T + t) * C + (size_t)h * HS;
+        const bf16* y = out + ((size_t)b * T + t) * C + (size_t)h * HS;
+        float acc = 0.f;
+#pragma unroll
+        for (int c = 0; c < HS / 8; ++c) {
+            uint4 gv = *reinterpret_cast<const uint4*>(g + c * 8);
+            uint4 yv = *reinterpret_cast<const uint4*>(y + c * 8);
+            const __nv_bfloat162* g2 = reinterpret_cast<const __nv_bfloat162*>(&gv);
+            const __nv_bfloat162* y2 = reinterpret_cast<const __nv_bfloat162*>(&yv);
+#pragma unroll
+            for (int e = 0; e < 4; ++e) {
+                float2 a = __bfloat1622float2(g2[e]);
+                float2 c2 = __bfloat1622float2(y2[e]);
+                acc = fmaf(a.x, c2.x, acc);
+                acc = fmaf(a.y, c2.y, acc);
+            }
+        }
+        float ls = lse[((size_t)b * NH + h) * T + t];
+        dPad[o] = acc;
+        lse2Pad[o] = ls == -INFINITY ? INFINITY : ls * kLog2e;
+    }
+}
+
+// dK, dV of key block kb: each warp owns keys kb·64 + warp·16 + {gq, gq + 8}.
+template <int HS>
+__device__ __forceinline__ void attention_backward_dkdv(
+    const bf16* __restrict__ q, const bf16* __restrict__ k, const bf16* __restrict__ v,
+    const bf16* __restrict__ dOut, const int* __restrict__ keyMask, const float* __restrict__ lse2Pad,
+    const float* __restrict__ dPad, const int* __restrict__ colPtr, const int* __restrict__ rowIdx,
+    bf16* __restrict__ dK, bf16* __restrict__ dV, int T, int NH, float scale) {
+    constexpr int LD = HS + 8;
+    constexpr int KT = HS / 16;
+    constexpr int NDT = HS / 8;
+    constexpr bool KV_REGS = HS <= 64;
+    extern __shared__ __align__(16) unsigned char smem[];
+    bf16* sK = reinterpret_cast<bf16*>(smem);  // 64 × LD
+    bf16* sV = sK + kTile * LD;                // 64 × LD
+    bf16* sQ = sV + kTile * LD;                // 2 × 64 × LD
+    bf16* sG = sQ + 2 * kTile * LD;            // 2 × 64 × LD (dOut)
+    float* sL = reinterpret_cast<float*>(sG + 2 * kTile * LD);  // 2 × 64 lse2
+    float* sD = sL + 2 * kTile;                                 // 2 × 64 D
+
+    const int nB = (T + kTile - 1) / kTile;
+    const int Tp = nB * kTile;
+    const int kb = blockIdx.x;
+    const int h = blockIdx.y, b = blockIdx.z;
+    const int C = NH * HS;
+    const int warp = threadIdx.x >> 5, lane = threadIdx.x & 31;
+    const int gq = lane >> 2, tq = lane & 3;
+    const size_t base = (size_t)b * T * C + (size_t)h * HS;
+    const size_t sbase = ((size_t)b * NH + h) * Tp;
+    const int k0 = kb * kTile;
+
+    int it0, it1;
+    if (colPtr) {
+        it0 = colPtr[h * nB + kb];
+        it1 = colPtr[h * nB + kb + 1];
+    } else {
+        it0 = kb;
+        it1 = nB;
+    }
+
+    load_tile<HS, kTile>(sK, k + base, k0, T, C);
+    load_tile<HS, kTile>(sV, v + base, k0, T, C);
+    if (it0 < it1) {
+        int qb = colPtr ? rowIdx[it0] : it0;
+        load_tile<HS, kTile>(sQ, q + base, qb * kTile, T, C);
+        load_tile<HS, kTile>(sG, dOut + base, qb * kTile, T, C);
+        load_stats(sL, lse2Pad + sbase + qb * kTile);
+        load_stats(sD, dPad + sbase + qb * kTile);
+    }
+    cp_async_commit();
+
+    const int j0 = k0 + warp * 16 + gq;  // this thread's keys j0 and j0 + 8
+    bool kvis[2];
+#pragma unroll
+    for (int r = 0; r < 2; ++r) {
+        int j = j0 + r * 8;
+        kvis[r] = j < T && (keyMask == nullptr || keyMask[(size_t)b * T + j] != 0);
+    }
+    const bool allVis = __all_sync(0xffffffffu, kvis[0] && kvis[1]);
+    const float sl2 = scale * kLog2e;
+    float dk[NDT][4], dv[NDT][4];
+#pragma unroll
+    for (int i = 0; i < NDT; ++i) {
+        dk[i][0] = dk[i][1] = dk[i][2] = dk[i][3] = 0.f;
+        dv[i][0] = dv[i][1] = dv[i][2] = dv[i][3] = 0.f;
+    }
+    uint32_t kf[KV_REGS ? KT : 1][4], vf[KV_REGS ? KT : 1][4];
+
+    for (int it = it0; it < it1; ++it) {
+        const int buf = (it - it0) & 1;
+        const int qb = colPtr ? rowIdx[it] : it;
+        const int i0 = qb * kTile;
+        cp_async_wait<0>();
+        __syncthreads();
+        if constexpr (KV_REGS) {
+            if (it == it0) {
+                load_a_frags<HS>(kf, sK, warp * 16, lane);
+                load_a_frags<HS>(vf, sV, warp * 16, lane);
+            }
+        }
+        if (it + 1 < it1) {
+            int qn = colPtr ? rowIdx[it + 1] : it + 1;
+            load_tile<HS, kTile>(sQ + (buf ^ 1) * kTile * LD, q + base, qn * kTile, T, C);
+            load_tile<HS, kTile>(sG + (buf ^ 1) * kTile * LD, dOut + base, qn * kTile, T, C);
+            load_stats(sL + (buf ^ 1) * kTile, lse2Pad + sbase + qn * kTile);
+            load_stats(sD + (buf ^ 1) * kTile, dPad + sbase + qn * kTile);
+        }
+        cp_async_commit();
+        const bf16* cQ = sQ + buf * kTile * LD;
+        const bf16* cG = sG + buf * kTile * LD;
+        const float* cL = sL + buf * kTile;
+        const float* cD = sD + buf * kTile;
+
+        // S^T (16 keys × 64 queries) and dP^T.
+        float st[8][4], dpt[8][4];
+#pragma unroll
+        for (int i = 0; i < 8; ++i) {
+            st[i][0] = st[i][1] = st[i][2] = st[i][3] = 0.f;
+            dpt[i][0] = dpt[i][1] = dpt[i][2] = dpt[i][3] = 0.f;
+        }
+        mma_abt<HS, KV_REGS>(st, kf, sK, warp * 16, cQ, lane);
+        mma_abt<HS, KV_REGS>(dpt, vf, sV, warp * 16, cG, lane);
+
+        // P^T = exp2(s·scale·log2e − lse2_i) where key j is visible to query i, else 0; dS^T = P^T∘(dP^T − D_i).
+        const bool full = allVis && k0 + warp * 16 + 15 <= i0;
+#pragma unroll
+        for (int nt = 0; nt < 8; ++nt) {
+            int ii = nt * 8 + 2 * tq;
+            float2 l2 = *reinterpret_cast<const float2*>(cL + ii);
+            float2 d2 = *reinterpret_cast<const float2*>(cD + ii);
+#pragma unroll
+            for (int e = 0; e < 4; ++e) {
+                int j = j0 + (e >> 1) * 8;
+                int i = i0 + ii + (e & 1);
+                bool ok = full || (kvis[e >> 1] && j <= i);
+                float p = exp2f(st[nt][e] * sl2 - ((e & 1) ? l2.y : l2.x));
+                p = ok ? p : 0.f;
+                st[nt][e] = p;
+                dpt[nt][e] = p * (dpt[nt][e] - ((e & 1) ? d2.y : d2.x));
+            }
+        }
+        mma_pb<HS>(dv, st, cG, lane);
+        mma_pb<HS>(dk, dpt, cQ, lane);
+    }
+    cp_async_wait<0>();
+    __syncthreads();
+    store_rows<HS>(dK + base, sK, dk, scale, scale, warp * 16, k0 + warp * 16, T, C, lane);
+    store_rows<HS>(dV + base, sV, dv, 1.f, 1.f, warp * 16, k0 + warp * 16, T, C, lane);
+}
+
+// dQ of query block qb: each warp owns queries qb·64 + warp·16 + {gq, gq + 8}.
+template <int HS>
+__device__ __forceinline__ void attention_backward_dq(
+    const bf16* __restrict__ q, const bf16* __restrict__ k, const bf16* __restrict__ v,
+    const bf16* __restrict__ dOut, const int* __restrict__ keyMask, const float* __restrict__ lse2Pad,
+    const float* __restrict__ dPad, const int* __restrict__ rowPtr, const int* __restrict__ colIdx,
+    bf16* __restrict__ dQ, int T, int NH, float scale) {
+    constexpr int LD = HS + 8;
+    constexpr int KT = HS / 16;
+    constexpr int NDT = HS / 8;
+    constexpr bool QG_REGS = HS <= 64;
+    extern __shared__ __align__(16) unsigned char smem[];
+    bf16* sQ = reinterpret_cast<bf16*>(smem);  // 64 × LD
+    bf16* sG = sQ + kTile * LD;                // 64 × LD (dOut)
+    bf16* sK = sG + kTile * LD;                // 2 × 64 × LD
+    bf16* sV = sK + 2 * kTile * LD;            // 2 × 64 × LD
+
+    const int nB = (T + kTile - 1) / kTile;
+    const int Tp = nB * kTile;
+    const int qb = nB - 1 - blockIdx.x;
+    const int h = blockIdx.y, b = blockIdx.z;
+    const int C = NH * HS;
+    const int warp = threadIdx.x >> 5, lane = threadIdx.x & 31;
+    const int gq = lane >> 2, tq = lane & 3;
+    const size_t base = (size_t)b * T * C + (size_t)h * HS;
+    const size_t sbase = ((size_t)b * NH + h) * Tp;
+    const int* mask = keyMask ? keyMask + (size_t)b * T : nullptr;
+    const int q0 = qb * kTile;
+
+    int it0, it1;
+    if (rowPtr) {
+        it0 = rowPtr[h * nB + qb];
+        it1 = rowPtr[h * nB + qb + 1];
+    } else {
+        it0 = 0;
+        it1 = qb + 1;
+    }
+
+    load_tile<HS, kTile>(sQ, q + base, q0, T, C);
+    load_tile<HS, kTile>(sG, dOut + base, q0, T, C);
+    if (it0 < it1) {
+        int kb = rowPtr ? colIdx[it0] : it0;
+        load_tile<HS, kTile>(sK, k + base, kb * kTile, T, C);
+        load_tile<HS, kTile>(sV, v + base, kb * kTile, T, C);
+    }
+    cp_async_commit();
+
+    const int r0 = q0 + warp * 16 + gq;
+    const float l2[2] = {lse2Pad[sbase + r0], lse2Pad[sbase + r0 + 8]};
+    const float dd[2] = {dPad[sbase + r0], dPad[sbase + r0 + 8]};
+    const float sl2 = scale * kLog2e;
+    float dq[NDT][4];
+#pragma unroll
+    for (int i = 0; i < NDT; ++i) dq[i][0] = dq[i][1] = dq[i][2] = dq[i][3] = 0.f;
+    uint32_t qf[QG_REGS ? KT : 1][4], gf[QG_REGS ? KT : 1][4];
+
+    for (int it = it0; it < it1; ++it) {
+        const int buf = (it - it0) & 1;
+        const int kb = rowPtr ? colIdx[it] : it;
+        const int k0 = kb * kTile;
+        const uint64_t bits = key_bits(mask, k0, T, lane);
+        cp_async_wait<0>();
+        __syncthreads();
+        if constexpr (QG_REGS) {
+            if (it == it0) {
+                load_a_frags<HS>(qf, sQ, warp * 16, lane);
+                load_a_frags<HS>(gf, sG, warp * 16, lane);
+            }
+        }
+        if (it + 1 < it1) {
+            int kn = rowPtr ? colIdx[it + 1] : it + 1;
+            load_tile<HS, kTile>(sK + (buf ^ 1) * kTile * LD, k + base, kn * kTile, T, C);
+            load_tile<HS, kTile>(sV + (buf ^ 1) * kTile * LD, v + base, kn * kTile, T, C);
+        }
+        cp_async_commit();
+        const bf16* cK = sK + buf * kTile * LD;
+        const bf16* cV = sV + buf * kTile * LD;
+
+        float s[8][4], dp[8][4];
+#pragma unroll
+        for (int i = 0; i < 8; ++i) {
+            s[i][0] = s[i][1] = s[i][2] = s[i][3] = 0.f;
+            dp[i][0] = dp[i][1] = dp[i][2] = dp[i][3] = 0.f;
+        }
+        mma_abt<HS, QG_REGS>(s, qf, sQ, warp * 16, cK, lane);
+        mma_abt<HS, QG_REGS>(dp, gf, sG, warp * 16, cV, lane);
+
+        const bool full = bits == ~0ull && k0 + kTile - 1 <= q0 + warp * 16;
+#pragma unroll
+        for (int nt = 0; nt < 8; ++nt) {
+#pragma unroll
+            for (int e = 0; e < 4; ++e) {
+                int jj = nt * 8 + 2 * tq + (e & 1);
+                int row = r0 + (e >> 1) * 8;
+                bool ok = full || (((bits >> jj) & 1) && k0 + jj <= row);
+                float p = exp2f(s[nt][e] * sl2 - l2[e >> 1]);
+                p = ok ? p : 0.f;
+                dp[nt][e] = p * (dp[nt][e] - dd[e >> 1]);
+            }
+        }
+        mma_pb<HS>(dq, dp, cK, lane);
+    }
+    cp_async_wait<0>();
+    __syncthreads();
+    store_rows<HS>(dQ + base, sQ, dq, scale, scale, warp * 16, q0 + warp * 16, T, C, lane);
+}
+
+}  // namespace
+
+#define ATTENTION_ENTRY_POINTS(HS)                                                                                  \
+    extern "C" __global__ void __launch_bounds__(kThreads) attention_forward_bf16_hs##HS(                          \
+        const bf16* q, const bf16* k, const bf16* v, bf16* out, float* lse, const int* keyMask,                  \
+        const int* rowPtr, const int* colIdx, int T, int NH, float scale) {                                       \
+        attention_forward<HS>(q, k, v, out, lse, keyMask, rowPtr, colIdx, T, NH, scale);                          \
+    }                                                                                                             \
+    extern "C" __global__ void __launch_bounds__(256) attention_backward_prep_bf16_hs##HS(                        \
+        const bf16* dOut, const bf16* out, const float* lse, float* dPad, float* lse2Pad, int B, int T, int NH) { \
+        attention_backward_prep<HS>(dOut, out, lse, dPad, lse2Pad, B, T, NH);                                     \
+    }                                                                                                             \
+    extern "C" __global__ void __launch_bounds__(kThreads) attention_backward_dkdv_bf16_hs##HS(                   \
+        const bf16* q, const bf16* k, const bf16* v, const bf16* dOut, const int* keyMask,                       \
+        const float* lse2Pad, const float* dPad, const int* colPtr, const int* rowIdx, bf16* dK, bf16* dV, int T, \
+        int NH, float scale) {                                                                                    \
+        attention_backward_dkdv<HS>(q, k, v, dOut, keyMask, lse2Pad, dPad, colPtr, rowIdx, dK, dV, T, NH, scale); \
+    }                                                                                                             \
+    extern "C" __global__ void __launch_bounds__(kThreads) attention_backward_dq_bf16_hs##HS(                     \
+        const bf16* q, const bf16* k, const bf16* v, const bf16* dOut, const int* keyMask,                       \
+        const float* lse2Pad, const float* dPad, const int* rowPtr, const int* colIdx, bf16* dQ, int T, int NH,  \
+        float scale) {                                                                                            \
+        attention_backward_dq<HS>(q, k, v, dOut, keyMask, lse2Pad, dPad, rowPtr, colIdx, dQ, T, NH, scale);       \
+    }
+
+ATTENTION_ENTRY_POINTS(32)
+ATTENTION_ENTRY_POINTS(64)
+ATTENTION_ENTRY_POINTS(80)
+ATTENTION_ENTRY_POINTS(96)
+ATTENTION_ENTRY_POINTS(128)
+
+// CSR (NH·nB rows of query blocks) -> CSC (NH·nB columns of key blocks) of a causal block layout. One CTA per head:
+// column kb lists the query blocks qb ≥ kb whose row holds kb (binary search in the ascending row), ascending.
+// Head h's entries occupy the same offset range in both forms, so colPtr[h·nB] = rowPtr[h·nB].
+extern "C" __global__ void __launch_bounds__(256) attention_layout_transpose(const int* rowPtr, const int* colIdx,
+                                                                            int* colPtr, int* rowIdx, int nB,
+                                                                            int NH) {
+    extern __shared__ int count[];  // nB
+    const int h = blockIdx.x;
+    auto holds = [&](int qb, int kb) {
+        int lo = rowPtr[h * nB + qb], hi = rowPtr[h * nB + qb + 1];
+        while (lo < hi) {
+            int mid = (lo + hi) >> 1;
+            int c = colIdx[mid];
+            if (c == kb) return true;
+            if (c < kb) lo = mid + 1; else hi = mid;
+        }
+        return false;
+    };
+    for (int kb = threadIdx.x; kb < nB; kb += blockDim.x) {
+        int n = 0;
+        for (int qb = kb; qb < nB; ++qb) n += holds(qb, kb) ? 1 : 0;
+        count[kb] = n;
+    }
+    __syncthreads();
+    if (threadIdx.x == 0) {
+        int off = rowPtr[h * nB];
+        for (int kb = 0; kb < nB; ++kb) {
+            int n = count[kb];
+            count[kb] = off;
+            colPtr[h * nB + kb] = off;
+            off += n;
+        }
+        if (h == NH - 1) colPtr[NH * nB] = off;
+    }
+    __syncthreads();
+    for (int kb = threadIdx.x; kb < nB; kb += blockDim.x) {
+        int p = count[kb];
+        for (int qb = kb; qb < nB; ++qb) {
+            if (holds(qb, kb)) rowIdx[p++] = qb;
+        }
+    }
+}
