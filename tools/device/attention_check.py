@@ -16,13 +16,18 @@ import os
 import sys
 import time
 
+import warnings
+
 import cupy
 import numpy as np
 import torch
 import torch.nn.functional as F
 
+warnings.filterwarnings("ignore", category=DeprecationWarning)
 TILE = 64
 LOG2E = 1.4426950408889634
+# Production choice for dense attention (the Java side mirrors it); the benchmark times the others too.
+VARIANTS = {"fwd": "dense128", "dq": "dense128", "dkdv": "dense128"}
 
 
 class Attention:
@@ -49,14 +54,21 @@ class Attention:
         return np.uint64(0 if t is None else t.data_ptr())
 
     def launch(self, name, grid, block, smem, args):
-        stream = cupy.cuda.ExternalStream(torch.cuda.current_stream().cuda_stream)
+        stream = cupy.cuda.ExternalStream(torch.cuda.current_stream().cuda_stream)  # noqa
         with stream:
             self.fn(name, smem)(grid, block, args, shared_mem=smem)
 
-    def forward(self, q, k, v, out, lse, mask, nh, scale, layout=None):
+    def forward(self, q, k, v, out, lse, mask, nh, scale, layout=None, variant=None):
+        """variant (dense only): None = the 64-row list kernel, 'dense128' = 128-row CTAs of 8 warps."""
         B, T, C = q.shape
         hs = C // nh
         nb = (T + TILE - 1) // TILE
+        if layout is None and variant == "dense128":
+            smem = (2 * TILE + 4 * TILE) * (hs + 8) * 2
+            self.launch(f"attention_forward_dense128_bf16_hs{hs}", ((T + 127) // 128, nh, B), (256, 1, 1), smem,
+                        (self.p(q), self.p(k), self.p(v), self.p(out), self.p(lse), self.p(mask), np.int32(T),
+                         np.int32(nh), np.float32(scale)))
+            return
         rp, ci = (None, None) if layout is None else (layout[0], layout[1])
         smem = (TILE + 4 * TILE) * (hs + 8) * 2
         self.launch(f"attention_forward_bf16_hs{hs}", (nb, nh, B), (128, 1, 1), smem,
@@ -72,7 +84,9 @@ class Attention:
         return colptr, rowidx
 
     def backward(self, dq, dk, dv, do, out, lse, q, k, v, mask, nh, scale, layout=None, scratch=None,
-                 csc=None):
+                 csc=None, dq_variant=None, dkdv_variant=None, parts="pkq"):
+        """dq_variant, dkdv_variant (dense only): None, 'dense128', 'dense128b'; parts: which of
+        prep (p), dK/dV (k), dQ (q) to launch (for timing one kernel alone)."""
         B, T, C = q.shape
         hs = C // nh
         nb = (T + TILE - 1) // TILE
@@ -81,17 +95,35 @@ class Attention:
             scratch = torch.empty(2, B, nh, tp, dtype=torch.float32, device=q.device)
         dpad, l2pad = scratch[0], scratch[1]
         n = B * tp * nh
-        self.launch(f"attention_backward_prep_bf16_hs{hs}", ((n + 255) // 256, 1, 1), (256, 1, 1), 0,
-                    (self.p(do), self.p(out), self.p(lse), self.p(dpad), self.p(l2pad), np.int32(B), np.int32(T),
-                     np.int32(nh)))
+        if "p" in parts:
+            self.launch(f"attention_backward_prep_bf16_hs{hs}", ((n + 255) // 256, 1, 1), (256, 1, 1), 0,
+                        (self.p(do), self.p(out), self.p(lse), self.p(dpad), self.p(l2pad), np.int32(B),
+                         np.int32(T), np.int32(nh)))
         rp, ci = (None, None) if layout is None else layout
         if layout is not None and csc is None:
             csc = self.transpose(layout, nh, nb)
         cp, ri = (None, None) if csc is None else csc
-        smem = 6 * TILE * (hs + 8) * 2 + 4 * TILE * 4
-        self.launch(f"attention_backward_dkdv_bf16_hs{hs}", (nb, nh, B), (128, 1, 1), smem,
-                    (self.p(q), self.p(k), self.p(v), self.p(do), self.p(mask), self.p(l2pad), self.p(dpad),
-                     self.p(cp), self.p(ri), self.p(dk), self.p(dv), np.int32(T), np.int32(nh), np.float32(scale)))
+        if "k" in parts and layout is None and dkdv_variant is not None:
+            smem = 8 * TILE * (hs + 8) * 2 + 4 * TILE * 4
+            self.launch(f"attention_backward_dkdv_{dkdv_variant}_bf16_hs{hs}", ((T + 127) // 128, nh, B),
+                        (256, 1, 1), smem,
+                        (self.p(q), self.p(k), self.p(v), self.p(do), self.p(mask), self.p(l2pad), self.p(dpad),
+                         self.p(dk), self.p(dv), np.int32(T), np.int32(nh), np.float32(scale)))
+        elif "k" in parts:
+            smem = 6 * TILE * (hs + 8) * 2 + 4 * TILE * 4
+            self.launch(f"attention_backward_dkdv_bf16_hs{hs}", (nb, nh, B), (128, 1, 1), smem,
+                        (self.p(q), self.p(k), self.p(v), self.p(do), self.p(mask), self.p(l2pad), self.p(dpad),
+                         self.p(cp), self.p(ri), self.p(dk), self.p(dv), np.int32(T), np.int32(nh),
+                         np.float32(scale)))
+        if "q" not in parts:
+            return
+        if layout is None and dq_variant is not None:
+            smem = (4 * TILE + 4 * TILE) * (hs + 8) * 2
+            self.launch(f"attention_backward_dq_{dq_variant}_bf16_hs{hs}", ((T + 127) // 128, nh, B), (256, 1, 1),
+                        smem,
+                        (self.p(q), self.p(k), self.p(v), self.p(do), self.p(mask), self.p(l2pad), self.p(dpad),
+                         self.p(dq), np.int32(T), np.int32(nh), np.float32(scale)))
+            return
         smem = 6 * TILE * (hs + 8) * 2
         self.launch(f"attention_backward_dq_bf16_hs{hs}", (nb, nh, B), (128, 1, 1), smem,
                     (self.p(q), self.p(k), self.p(v), self.p(do), self.p(mask), self.p(l2pad), self.p(dpad),
@@ -190,13 +222,14 @@ def run_case(att, gen, B, T, nh, hs, mask_kind, layout_kind, density, log):
     elif layout_kind == "full":
         layout = full_layout(nh, nb, dev)
 
-    def run(lay):
+    def run(lay, fv=VARIANTS["fwd"], qv=VARIANTS["dq"], kv=VARIANTS["dkdv"]):
         out = torch.full((B, T, C), float("nan"), dtype=torch.bfloat16, device=dev)
         lse = torch.full((B, nh, T), float("nan"), dtype=torch.float32, device=dev)
-        att.forward(q, k, v, out, lse, mask, nh, scale, lay)
+        att.forward(q, k, v, out, lse, mask, nh, scale, lay, fv)
         dq, dk, dv = (torch.full((B, T, C), float("nan"), dtype=torch.bfloat16, device=dev) for _ in range(3))
         scratch = torch.full((2, B, nh, nb * TILE), float("nan"), dtype=torch.float32, device=dev)
-        att.backward(dq, dk, dv, do, out, lse, q, k, v, mask, nh, scale, lay, scratch)
+        att.backward(dq, dk, dv, do, out, lse, q, k, v, mask, nh, scale, lay, scratch, dq_variant=qv,
+                     dkdv_variant=kv)
         torch.cuda.synchronize()
         return out, lse, dq, dk, dv
 
@@ -226,10 +259,20 @@ def run_case(att, gen, B, T, nh, hs, mask_kind, layout_kind, density, log):
     ok = ok and same
     extra = ""
     if layout_kind == "full":
-        dense = run(None)
-        bit = all(torch.equal(a, b) for a, b in zip(res, dense))
-        extra = f" full==dense:{bit}"
+        bit = True
+        for fv, qv, kv in [(None, None, None), ("dense128", "dense128", "dense128")]:
+            dense = run(None, fv, qv, kv)
+            bit = bit and all(torch.equal(a, b) for a, b in zip(res, dense))
+        extra = f" full==dense(64,128):{bit}"
         ok = ok and bit
+    if layout_kind == "dense" and hs in (64, 80):
+        # the tuning variants must give the production kernels' bits
+        same_v = True
+        for fv, qv, kv in [(None, None, None), ("dense128", "dense128b", "dense128b")]:
+            alt = run(None, fv, qv, kv)
+            same_v = same_v and all(torch.equal(a, b) for a, b in zip(res, alt))
+        extra += f" variants-identical:{same_v}"
+        ok = ok and same_v
     line = (f"B={B} T={T} NH={nh} HS={hs} mask={mask_kind} layout={layout_kind}"
             + (f"({density})" if layout_kind == "random" else "")
             + " " + " ".join(f"{n}={errs[n]:.2e}" for n in names) + f" deterministic:{same}{extra} "
@@ -263,7 +306,9 @@ def check_transpose(att, gen, log):
     return ok
 
 
-def median_ms(fn, reps, warm=5):
+def median_ms(fn, reps, warm=5, batch=10):
+    """Median over reps samples of the mean time of batch back-to-back calls (the host queues them ahead of the
+    device, so host launch overhead stays out of the device time)."""
     for _ in range(warm):
         fn()
     torch.cuda.synchronize()
@@ -271,10 +316,11 @@ def median_ms(fn, reps, warm=5):
     for _ in range(reps):
         s, e = torch.cuda.Event(enable_timing=True), torch.cuda.Event(enable_timing=True)
         s.record()
-        fn()
+        for _ in range(batch):
+            fn()
         e.record()
         e.synchronize()
-        times.append(s.elapsed_time(e))
+        times.append(s.elapsed_time(e) / batch)
     times.sort()
     return times[len(times) // 2], times[0], times[-1]
 
@@ -294,8 +340,31 @@ def bench(att, B, nh, hs, T, reps, log):
     nb = (T + TILE - 1) // TILE
     scratch = torch.empty(2, B, nh, nb * TILE, dtype=torch.float32, device=dev)
 
-    fwd = lambda: att.forward(q, k, v, out, lse, mask, nh, scale)
-    bwd = lambda: att.backward(dq, dk, dv, do, out, lse, q, k, v, mask, nh, scale, None, scratch)
+    r = {}
+    # each kernel family alone, every variant; then fwd+bwd with the fastest of each
+    fwd_v = {}
+    for fv in [None, "dense128"]:
+        fwd_v[fv] = median_ms(lambda: att.forward(q, k, v, out, lse, mask, nh, scale, None, fv), reps)[0]
+    att.forward(q, k, v, out, lse, mask, nh, scale, None, VARIANTS["fwd"])
+    r["prep"] = median_ms(lambda: att.backward(dq, dk, dv, do, out, lse, q, k, v, mask, nh, scale, None, scratch,
+                                                parts="p"), reps)[0]
+    kv_v = {}
+    for kv in [None, "dense128", "dense128b"]:
+        kv_v[kv] = median_ms(lambda: att.backward(dq, dk, dv, do, out, lse, q, k, v, mask, nh, scale, None,
+                                                  scratch, dkdv_variant=kv, parts="k"), reps)[0]
+    dq_v = {}
+    for qv in [None, "dense128", "dense128b"]:
+        dq_v[qv] = median_ms(lambda: att.backward(dq, dk, dv, do, out, lse, q, k, v, mask, nh, scale, None,
+                                                  scratch, dq_variant=qv, parts="q"), reps)[0]
+    best = lambda d: min(d, key=d.get)
+    bf, bk, bq = best(fwd_v), best(kv_v), best(dq_v)
+    r["fwd_variants_ms"] = {str(a): b for a, b in fwd_v.items()}
+    r["dkdv_variants_ms"] = {str(a): b for a, b in kv_v.items()}
+    r["dq_variants_ms"] = {str(a): b for a, b in dq_v.items()}
+    r["best"] = [str(bf), str(bk), str(bq)]
+    fwd = lambda: att.forward(q, k, v, out, lse, mask, nh, scale, None, bf)
+    bwd = lambda: att.backward(dq, dk, dv, do, out, lse, q, k, v, mask, nh, scale, None, scratch, dq_variant=bq,
+                               dkdv_variant=bk)
 
     def fwdbwd():
         fwd()
@@ -316,7 +385,6 @@ def bench(att, B, nh, hs, T, reps, log):
             o = F.scaled_dot_product_attention(qs, ks, vs, is_causal=True)
         torch.autograd.grad(o, (qs, ks, vs), dos)
 
-    r = {}
     r["ours_fwd"] = median_ms(fwd, reps)[0]
     r["ours_fwdbwd"] = median_ms(fwdbwd, reps)[0]
     r["ours_bwd"] = median_ms(bwd, reps)[0]
@@ -341,11 +409,25 @@ def main():
     ap.add_argument("--json", default=None)
     ap.add_argument("--skip-bench", action="store_true")
     ap.add_argument("--skip-check", action="store_true")
+    ap.add_argument("--profile", action="store_true",
+                    help="launch forward and backward once at B=4 NH=32 HS=64 T=1024 (for a profiler) and exit")
     a = ap.parse_args()
     outdir = os.environ.get("OUT", ".")
     log = open(os.path.join(outdir, "attention_check.log"), "w")
     print(f"device {torch.cuda.get_device_name()} torch {torch.__version__} cupy {cupy.__version__} seed {a.seed}")
     att = Attention(a.cubin)
+    if a.profile:
+        B, nh, hs, T = 4, 32, 64, 1024
+        mk = lambda: torch.randn(B, T, nh * hs, device="cuda").to(torch.bfloat16)
+        q, k, v, do = mk(), mk(), mk(), mk()
+        mask = torch.ones(B, T, dtype=torch.int32, device="cuda")
+        out, dq, dk, dv = (torch.empty_like(q) for _ in range(4))
+        lse = torch.empty(B, nh, T, device="cuda")
+        for _ in range(2):
+            att.forward(q, k, v, out, lse, mask, nh, 0.125)
+            att.backward(dq, dk, dv, do, out, lse, q, k, v, mask, nh, 0.125)
+        torch.cuda.synchronize()
+        return
     all_ok = True
     if not a.skip_check:
         gen = torch.Generator()
@@ -379,6 +461,9 @@ def main():
                "check": "PASS" if all_ok else "FAIL", "rows": rows}
         with open(os.path.join(outdir, "attention_bench.json"), "w") as f:
             json.dump(res, f, indent=1)
+        for r in rows:
+            print(f"HS={r['HS']} T={r['T']}: fwd {r['fwd_variants_ms']} prep {r['prep']:.3f} dkdv "
+                  f"{r['dkdv_variants_ms']} dq {r['dq_variants_ms']} best {r['best']}")
         print(f"{'B':>2} {'NH':>3} {'HS':>3} {'T':>5} | {'fwd ms':>7} {'sdpa':>7} {'x':>5} | {'f+b ms':>7} {'sdpa':>7} "
               f"{'x':>5} | {'again':>7} {'bwd':>7} | {'TF fwd':>6} {'TF f+b':>6}")
         for r in rows:

@@ -53,7 +53,6 @@ typedef __nv_bfloat16 bf16;
 namespace {
 
 constexpr int kTile = 64;      // BQ = BK = the BlockLayout block size
-constexpr int kThreads = 128;  // 4 warps × 16 rows
 constexpr float kLog2e = 1.4426950408889634f;
 constexpr float kLn2 = 0.6931471805599453f;
 
@@ -98,12 +97,12 @@ __device__ __forceinline__ uint32_t pack_bf16(float lo, float hi) {
 }
 
 // ROWS rows of one head (HS bf16 each) starting at token row0 of the (T, C) matrix at g into a padded shared tile.
-template <int HS, int ROWS>
+template <int HS, int ROWS, int NT>
 __device__ __forceinline__ void load_tile(bf16* s, const bf16* g, int row0, int T, int C) {
     constexpr int CPR = HS / 8;
     constexpr int LD = HS + 8;
 #pragma unroll
-    for (int c = threadIdx.x; c < ROWS * CPR; c += kThreads) {
+    for (int c = threadIdx.x; c < ROWS * CPR; c += NT) {
         int r = c / CPR;
         int cc = c - r * CPR;
         int t = row0 + r;
@@ -129,48 +128,64 @@ __device__ __forceinline__ void load_a_frags(uint32_t (*f)[4], const bf16* s, in
     }
 }
 
-// acc(16×64) += A(16×HS) · Bᵀ where B is a 64×HS shared tile (rows = the 64 output columns): score products.
-// A fragments from registers (af) or, when af is null, from shared rows aRow0.. of aS.
-template <int HS, bool AREG>
-__device__ __forceinline__ void mma_abt(float (*acc)[4], const uint32_t (*af)[4], const bf16* aS, int aRow0,
-                                        const bf16* bS, int lane) {
+// acc[mt](16×64) += A[mt](16×HS) · Bᵀ for MT row tiles of 16, where B is a 64×HS shared tile (rows = the 64 output
+// columns): the score products. Each B fragment is loaded once and used by all MT row tiles. A fragments from
+// registers (af) or, when AREG is false, from shared rows aRow0 + MSTEP·mt.. of aS.
+template <int HS, int MT, bool AREG, int MSTEP>
+__device__ __forceinline__ void mma_abt(float (*acc)[8][4], const uint32_t (*af)[HS / 16][4], const bf16* aS,
+                                        int aRow0, const bf16* bS, int lane) {
     constexpr int LD = HS + 8;
 #pragma unroll
     for (int kk = 0; kk < HS / 16; ++kk) {
-        uint32_t a[4];
-        if constexpr (AREG) {
-            a[0] = af[kk][0]; a[1] = af[kk][1]; a[2] = af[kk][2]; a[3] = af[kk][3];
-        } else {
-            ldsm_x4(smem_addr(aS + (aRow0 + (lane & 15)) * LD + kk * 16 + (lane >> 4) * 8), a[0], a[1], a[2], a[3]);
+        uint32_t a[MT][4];
+#pragma unroll
+        for (int mt = 0; mt < MT; ++mt) {
+            if constexpr (AREG) {
+                a[mt][0] = af[mt][kk][0]; a[mt][1] = af[mt][kk][1];
+                a[mt][2] = af[mt][kk][2]; a[mt][3] = af[mt][kk][3];
+            } else {
+                ldsm_x4(smem_addr(aS + (aRow0 + mt * MSTEP + (lane & 15)) * LD + kk * 16 + (lane >> 4) * 8),
+                        a[mt][0], a[mt][1], a[mt][2], a[mt][3]);
+            }
         }
 #pragma unroll
         for (int np = 0; np < 4; ++np) {
             uint32_t b0, b1, b2, b3;
             ldsm_x4(smem_addr(bS + (np * 16 + (lane & 7) + (lane >> 4) * 8) * LD + kk * 16 + ((lane >> 3) & 1) * 8),
                     b0, b1, b2, b3);
-            mma16816(acc[2 * np], a, b0, b1);
-            mma16816(acc[2 * np + 1], a, b2, b3);
+#pragma unroll
+            for (int mt = 0; mt < MT; ++mt) {
+                mma16816(acc[mt][2 * np], a[mt], b0, b1);
+                mma16816(acc[mt][2 * np + 1], a[mt], b2, b3);
+            }
         }
     }
 }
 
-// acc(16×HS) += P(16×64, C fragments p rounded to bf16) · B where B is a 64×HS shared tile (rows = the 64 keys).
-template <int HS>
-__device__ __forceinline__ void mma_pb(float (*acc)[4], const float (*p)[4], const bf16* bS, int lane) {
+// acc[mt](16×HS) += P[mt](16×64, C fragments rounded to bf16) · B where B is a 64×HS shared tile (rows = the 64
+// keys); each B fragment serves all MT row tiles.
+template <int HS, int MT>
+__device__ __forceinline__ void mma_pb(float (*acc)[HS / 8][4], const float (*p)[8][4], const bf16* bS, int lane) {
     constexpr int LD = HS + 8;
 #pragma unroll
     for (int kk = 0; kk < 4; ++kk) {
-        uint32_t a[4];
-        a[0] = pack_bf16(p[2 * kk][0], p[2 * kk][1]);
-        a[1] = pack_bf16(p[2 * kk][2], p[2 * kk][3]);
-        a[2] = pack_bf16(p[2 * kk + 1][0], p[2 * kk + 1][1]);
-        a[3] = pack_bf16(p[2 * kk + 1][2], p[2 * kk + 1][3]);
+        uint32_t a[MT][4];
+#pragma unroll
+        for (int mt = 0; mt < MT; ++mt) {
+            a[mt][0] = pack_bf16(p[mt][2 * kk][0], p[mt][2 * kk][1]);
+            a[mt][1] = pack_bf16(p[mt][2 * kk][2], p[mt][2 * kk][3]);
+            a[mt][2] = pack_bf16(p[mt][2 * kk + 1][0], p[mt][2 * kk + 1][1]);
+            a[mt][3] = pack_bf16(p[mt][2 * kk + 1][2], p[mt][2 * kk + 1][3]);
+        }
 #pragma unroll
         for (int dp = 0; dp < HS / 16; ++dp) {
             uint32_t b0, b1, b2, b3;
             ldsm_x4_t(smem_addr(bS + (kk * 16 + (lane & 15)) * LD + dp * 16 + (lane >> 4) * 8), b0, b1, b2, b3);
-            mma16816(acc[2 * dp], a, b0, b1);
-            mma16816(acc[2 * dp + 1], a, b2, b3);
+#pragma unroll
+            for (int mt = 0; mt < MT; ++mt) {
+                mma16816(acc[mt][2 * dp], a[mt], b0, b1);
+                mma16816(acc[mt][2 * dp + 1], a[mt], b2, b3);
+            }
         }
     }
 }
@@ -214,9 +229,19 @@ __device__ __forceinline__ uint64_t key_bits(const int* mask, int k0, int T, int
     return (uint64_t)lo | ((uint64_t)hi << 32);
 }
 
+// Visibility of the 16 keys k0 + 8·nt + 2·tq + {0, 1} (nt = 0..7) to query row `row`, as bits 8·nt + {0, 1} of the
+// result: the tile's key bits, cut to keys ≤ row (causal), shifted to this thread's column pair.
+__device__ __forceinline__ uint64_t row_bits(uint64_t bits, int k0, int row, int tq) {
+    int n = row - k0 + 1;  // keys k0 .. row are causally visible
+    uint64_t causal = n >= 64 ? ~0ull : (n <= 0 ? 0ull : ((1ull << n) - 1));
+    return (bits & causal) >> (2 * tq);
+}
+
 // ------------------------------------------------------------------------------------------------ forward
 
-template <int HS>
+// One CTA: BQ = MT·16·NW query rows, NW warps, warp w owning rows 16w + 16·NW·mt + 0..15. Block lists need BQ = 64
+// (one layout block per CTA); the dense list takes any BQ that is a multiple of 64.
+template <int HS, int MT, int NW>
 __device__ __forceinline__ void attention_forward(const bf16* __restrict__ q, const bf16* __restrict__ k,
                                                   const bf16* __restrict__ v, bf16* __restrict__ out,
                                                   float* __restrict__ lse, const int* __restrict__ keyMask,
@@ -225,133 +250,166 @@ __device__ __forceinline__ void attention_forward(const bf16* __restrict__ q, co
     constexpr int LD = HS + 8;
     constexpr int KT = HS / 16;
     constexpr int NDT = HS / 8;
+    constexpr int BQ = MT * 16 * NW;
+    constexpr int NT = 32 * NW;
+    constexpr bool LIST = BQ == kTile;
+    constexpr bool QREGS = MT == 1 || HS <= 64;
     extern __shared__ __align__(16) unsigned char smem[];
-    bf16* sQ = reinterpret_cast<bf16*>(smem);  // 64 × LD
-    bf16* sK = sQ + kTile * LD;                // 2 × 64 × LD
+    bf16* sQ = reinterpret_cast<bf16*>(smem);  // BQ × LD
+    bf16* sK = sQ + BQ * LD;                   // 2 × 64 × LD
     bf16* sV = sK + 2 * kTile * LD;            // 2 × 64 × LD
 
     const int nB = (T + kTile - 1) / kTile;
-    const int qb = nB - 1 - blockIdx.x;
+    const int nQ = (T + BQ - 1) / BQ;
+    const int qb = nQ - 1 - blockIdx.x;
     const int h = blockIdx.y, b = blockIdx.z;
     const int C = NH * HS;
     const int warp = threadIdx.x >> 5, lane = threadIdx.x & 31;
     const int gq = lane >> 2, tq = lane & 3;
     const size_t base = (size_t)b * T * C + (size_t)h * HS;
     const int* mask = keyMask ? keyMask + (size_t)b * T : nullptr;
-    const int q0 = qb * kTile;
+    const int q0 = qb * BQ;
 
     int it0, it1;
-    if (rowPtr) {
+    if (LIST && rowPtr) {
         it0 = rowPtr[h * nB + qb];
         it1 = rowPtr[h * nB + qb + 1];
     } else {
         it0 = 0;
-        it1 = qb + 1;
+        it1 = min((qb + 1) * (BQ / kTile), nB);
     }
 
-    load_tile<HS, kTile>(sQ, q + base, q0, T, C);
+    load_tile<HS, BQ, NT>(sQ, q + base, q0, T, C);
     if (it0 < it1) {
-        int kb = rowPtr ? colIdx[it0] : it0;
-        load_tile<HS, kTile>(sK, k + base, kb * kTile, T, C);
-        load_tile<HS, kTile>(sV, v + base, kb * kTile, T, C);
+        int kb = (LIST && rowPtr) ? colIdx[it0] : it0;
+        load_tile<HS, kTile, NT>(sK, k + base, kb * kTile, T, C);
+        load_tile<HS, kTile, NT>(sV, v + base, kb * kTile, T, C);
     }
     cp_async_commit();
 
-    const int r0 = q0 + warp * 16 + gq;  // this thread's query rows r0 and r0 + 8
+    const int r0 = q0 + warp * 16 + gq;  // this thread's query rows r0 + 64·mt and r0 + 64·mt + 8
     const float sl2 = scale * kLog2e;
-    float o[NDT][4];
+    float o[MT][NDT][4];
+    float m[MT][2], l[MT][2];
 #pragma unroll
-    for (int i = 0; i < NDT; ++i) o[i][0] = o[i][1] = o[i][2] = o[i][3] = 0.f;
-    float m[2] = {-INFINITY, -INFINITY};
-    float l[2] = {0.f, 0.f};
-    uint32_t qf[KT][4];
+    for (int mt = 0; mt < MT; ++mt) {
+#pragma unroll
+        for (int i = 0; i < NDT; ++i) o[mt][i][0] = o[mt][i][1] = o[mt][i][2] = o[mt][i][3] = 0.f;
+        m[mt][0] = m[mt][1] = -INFINITY;
+        l[mt][0] = l[mt][1] = 0.f;
+    }
+    uint32_t qf[QREGS ? MT : 1][KT][4];
 
     for (int it = it0; it < it1; ++it) {
         const int buf = (it - it0) & 1;
-        const int kb = rowPtr ? colIdx[it] : it;
+        const int kb = (LIST && rowPtr) ? colIdx[it] : it;
         const int k0 = kb * kTile;
         const uint64_t bits = key_bits(mask, k0, T, lane);
         cp_async_wait<0>();
         __syncthreads();
-        if (it == it0) load_a_frags<HS>(qf, sQ, warp * 16, lane);
+        if constexpr (QREGS) {
+            if (it == it0) {
+#pragma unroll
+                for (int mt = 0; mt < MT; ++mt) load_a_frags<HS>(qf[mt], sQ, warp * 16 + mt * 16 * NW, lane);
+            }
+        }
         if (it + 1 < it1) {
-            int kn = rowPtr ? colIdx[it + 1] : it + 1;
-            load_tile<HS, kTile>(sK + (buf ^ 1) * kTile * LD, k + base, kn * kTile, T, C);
-            load_tile<HS, kTile>(sV + (buf ^ 1) * kTile * LD, v + base, kn * kTile, T, C);
+            int kn = (LIST && rowPtr) ? colIdx[it + 1] : it + 1;
+            load_tile<HS, kTile, NT>(sK + (buf ^ 1) * kTile * LD, k + base, kn * kTile, T, C);
+            load_tile<HS, kTile, NT>(sV + (buf ^ 1) * kTile * LD, v + base, kn * kTile, T, C);
         }
         cp_async_commit();
 
-        float s[8][4];
+        float s[MT][8][4];
 #pragma unroll
-        for (int i = 0; i < 8; ++i) s[i][0] = s[i][1] = s[i][2] = s[i][3] = 0.f;
-        mma_abt<HS, true>(s, qf, nullptr, 0, sK + buf * kTile * LD, lane);
+        for (int mt = 0; mt < MT; ++mt)
+#pragma unroll
+            for (int i = 0; i < 8; ++i) s[mt][i][0] = s[mt][i][1] = s[mt][i][2] = s[mt][i][3] = 0.f;
+        mma_abt<HS, MT, QREGS, 16 * NW>(s, qf, sQ, warp * 16, sK + buf * kTile * LD, lane);
 
-        // Scaled log2 scores; −∞ where masked (causal, padding, past T). The mask is skipped when the whole tile
-        // is visible to all 16 rows of the warp.
-        const bool full = bits == ~0ull && k0 + kTile - 1 <= q0 + warp * 16;
-        float mx[2] = {-INFINITY, -INFINITY};
 #pragma unroll
-        for (int nt = 0; nt < 8; ++nt) {
+        for (int mt = 0; mt < MT; ++mt) {
+            // Scaled log2 scores; −∞ where masked (causal, padding, past T). The mask is skipped when the whole
+            // tile is visible to all 16 rows of this row tile.
+            const int rmin = q0 + mt * 16 * NW + warp * 16;
+            // Raw scores, −∞ where masked (causal, padding, past T); the mask is skipped (a branch uniform over
+            // the warp) when the whole tile is visible to all 16 rows of this row tile.
+            if (!(bits == ~0ull && k0 + kTile - 1 <= rmin)) {
 #pragma unroll
-            for (int e = 0; e < 4; ++e) {
-                int jj = nt * 8 + 2 * tq + (e & 1);
-                int row = r0 + (e >> 1) * 8;
-                bool ok = full || (((bits >> jj) & 1) && k0 + jj <= row);
-                s[nt][e] = ok ? s[nt][e] * sl2 : -INFINITY;
-                mx[e >> 1] = fmaxf(mx[e >> 1], s[nt][e]);
+                for (int r = 0; r < 2; ++r) {
+                    uint64_t rb = row_bits(bits, k0, r0 + mt * 16 * NW + r * 8, tq);
+#pragma unroll
+                    for (int nt = 0; nt < 8; ++nt) {
+#pragma unroll
+                        for (int c = 0; c < 2; ++c) {
+                            if (!((rb >> (nt * 8 + c)) & 1)) s[mt][nt][2 * r + c] = -INFINITY;
+                        }
+                    }
+                }
+            }
+            float mx[2] = {-INFINITY, -INFINITY};
+#pragma unroll
+            for (int nt = 0; nt < 8; ++nt) {
+#pragma unroll
+                for (int e = 0; e < 4; ++e) mx[e >> 1] = fmaxf(mx[e >> 1], s[mt][nt][e]);
+            }
+#pragma unroll
+            for (int r = 0; r < 2; ++r) {
+                mx[r] = fmaxf(mx[r], __shfl_xor_sync(0xffffffffu, mx[r], 1));
+                mx[r] = fmaxf(mx[r], __shfl_xor_sync(0xffffffffu, mx[r], 2));
+            }
+            // Running max m in log2 units of the scaled score (scale > 0, so max commutes with the scaling);
+            // p = exp2(s·scale·log2e − m) as one fused multiply-add and one exp2.
+            float use[2], alpha[2];
+#pragma unroll
+            for (int r = 0; r < 2; ++r) {
+                float mn = fmaxf(m[mt][r], mx[r] * sl2);
+                use[r] = mn == -INFINITY ? 0.f : mn;
+                alpha[r] = exp2f(m[mt][r] - use[r]);
+                m[mt][r] = mn;
+            }
+            float rs[2] = {0.f, 0.f};
+#pragma unroll
+            for (int nt = 0; nt < 8; ++nt) {
+#pragma unroll
+                for (int e = 0; e < 4; ++e) {
+                    s[mt][nt][e] = exp2f(fmaf(s[mt][nt][e], sl2, -use[e >> 1]));
+                    rs[e >> 1] += s[mt][nt][e];
+                }
+            }
+#pragma unroll
+            for (int r = 0; r < 2; ++r) l[mt][r] = l[mt][r] * alpha[r] + rs[r];
+#pragma unroll
+            for (int i = 0; i < NDT; ++i) {
+                o[mt][i][0] *= alpha[0]; o[mt][i][1] *= alpha[0];
+                o[mt][i][2] *= alpha[1]; o[mt][i][3] *= alpha[1];
             }
         }
-#pragma unroll
-        for (int r = 0; r < 2; ++r) {
-            mx[r] = fmaxf(mx[r], __shfl_xor_sync(0xffffffffu, mx[r], 1));
-            mx[r] = fmaxf(mx[r], __shfl_xor_sync(0xffffffffu, mx[r], 2));
-        }
-        float use[2], alpha[2];
-#pragma unroll
-        for (int r = 0; r < 2; ++r) {
-            float mn = fmaxf(m[r], mx[r]);
-            use[r] = mn == -INFINITY ? 0.f : mn;
-            alpha[r] = exp2f(m[r] - use[r]);
-            m[r] = mn;
-        }
-        float rs[2] = {0.f, 0.f};
-#pragma unroll
-        for (int nt = 0; nt < 8; ++nt) {
-#pragma unroll
-            for (int e = 0; e < 4; ++e) {
-                s[nt][e] = exp2f(s[nt][e] - use[e >> 1]);
-                rs[e >> 1] += s[nt][e];
-            }
-        }
-#pragma unroll
-        for (int r = 0; r < 2; ++r) l[r] = l[r] * alpha[r] + rs[r];
-#pragma unroll
-        for (int i = 0; i < NDT; ++i) {
-            o[i][0] *= alpha[0]; o[i][1] *= alpha[0];
-            o[i][2] *= alpha[1]; o[i][3] *= alpha[1];
-        }
-        mma_pb<HS>(o, s, sV + buf * kTile * LD, lane);
+        mma_pb<HS, MT>(o, s, sV + buf * kTile * LD, lane);
     }
     cp_async_wait<0>();
     __syncthreads();
 
 #pragma unroll
-    for (int r = 0; r < 2; ++r) {
-        l[r] += __shfl_xor_sync(0xffffffffu, l[r], 1);
-        l[r] += __shfl_xor_sync(0xffffffffu, l[r], 2);
-    }
-    float inv[2], ls[2];
+    for (int mt = 0; mt < MT; ++mt) {
+        float inv[2], ls[2];
 #pragma unroll
-    for (int r = 0; r < 2; ++r) {
-        inv[r] = l[r] > 0.f ? 1.f / l[r] : 0.f;
-        ls[r] = l[r] > 0.f ? (m[r] + log2f(l[r])) * kLn2 : -INFINITY;
+        for (int r = 0; r < 2; ++r) {
+            float lt = l[mt][r];
+            lt += __shfl_xor_sync(0xffffffffu, lt, 1);
+            lt += __shfl_xor_sync(0xffffffffu, lt, 2);
+            inv[r] = lt > 0.f ? 1.f / lt : 0.f;
+            ls[r] = lt > 0.f ? (m[mt][r] + log2f(lt)) * kLn2 : -INFINITY;
+        }
+        const int ra = r0 + mt * 16 * NW;
+        if (tq == 0) {
+            float* lrow = lse + ((size_t)b * NH + h) * T;
+            if (ra < T) lrow[ra] = ls[0];
+            if (ra + 8 < T) lrow[ra + 8] = ls[1];
+        }
+        store_rows<HS>(out + base, sQ, o[mt], inv[0], inv[1], warp * 16 + mt * 16 * NW, q0 + mt * 16 * NW + warp * 16, T, C,
+                       lane);
     }
-    if (tq == 0) {
-        float* lrow = lse + ((size_t)b * NH + h) * T;
-        if (r0 < T) lrow[r0] = ls[0];
-        if (r0 + 8 < T) lrow[r0 + 8] = ls[1];
-    }
-    store_rows<HS>(out + base, sQ, o, inv[0], inv[1], warp * 16, q0 + warp * 16, T, C, lane);
 }
 
 // ------------------------------------------------------------------------------------------------ backward
@@ -398,8 +456,10 @@ __device__ __forceinline__ void attention_backward_prep(const bf16* __restrict__
     }
 }
 
-// dK, dV of key block kb: each warp owns keys kb·64 + warp·16 + {gq, gq + 8}.
-template <int HS>
+// dK, dV of BK = 16·NW keys starting at k0 = BK·blockIdx.x: warp w owns keys k0 + 16w + {gq, gq + 8}; block lists
+// need BK = 64. KV_REGS keeps the warp's K and V rows as MMA fragments in registers (else re-read from shared memory
+// for every query tile).
+template <int HS, bool KV_REGS, int NW>
 __device__ __forceinline__ void attention_backward_dkdv(
     const bf16* __restrict__ q, const bf16* __restrict__ k, const bf16* __restrict__ v,
     const bf16* __restrict__ dOut, const int* __restrict__ keyMask, const float* __restrict__ lse2Pad,
@@ -408,28 +468,30 @@ __device__ __forceinline__ void attention_backward_dkdv(
     constexpr int LD = HS + 8;
     constexpr int KT = HS / 16;
     constexpr int NDT = HS / 8;
-    constexpr bool KV_REGS = HS <= 64;
+    constexpr int BK = 16 * NW;
+    constexpr int NT = 32 * NW;
+    constexpr bool LIST = BK == kTile;
     extern __shared__ __align__(16) unsigned char smem[];
-    bf16* sK = reinterpret_cast<bf16*>(smem);  // 64 × LD
-    bf16* sV = sK + kTile * LD;                // 64 × LD
-    bf16* sQ = sV + kTile * LD;                // 2 × 64 × LD
+    bf16* sK = reinterpret_cast<bf16*>(smem);  // BK × LD
+    bf16* sV = sK + BK * LD;                   // BK × LD
+    bf16* sQ = sV + BK * LD;                   // 2 × 64 × LD
     bf16* sG = sQ + 2 * kTile * LD;            // 2 × 64 × LD (dOut)
     float* sL = reinterpret_cast<float*>(sG + 2 * kTile * LD);  // 2 × 64 lse2
     float* sD = sL + 2 * kTile;                                 // 2 × 64 D
 
     const int nB = (T + kTile - 1) / kTile;
     const int Tp = nB * kTile;
-    const int kb = blockIdx.x;
+    const int kb = blockIdx.x * (BK / kTile);  // first layout block of the CTA
     const int h = blockIdx.y, b = blockIdx.z;
     const int C = NH * HS;
     const int warp = threadIdx.x >> 5, lane = threadIdx.x & 31;
     const int gq = lane >> 2, tq = lane & 3;
     const size_t base = (size_t)b * T * C + (size_t)h * HS;
     const size_t sbase = ((size_t)b * NH + h) * Tp;
-    const int k0 = kb * kTile;
+    const int k0 = blockIdx.x * BK;
 
     int it0, it1;
-    if (colPtr) {
+    if (LIST && colPtr) {
         it0 = colPtr[h * nB + kb];
         it1 = colPtr[h * nB + kb + 1];
     } else {
@@ -437,12 +499,12 @@ __device__ __forceinline__ void attention_backward_dkdv(
         it1 = nB;
     }
 
-    load_tile<HS, kTile>(sK, k + base, k0, T, C);
-    load_tile<HS, kTile>(sV, v + base, k0, T, C);
+    load_tile<HS, BK, NT>(sK, k + base, k0, T, C);
+    load_tile<HS, BK, NT>(sV, v + base, k0, T, C);
     if (it0 < it1) {
-        int qb = colPtr ? rowIdx[it0] : it0;
-        load_tile<HS, kTile>(sQ, q + base, qb * kTile, T, C);
-        load_tile<HS, kTile>(sG, dOut + base, qb * kTile, T, C);
+        int qb = (LIST && colPtr) ? rowIdx[it0] : it0;
+        load_tile<HS, kTile, NT>(sQ, q + base, qb * kTile, T, C);
+        load_tile<HS, kTile, NT>(sG, dOut + base, qb * kTile, T, C);
         load_stats(sL, lse2Pad + sbase + qb * kTile);
         load_stats(sD, dPad + sbase + qb * kTile);
     }
@@ -457,30 +519,30 @@ __device__ __forceinline__ void attention_backward_dkdv(
     }
     const bool allVis = __all_sync(0xffffffffu, kvis[0] && kvis[1]);
     const float sl2 = scale * kLog2e;
-    float dk[NDT][4], dv[NDT][4];
+    float dk[1][NDT][4], dv[1][NDT][4];
 #pragma unroll
     for (int i = 0; i < NDT; ++i) {
-        dk[i][0] = dk[i][1] = dk[i][2] = dk[i][3] = 0.f;
-        dv[i][0] = dv[i][1] = dv[i][2] = dv[i][3] = 0.f;
+        dk[0][i][0] = dk[0][i][1] = dk[0][i][2] = dk[0][i][3] = 0.f;
+        dv[0][i][0] = dv[0][i][1] = dv[0][i][2] = dv[0][i][3] = 0.f;
     }
-    uint32_t kf[KV_REGS ? KT : 1][4], vf[KV_REGS ? KT : 1][4];
+    uint32_t kf[1][KT][4], vf[1][KT][4];
 
     for (int it = it0; it < it1; ++it) {
         const int buf = (it - it0) & 1;
-        const int qb = colPtr ? rowIdx[it] : it;
+        const int qb = (LIST && colPtr) ? rowIdx[it] : it;
         const int i0 = qb * kTile;
         cp_async_wait<0>();
         __syncthreads();
         if constexpr (KV_REGS) {
             if (it == it0) {
-                load_a_frags<HS>(kf, sK, warp * 16, lane);
-                load_a_frags<HS>(vf, sV, warp * 16, lane);
+                load_a_frags<HS>(kf[0], sK, warp * 16, lane);
+                load_a_frags<HS>(vf[0], sV, warp * 16, lane);
             }
         }
         if (it + 1 < it1) {
-            int qn = colPtr ? rowIdx[it + 1] : it + 1;
-            load_tile<HS, kTile>(sQ + (buf ^ 1) * kTile * LD, q + base, qn * kTile, T, C);
-            load_tile<HS, kTile>(sG + (buf ^ 1) * kTile * LD, dOut + base, qn * kTile, T, C);
+            int qn = (LIST && colPtr) ? rowIdx[it + 1] : it + 1;
+            load_tile<HS, kTile, NT>(sQ + (buf ^ 1) * kTile * LD, q + base, qn * kTile, T, C);
+            load_tile<HS, kTile, NT>(sG + (buf ^ 1) * kTile * LD, dOut + base, qn * kTile, T, C);
             load_stats(sL + (buf ^ 1) * kTile, lse2Pad + sbase + qn * kTile);
             load_stats(sD + (buf ^ 1) * kTile, dPad + sbase + qn * kTile);
         }
@@ -491,44 +553,55 @@ __device__ __forceinline__ void attention_backward_dkdv(
         const float* cD = sD + buf * kTile;
 
         // S^T (16 keys × 64 queries) and dP^T.
-        float st[8][4], dpt[8][4];
+        float st[1][8][4], dpt[1][8][4];
 #pragma unroll
         for (int i = 0; i < 8; ++i) {
-            st[i][0] = st[i][1] = st[i][2] = st[i][3] = 0.f;
-            dpt[i][0] = dpt[i][1] = dpt[i][2] = dpt[i][3] = 0.f;
+            st[0][i][0] = st[0][i][1] = st[0][i][2] = st[0][i][3] = 0.f;
+            dpt[0][i][0] = dpt[0][i][1] = dpt[0][i][2] = dpt[0][i][3] = 0.f;
         }
-        mma_abt<HS, KV_REGS>(st, kf, sK, warp * 16, cQ, lane);
-        mma_abt<HS, KV_REGS>(dpt, vf, sV, warp * 16, cG, lane);
+        mma_abt<HS, 1, KV_REGS, 0>(st, kf, sK, warp * 16, cQ, lane);
+        mma_abt<HS, 1, KV_REGS, 0>(dpt, vf, sV, warp * 16, cG, lane);
 
         // P^T = exp2(s·scale·log2e − lse2_i) where key j is visible to query i, else 0; dS^T = P^T∘(dP^T − D_i).
-        const bool full = allVis && k0 + warp * 16 + 15 <= i0;
 #pragma unroll
         for (int nt = 0; nt < 8; ++nt) {
             int ii = nt * 8 + 2 * tq;
             float2 l2 = *reinterpret_cast<const float2*>(cL + ii);
-            float2 d2 = *reinterpret_cast<const float2*>(cD + ii);
 #pragma unroll
-            for (int e = 0; e < 4; ++e) {
-                int j = j0 + (e >> 1) * 8;
-                int i = i0 + ii + (e & 1);
-                bool ok = full || (kvis[e >> 1] && j <= i);
-                float p = exp2f(st[nt][e] * sl2 - ((e & 1) ? l2.y : l2.x));
-                p = ok ? p : 0.f;
-                st[nt][e] = p;
-                dpt[nt][e] = p * (dpt[nt][e] - ((e & 1) ? d2.y : d2.x));
+            for (int e = 0; e < 4; ++e) st[0][nt][e] = exp2f(fmaf(st[0][nt][e], sl2, -((e & 1) ? l2.y : l2.x)));
+        }
+        // Mask (a branch uniform over the warp): key j visible to query i iff j is visible and j ≤ i, i.e.
+        // 8·nt + c ≥ j − i0 − 2·tq for the thread's query column 8·nt + 2·tq + c.
+        if (!(allVis && k0 + warp * 16 + 15 <= i0)) {
+#pragma unroll
+            for (int r = 0; r < 2; ++r) {
+                int lim = kvis[r] ? j0 + r * 8 - i0 - 2 * tq : 1 << 20;
+#pragma unroll
+                for (int nt = 0; nt < 8; ++nt) {
+#pragma unroll
+                    for (int c = 0; c < 2; ++c) {
+                        if (nt * 8 + c < lim) st[0][nt][2 * r + c] = 0.f;
+                    }
+                }
             }
         }
-        mma_pb<HS>(dv, st, cG, lane);
-        mma_pb<HS>(dk, dpt, cQ, lane);
+#pragma unroll
+        for (int nt = 0; nt < 8; ++nt) {
+            float2 d2 = *reinterpret_cast<const float2*>(cD + nt * 8 + 2 * tq);
+#pragma unroll
+            for (int e = 0; e < 4; ++e) dpt[0][nt][e] = st[0][nt][e] * (dpt[0][nt][e] - ((e & 1) ? d2.y : d2.x));
+        }
+        mma_pb<HS, 1>(dv, st, cG, lane);
+        mma_pb<HS, 1>(dk, dpt, cQ, lane);
     }
     cp_async_wait<0>();
     __syncthreads();
-    store_rows<HS>(dK + base, sK, dk, scale, scale, warp * 16, k0 + warp * 16, T, C, lane);
-    store_rows<HS>(dV + base, sV, dv, 1.f, 1.f, warp * 16, k0 + warp * 16, T, C, lane);
+    store_rows<HS>(dK + base, sK, dk[0], scale, scale, warp * 16, k0 + warp * 16, T, C, lane);
+    store_rows<HS>(dV + base, sV, dv[0], 1.f, 1.f, warp * 16, k0 + warp * 16, T, C, lane);
 }
 
-// dQ of query block qb: each warp owns queries qb·64 + warp·16 + {gq, gq + 8}.
-template <int HS>
+// dQ of one CTA of BQ = MT·16·NW queries (block lists need BQ = 64): warp w owns queries 16w + 16·NW·mt + {gq, gq + 8}.
+template <int HS, int MT, int NW>
 __device__ __forceinline__ void attention_backward_dq(
     const bf16* __restrict__ q, const bf16* __restrict__ k, const bf16* __restrict__ v,
     const bf16* __restrict__ dOut, const int* __restrict__ keyMask, const float* __restrict__ lse2Pad,
@@ -537,16 +610,20 @@ __device__ __forceinline__ void attention_backward_dq(
     constexpr int LD = HS + 8;
     constexpr int KT = HS / 16;
     constexpr int NDT = HS / 8;
-    constexpr bool QG_REGS = HS <= 64;
+    constexpr int BQ = MT * 16 * NW;
+    constexpr int NT = 32 * NW;
+    constexpr bool LIST = BQ == kTile;
+    constexpr bool QG_REGS = MT == 1 && HS <= 64;
     extern __shared__ __align__(16) unsigned char smem[];
-    bf16* sQ = reinterpret_cast<bf16*>(smem);  // 64 × LD
-    bf16* sG = sQ + kTile * LD;                // 64 × LD (dOut)
-    bf16* sK = sG + kTile * LD;                // 2 × 64 × LD
+    bf16* sQ = reinterpret_cast<bf16*>(smem);  // BQ × LD
+    bf16* sG = sQ + BQ * LD;                   // BQ × LD (dOut)
+    bf16* sK = sG + BQ * LD;                   // 2 × 64 × LD
     bf16* sV = sK + 2 * kTile * LD;            // 2 × 64 × LD
 
     const int nB = (T + kTile - 1) / kTile;
     const int Tp = nB * kTile;
-    const int qb = nB - 1 - blockIdx.x;
+    const int nQ = (T + BQ - 1) / BQ;
+    const int qb = nQ - 1 - blockIdx.x;
     const int h = blockIdx.y, b = blockIdx.z;
     const int C = NH * HS;
     const int warp = threadIdx.x >> 5, lane = threadIdx.x & 31;
@@ -554,116 +631,187 @@ __device__ __forceinline__ void attention_backward_dq(
     const size_t base = (size_t)b * T * C + (size_t)h * HS;
     const size_t sbase = ((size_t)b * NH + h) * Tp;
     const int* mask = keyMask ? keyMask + (size_t)b * T : nullptr;
-    const int q0 = qb * kTile;
+    const int q0 = qb * BQ;
 
     int it0, it1;
-    if (rowPtr) {
+    if (LIST && rowPtr) {
         it0 = rowPtr[h * nB + qb];
         it1 = rowPtr[h * nB + qb + 1];
     } else {
         it0 = 0;
-        it1 = qb + 1;
+        it1 = min((qb + 1) * (BQ / kTile), nB);
     }
 
-    load_tile<HS, kTile>(sQ, q + base, q0, T, C);
-    load_tile<HS, kTile>(sG, dOut + base, q0, T, C);
+    load_tile<HS, BQ, NT>(sQ, q + base, q0, T, C);
+    load_tile<HS, BQ, NT>(sG, dOut + base, q0, T, C);
     if (it0 < it1) {
-        int kb = rowPtr ? colIdx[it0] : it0;
-        load_tile<HS, kTile>(sK, k + base, kb * kTile, T, C);
-        load_tile<HS, kTile>(sV, v + base, kb * kTile, T, C);
+        int kb = (LIST && rowPtr) ? colIdx[it0] : it0;
+        load_tile<HS, kTile, NT>(sK, k + base, kb * kTile, T, C);
+        load_tile<HS, kTile, NT>(sV, v + base, kb * kTile, T, C);
     }
     cp_async_commit();
 
     const int r0 = q0 + warp * 16 + gq;
-    const float l2[2] = {lse2Pad[sbase + r0], lse2Pad[sbase + r0 + 8]};
-    const float dd[2] = {dPad[sbase + r0], dPad[sbase + r0 + 8]};
-    const float sl2 = scale * kLog2e;
-    float dq[NDT][4];
+    float l2[MT][2], dd[MT][2];
 #pragma unroll
-    for (int i = 0; i < NDT; ++i) dq[i][0] = dq[i][1] = dq[i][2] = dq[i][3] = 0.f;
-    uint32_t qf[QG_REGS ? KT : 1][4], gf[QG_REGS ? KT : 1][4];
+    for (int mt = 0; mt < MT; ++mt) {
+        // Rows past T of the last CTA of a dense BQ = 128 grid may lie past Tp: they get P = 0 (l2 = +∞).
+        int ra = r0 + mt * 16 * NW;
+        l2[mt][0] = ra < Tp ? lse2Pad[sbase + ra] : INFINITY;
+        l2[mt][1] = ra + 8 < Tp ? lse2Pad[sbase + ra + 8] : INFINITY;
+        dd[mt][0] = ra < Tp ? dPad[sbase + ra] : 0.f;
+        dd[mt][1] = ra + 8 < Tp ? dPad[sbase + ra + 8] : 0.f;
+    }
+    const float sl2 = scale * kLog2e;
+    float dq[MT][NDT][4];
+#pragma unroll
+    for (int mt = 0; mt < MT; ++mt)
+#pragma unroll
+        for (int i = 0; i < NDT; ++i) dq[mt][i][0] = dq[mt][i][1] = dq[mt][i][2] = dq[mt][i][3] = 0.f;
+    uint32_t qf[QG_REGS ? MT : 1][KT][4], gf[QG_REGS ? MT : 1][KT][4];
 
     for (int it = it0; it < it1; ++it) {
         const int buf = (it - it0) & 1;
-        const int kb = rowPtr ? colIdx[it] : it;
+        const int kb = (LIST && rowPtr) ? colIdx[it] : it;
         const int k0 = kb * kTile;
         const uint64_t bits = key_bits(mask, k0, T, lane);
         cp_async_wait<0>();
         __syncthreads();
         if constexpr (QG_REGS) {
             if (it == it0) {
-                load_a_frags<HS>(qf, sQ, warp * 16, lane);
-                load_a_frags<HS>(gf, sG, warp * 16, lane);
+#pragma unroll
+                for (int mt = 0; mt < MT; ++mt) {
+                    load_a_frags<HS>(qf[mt], sQ, warp * 16 + mt * 16 * NW, lane);
+                    load_a_frags<HS>(gf[mt], sG, warp * 16 + mt * 16 * NW, lane);
+                }
             }
         }
         if (it + 1 < it1) {
-            int kn = rowPtr ? colIdx[it + 1] : it + 1;
-            load_tile<HS, kTile>(sK + (buf ^ 1) * kTile * LD, k + base, kn * kTile, T, C);
-            load_tile<HS, kTile>(sV + (buf ^ 1) * kTile * LD, v + base, kn * kTile, T, C);
+            int kn = (LIST && rowPtr) ? colIdx[it + 1] : it + 1;
+            load_tile<HS, kTile, NT>(sK + (buf ^ 1) * kTile * LD, k + base, kn * kTile, T, C);
+            load_tile<HS, kTile, NT>(sV + (buf ^ 1) * kTile * LD, v + base, kn * kTile, T, C);
         }
         cp_async_commit();
         const bf16* cK = sK + buf * kTile * LD;
         const bf16* cV = sV + buf * kTile * LD;
 
-        float s[8][4], dp[8][4];
+        float s[MT][8][4], dp[MT][8][4];
 #pragma unroll
-        for (int i = 0; i < 8; ++i) {
-            s[i][0] = s[i][1] = s[i][2] = s[i][3] = 0.f;
-            dp[i][0] = dp[i][1] = dp[i][2] = dp[i][3] = 0.f;
-        }
-        mma_abt<HS, QG_REGS>(s, qf, sQ, warp * 16, cK, lane);
-        mma_abt<HS, QG_REGS>(dp, gf, sG, warp * 16, cV, lane);
+        for (int mt = 0; mt < MT; ++mt)
+#pragma unroll
+            for (int i = 0; i < 8; ++i) {
+                s[mt][i][0] = s[mt][i][1] = s[mt][i][2] = s[mt][i][3] = 0.f;
+                dp[mt][i][0] = dp[mt][i][1] = dp[mt][i][2] = dp[mt][i][3] = 0.f;
+            }
+        mma_abt<HS, MT, QG_REGS, 16 * NW>(s, qf, sQ, warp * 16, cK, lane);
+        mma_abt<HS, MT, QG_REGS, 16 * NW>(dp, gf, sG, warp * 16, cV, lane);
 
-        const bool full = bits == ~0ull && k0 + kTile - 1 <= q0 + warp * 16;
 #pragma unroll
-        for (int nt = 0; nt < 8; ++nt) {
+        for (int mt = 0; mt < MT; ++mt) {
 #pragma unroll
-            for (int e = 0; e < 4; ++e) {
-                int jj = nt * 8 + 2 * tq + (e & 1);
-                int row = r0 + (e >> 1) * 8;
-                bool ok = full || (((bits >> jj) & 1) && k0 + jj <= row);
-                float p = exp2f(s[nt][e] * sl2 - l2[e >> 1]);
-                p = ok ? p : 0.f;
-                dp[nt][e] = p * (dp[nt][e] - dd[e >> 1]);
+            for (int nt = 0; nt < 8; ++nt) {
+#pragma unroll
+                for (int e = 0; e < 4; ++e) s[mt][nt][e] = exp2f(fmaf(s[mt][nt][e], sl2, -l2[mt][e >> 1]));
+            }
+            if (!(bits == ~0ull && k0 + kTile - 1 <= q0 + mt * 16 * NW + warp * 16)) {
+#pragma unroll
+                for (int r = 0; r < 2; ++r) {
+                    uint64_t rb = row_bits(bits, k0, r0 + mt * 16 * NW + r * 8, tq);
+#pragma unroll
+                    for (int nt = 0; nt < 8; ++nt) {
+#pragma unroll
+                        for (int c = 0; c < 2; ++c) {
+                            if (!((rb >> (nt * 8 + c)) & 1)) s[mt][nt][2 * r + c] = 0.f;
+                        }
+                    }
+                }
+            }
+#pragma unroll
+            for (int nt = 0; nt < 8; ++nt) {
+#pragma unroll
+                for (int e = 0; e < 4; ++e) dp[mt][nt][e] = s[mt][nt][e] * (dp[mt][nt][e] - dd[mt][e >> 1]);
             }
         }
-        mma_pb<HS>(dq, dp, cK, lane);
+        mma_pb<HS, MT>(dq, dp, cK, lane);
     }
     cp_async_wait<0>();
     __syncthreads();
-    store_rows<HS>(dQ + base, sQ, dq, scale, scale, warp * 16, q0 + warp * 16, T, C, lane);
+#pragma unroll
+    for (int mt = 0; mt < MT; ++mt)
+        store_rows<HS>(dQ + base, sQ, dq[mt], scale, scale, warp * 16 + mt * 16 * NW, q0 + mt * 16 * NW + warp * 16, T, C,
+                       lane);
 }
 
 }  // namespace
 
-#define ATTENTION_ENTRY_POINTS(HS)                                                                                  \
-    extern "C" __global__ void __launch_bounds__(kThreads) attention_forward_bf16_hs##HS(                          \
+// Entry points. The block-list kernels (64-row CTAs of 4 warps) serve dense (null list) and sparse attention; the
+// dense128 ones (128-row CTAs of 8 warps, dense causal list only, grid (ceil(T / 128), NH, B)) halve the K/V (Q/dOut)
+// tile traffic through L2 for dense attention and give the same bits. MINB caps registers for that many CTAs/SM.
+#define ATTENTION_ENTRY_POINTS(HS, MINB_F, MINB_B)                                                                  \
+    extern "C" __global__ void __launch_bounds__(128, MINB_F) attention_forward_bf16_hs##HS(                      \
         const bf16* q, const bf16* k, const bf16* v, bf16* out, float* lse, const int* keyMask,                  \
         const int* rowPtr, const int* colIdx, int T, int NH, float scale) {                                       \
-        attention_forward<HS>(q, k, v, out, lse, keyMask, rowPtr, colIdx, T, NH, scale);                          \
+        attention_forward<HS, 1, 4>(q, k, v, out, lse, keyMask, rowPtr, colIdx, T, NH, scale);                    \
+    }                                                                                                             \
+    extern "C" __global__ void __launch_bounds__(256, 2) attention_forward_dense128_bf16_hs##HS(                  \
+        const bf16* q, const bf16* k, const bf16* v, bf16* out, float* lse, const int* keyMask, int T, int NH,   \
+        float scale) {                                                                                            \
+        attention_forward<HS, 1, 8>(q, k, v, out, lse, keyMask, nullptr, nullptr, T, NH, scale);                  \
     }                                                                                                             \
     extern "C" __global__ void __launch_bounds__(256) attention_backward_prep_bf16_hs##HS(                        \
         const bf16* dOut, const bf16* out, const float* lse, float* dPad, float* lse2Pad, int B, int T, int NH) { \
         attention_backward_prep<HS>(dOut, out, lse, dPad, lse2Pad, B, T, NH);                                     \
     }                                                                                                             \
-    extern "C" __global__ void __launch_bounds__(kThreads) attention_backward_dkdv_bf16_hs##HS(                   \
+    extern "C" __global__ void __launch_bounds__(128, MINB_B) attention_backward_dkdv_bf16_hs##HS(                \
         const bf16* q, const bf16* k, const bf16* v, const bf16* dOut, const int* keyMask,                       \
         const float* lse2Pad, const float* dPad, const int* colPtr, const int* rowIdx, bf16* dK, bf16* dV, int T, \
         int NH, float scale) {                                                                                    \
-        attention_backward_dkdv<HS>(q, k, v, dOut, keyMask, lse2Pad, dPad, colPtr, rowIdx, dK, dV, T, NH, scale); \
+        attention_backward_dkdv<HS, false, 4>(q, k, v, dOut, keyMask, lse2Pad, dPad, colPtr, rowIdx, dK, dV, T,   \
+                                              NH, scale);                                                         \
     }                                                                                                             \
-    extern "C" __global__ void __launch_bounds__(kThreads) attention_backward_dq_bf16_hs##HS(                     \
+    extern "C" __global__ void __launch_bounds__(256, 1) attention_backward_dkdv_dense128_bf16_hs##HS(            \
+        const bf16* q, const bf16* k, const bf16* v, const bf16* dOut, const int* keyMask,                       \
+        const float* lse2Pad, const float* dPad, bf16* dK, bf16* dV, int T, int NH, float scale) {               \
+        attention_backward_dkdv<HS, false, 8>(q, k, v, dOut, keyMask, lse2Pad, dPad, nullptr, nullptr, dK, dV, T, \
+                                              NH, scale);                                                         \
+    }                                                                                                             \
+    extern "C" __global__ void __launch_bounds__(128, MINB_B) attention_backward_dq_bf16_hs##HS(                  \
         const bf16* q, const bf16* k, const bf16* v, const bf16* dOut, const int* keyMask,                       \
         const float* lse2Pad, const float* dPad, const int* rowPtr, const int* colIdx, bf16* dQ, int T, int NH,  \
         float scale) {                                                                                            \
-        attention_backward_dq<HS>(q, k, v, dOut, keyMask, lse2Pad, dPad, rowPtr, colIdx, dQ, T, NH, scale);       \
+        attention_backward_dq<HS, 1, 4>(q, k, v, dOut, keyMask, lse2Pad, dPad, rowPtr, colIdx, dQ, T, NH, scale); \
+    }                                                                                                             \
+    extern "C" __global__ void __launch_bounds__(256, 1) attention_backward_dq_dense128_bf16_hs##HS(              \
+        const bf16* q, const bf16* k, const bf16* v, const bf16* dOut, const int* keyMask,                       \
+        const float* lse2Pad, const float* dPad, bf16* dQ, int T, int NH, float scale) {                          \
+        attention_backward_dq<HS, 1, 8>(q, k, v, dOut, keyMask, lse2Pad, dPad, nullptr, nullptr, dQ, T, NH,       \
+                                        scale);                                                                   \
     }
 
-ATTENTION_ENTRY_POINTS(32)
-ATTENTION_ENTRY_POINTS(64)
-ATTENTION_ENTRY_POINTS(80)
-ATTENTION_ENTRY_POINTS(96)
-ATTENTION_ENTRY_POINTS(128)
+ATTENTION_ENTRY_POINTS(32, 4, 3)
+ATTENTION_ENTRY_POINTS(64, 4, 3)
+ATTENTION_ENTRY_POINTS(80, 4, 3)
+ATTENTION_ENTRY_POINTS(96, 3, 2)
+ATTENTION_ENTRY_POINTS(128, 3, 2)
+
+#ifdef ATTENTION_VARIANTS
+// Tuning variants, built only for the device benchmark.
+#define ATTENTION_VARIANT_ENTRY_POINTS(HS)                                                                          \
+    extern "C" __global__ void __launch_bounds__(256, 2) attention_backward_dkdv_dense128b_bf16_hs##HS(           \
+        const bf16* q, const bf16* k, const bf16* v, const bf16* dOut, const int* keyMask,                       \
+        const float* lse2Pad, const float* dPad, bf16* dK, bf16* dV, int T, int NH, float scale) {               \
+        attention_backward_dkdv<HS, false, 8>(q, k, v, dOut, keyMask, lse2Pad, dPad, nullptr, nullptr, dK, dV, T, \
+                                              NH, scale);                                                         \
+    }                                                                                                             \
+    extern "C" __global__ void __launch_bounds__(256, 2) attention_backward_dq_dense128b_bf16_hs##HS(             \
+        const bf16* q, const bf16* k, const bf16* v, const bf16* dOut, const int* keyMask,                       \
+        const float* lse2Pad, const float* dPad, bf16* dQ, int T, int NH, float scale) {                          \
+        attention_backward_dq<HS, 1, 8>(q, k, v, dOut, keyMask, lse2Pad, dPad, nullptr, nullptr, dQ, T, NH,       \
+                                        scale);                                                                   \
+    }
+ATTENTION_VARIANT_ENTRY_POINTS(64)
+ATTENTION_VARIANT_ENTRY_POINTS(80)
+#endif
 
 // CSR (NH·nB rows of query blocks) -> CSC (NH·nB columns of key blocks) of a causal block layout. One CTA per head:
 // column kb lists the query blocks qb ≥ kb whose row holds kb (binary search in the ascending row), ascending.
