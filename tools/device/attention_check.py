@@ -26,8 +26,9 @@ import torch.nn.functional as F
 warnings.filterwarnings("ignore", category=DeprecationWarning)
 TILE = 64
 LOG2E = 1.4426950408889634
-# Production choice for dense attention (the Java side mirrors it); the benchmark times the others too.
-VARIANTS = {"fwd": "dense128", "dq": "dense128", "dkdv": "dense128"}
+# The kernels CudaAttention launches for dense attention (None = the 64-row block-list kernels with a null list).
+# The dense128 variants exist only in a cubin built with -DATTENTION_VARIANTS; the benchmark times them too.
+VARIANTS = {"fwd": None, "dq": None, "dkdv": None}
 
 
 class Attention:
@@ -36,6 +37,13 @@ class Attention:
     def __init__(self, cubin):
         self.mod = cupy.RawModule(path=cubin)
         self.fns = {}
+
+    def has(self, name):
+        try:
+            self.mod.get_function(name)
+            return True
+        except Exception:
+            return False
 
     def fn(self, name, smem):
         f = self.fns.get(name)
@@ -85,7 +93,7 @@ class Attention:
 
     def backward(self, dq, dk, dv, do, out, lse, q, k, v, mask, nh, scale, layout=None, scratch=None,
                  csc=None, dq_variant=None, dkdv_variant=None, parts="pkq"):
-        """dq_variant, dkdv_variant (dense only): None, 'dense128', 'dense128b'; parts: which of
+        """dq_variant, dkdv_variant (dense only): None or 'dense128'; parts: which of
         prep (p), dK/dV (k), dQ (q) to launch (for timing one kernel alone)."""
         B, T, C = q.shape
         hs = C // nh
@@ -260,15 +268,18 @@ def run_case(att, gen, B, T, nh, hs, mask_kind, layout_kind, density, log):
     extra = ""
     if layout_kind == "full":
         bit = True
-        for fv, qv, kv in [(None, None, None), ("dense128", "dense128", "dense128")]:
+        dense_kinds = [(None, None, None)]
+        if att.has(f"attention_forward_dense128_bf16_hs{hs}"):
+            dense_kinds.append(("dense128", "dense128", "dense128"))
+        for fv, qv, kv in dense_kinds:
             dense = run(None, fv, qv, kv)
             bit = bit and all(torch.equal(a, b) for a, b in zip(res, dense))
         extra = f" full==dense(64,128):{bit}"
         ok = ok and bit
-    if layout_kind == "dense" and hs in (64, 80):
+    if layout_kind == "dense" and att.has(f"attention_forward_dense128_bf16_hs{hs}"):
         # the tuning variants must give the production kernels' bits
         same_v = True
-        for fv, qv, kv in [(None, None, None), ("dense128", "dense128b", "dense128b")]:
+        for fv, qv, kv in [("dense128", "dense128", "dense128")]:
             alt = run(None, fv, qv, kv)
             same_v = same_v and all(torch.equal(a, b) for a, b in zip(res, alt))
         extra += f" variants-identical:{same_v}"
@@ -341,19 +352,20 @@ def bench(att, B, nh, hs, T, reps, log):
     scratch = torch.empty(2, B, nh, nb * TILE, dtype=torch.float32, device=dev)
 
     r = {}
-    # each kernel family alone, every variant; then fwd+bwd with the fastest of each
+    # each kernel family alone, every variant present in the cubin
     fwd_v = {}
-    for fv in [None, "dense128"]:
+    has_v = att.has(f"attention_forward_dense128_bf16_hs{hs}")
+    for fv in [None, "dense128"] if has_v else [None]:
         fwd_v[fv] = median_ms(lambda: att.forward(q, k, v, out, lse, mask, nh, scale, None, fv), reps)[0]
     att.forward(q, k, v, out, lse, mask, nh, scale, None, VARIANTS["fwd"])
     r["prep"] = median_ms(lambda: att.backward(dq, dk, dv, do, out, lse, q, k, v, mask, nh, scale, None, scratch,
                                                 parts="p"), reps)[0]
     kv_v = {}
-    for kv in [None, "dense128", "dense128b"]:
+    for kv in [None, "dense128"] if has_v else [None]:
         kv_v[kv] = median_ms(lambda: att.backward(dq, dk, dv, do, out, lse, q, k, v, mask, nh, scale, None,
                                                   scratch, dkdv_variant=kv, parts="k"), reps)[0]
     dq_v = {}
-    for qv in [None, "dense128", "dense128b"]:
+    for qv in [None, "dense128"] if has_v else [None]:
         dq_v[qv] = median_ms(lambda: att.backward(dq, dk, dv, do, out, lse, q, k, v, mask, nh, scale, None,
                                                   scratch, dq_variant=qv, parts="q"), reps)[0]
     best = lambda d: min(d, key=d.get)
@@ -362,9 +374,10 @@ def bench(att, B, nh, hs, T, reps, log):
     r["dkdv_variants_ms"] = {str(a): b for a, b in kv_v.items()}
     r["dq_variants_ms"] = {str(a): b for a, b in dq_v.items()}
     r["best"] = [str(bf), str(bk), str(bq)]
-    fwd = lambda: att.forward(q, k, v, out, lse, mask, nh, scale, None, bf)
-    bwd = lambda: att.backward(dq, dk, dv, do, out, lse, q, k, v, mask, nh, scale, None, scratch, dq_variant=bq,
-                               dkdv_variant=bk)
+    # the table times the kernels CudaAttention launches (VARIANTS), whatever the fastest variant was
+    fwd = lambda: att.forward(q, k, v, out, lse, mask, nh, scale, None, VARIANTS["fwd"])
+    bwd = lambda: att.backward(dq, dk, dv, do, out, lse, q, k, v, mask, nh, scale, None, scratch,
+                               dq_variant=VARIANTS["dq"], dkdv_variant=VARIANTS["dkdv"])
 
     def fwdbwd():
         fwd()

@@ -744,19 +744,14 @@ __device__ __forceinline__ void attention_backward_dq(
 
 }  // namespace
 
-// Entry points. The block-list kernels (64-row CTAs of 4 warps) serve dense (null list) and sparse attention; the
-// dense128 ones (128-row CTAs of 8 warps, dense causal list only, grid (ceil(T / 128), NH, B)) halve the K/V (Q/dOut)
-// tile traffic through L2 for dense attention and give the same bits. MINB caps registers for that many CTAs/SM.
+// Entry points: the block-list kernels (64-row CTAs of 4 warps) serve dense (null list) and sparse attention.
+// MINB_F / MINB_B cap the registers so that that many CTAs fit on an SM (the forward at 4 CTAs, 16 warps, spills
+// nothing at HS ≤ 80; fewer at larger HS, where the accumulators need more registers).
 #define ATTENTION_ENTRY_POINTS(HS, MINB_F, MINB_B)                                                                  \
     extern "C" __global__ void __launch_bounds__(128, MINB_F) attention_forward_bf16_hs##HS(                      \
         const bf16* q, const bf16* k, const bf16* v, bf16* out, float* lse, const int* keyMask,                  \
         const int* rowPtr, const int* colIdx, int T, int NH, float scale) {                                       \
         attention_forward<HS, 1, 4>(q, k, v, out, lse, keyMask, rowPtr, colIdx, T, NH, scale);                    \
-    }                                                                                                             \
-    extern "C" __global__ void __launch_bounds__(256, 2) attention_forward_dense128_bf16_hs##HS(                  \
-        const bf16* q, const bf16* k, const bf16* v, bf16* out, float* lse, const int* keyMask, int T, int NH,   \
-        float scale) {                                                                                            \
-        attention_forward<HS, 1, 8>(q, k, v, out, lse, keyMask, nullptr, nullptr, T, NH, scale);                  \
     }                                                                                                             \
     extern "C" __global__ void __launch_bounds__(256) attention_backward_prep_bf16_hs##HS(                        \
         const bf16* dOut, const bf16* out, const float* lse, float* dPad, float* lse2Pad, int B, int T, int NH) { \
@@ -769,23 +764,11 @@ __device__ __forceinline__ void attention_backward_dq(
         attention_backward_dkdv<HS, false, 4>(q, k, v, dOut, keyMask, lse2Pad, dPad, colPtr, rowIdx, dK, dV, T,   \
                                               NH, scale);                                                         \
     }                                                                                                             \
-    extern "C" __global__ void __launch_bounds__(256, 1) attention_backward_dkdv_dense128_bf16_hs##HS(            \
-        const bf16* q, const bf16* k, const bf16* v, const bf16* dOut, const int* keyMask,                       \
-        const float* lse2Pad, const float* dPad, bf16* dK, bf16* dV, int T, int NH, float scale) {               \
-        attention_backward_dkdv<HS, false, 8>(q, k, v, dOut, keyMask, lse2Pad, dPad, nullptr, nullptr, dK, dV, T, \
-                                              NH, scale);                                                         \
-    }                                                                                                             \
     extern "C" __global__ void __launch_bounds__(128, MINB_B) attention_backward_dq_bf16_hs##HS(                  \
         const bf16* q, const bf16* k, const bf16* v, const bf16* dOut, const int* keyMask,                       \
         const float* lse2Pad, const float* dPad, const int* rowPtr, const int* colIdx, bf16* dQ, int T, int NH,  \
         float scale) {                                                                                            \
         attention_backward_dq<HS, 1, 4>(q, k, v, dOut, keyMask, lse2Pad, dPad, rowPtr, colIdx, dQ, T, NH, scale); \
-    }                                                                                                             \
-    extern "C" __global__ void __launch_bounds__(256, 1) attention_backward_dq_dense128_bf16_hs##HS(              \
-        const bf16* q, const bf16* k, const bf16* v, const bf16* dOut, const int* keyMask,                       \
-        const float* lse2Pad, const float* dPad, bf16* dQ, int T, int NH, float scale) {                          \
-        attention_backward_dq<HS, 1, 8>(q, k, v, dOut, keyMask, lse2Pad, dPad, nullptr, nullptr, dQ, T, NH,       \
-                                        scale);                                                                   \
     }
 
 ATTENTION_ENTRY_POINTS(32, 4, 3)
@@ -795,15 +778,22 @@ ATTENTION_ENTRY_POINTS(96, 3, 2)
 ATTENTION_ENTRY_POINTS(128, 3, 2)
 
 #ifdef ATTENTION_VARIANTS
-// Tuning variants, built only for the device benchmark.
+// Tuning variants, built only for the device benchmark (tools/device/attention_check.py): 128-row CTAs of 8 warps
+// for the dense list, grid (ceil(T / 128), NH, B), which halve the K/V (Q/dOut) tile traffic through L2 and give
+// the same bits as the list kernels. Measured slower on H200 (cuda/notes/attention.md), so not used.
 #define ATTENTION_VARIANT_ENTRY_POINTS(HS)                                                                          \
-    extern "C" __global__ void __launch_bounds__(256, 2) attention_backward_dkdv_dense128b_bf16_hs##HS(           \
+    extern "C" __global__ void __launch_bounds__(256, 2) attention_forward_dense128_bf16_hs##HS(                  \
+        const bf16* q, const bf16* k, const bf16* v, bf16* out, float* lse, const int* keyMask, int T, int NH,   \
+        float scale) {                                                                                            \
+        attention_forward<HS, 1, 8>(q, k, v, out, lse, keyMask, nullptr, nullptr, T, NH, scale);                  \
+    }                                                                                                             \
+    extern "C" __global__ void __launch_bounds__(256, 1) attention_backward_dkdv_dense128_bf16_hs##HS(            \
         const bf16* q, const bf16* k, const bf16* v, const bf16* dOut, const int* keyMask,                       \
         const float* lse2Pad, const float* dPad, bf16* dK, bf16* dV, int T, int NH, float scale) {               \
         attention_backward_dkdv<HS, false, 8>(q, k, v, dOut, keyMask, lse2Pad, dPad, nullptr, nullptr, dK, dV, T, \
                                               NH, scale);                                                         \
     }                                                                                                             \
-    extern "C" __global__ void __launch_bounds__(256, 2) attention_backward_dq_dense128b_bf16_hs##HS(             \
+    extern "C" __global__ void __launch_bounds__(256, 1) attention_backward_dq_dense128_bf16_hs##HS(              \
         const bf16* q, const bf16* k, const bf16* v, const bf16* dOut, const int* keyMask,                       \
         const float* lse2Pad, const float* dPad, bf16* dQ, int T, int NH, float scale) {                          \
         attention_backward_dq<HS, 1, 8>(q, k, v, dOut, keyMask, lse2Pad, dPad, nullptr, nullptr, dQ, T, NH,       \
