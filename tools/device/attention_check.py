@@ -274,7 +274,7 @@ def run_case(att, gen, B, T, nh, hs, mask_kind, layout_kind, density, log):
         for fv, qv, kv in dense_kinds:
             dense = run(None, fv, qv, kv)
             bit = bit and all(torch.equal(a, b) for a, b in zip(res, dense))
-        extra = f" full==dense(64,128):{bit}"
+        extra = f" full==dense({','.join(str(k[0] or 'list') for k in dense_kinds)}):{bit}"
         ok = ok and bit
     if layout_kind == "dense" and att.has(f"attention_forward_dense128_bf16_hs{hs}"):
         # the tuning variants must give the production kernels' bits
@@ -467,11 +467,23 @@ def main():
             all_ok &= run_case(att, gen, *c, log)
         print("CHECK", "PASS" if all_ok else "FAIL")
     rows = []
+    ceilings = {}
     if not a.skip_bench:
+        # the two ceilings of METHOD.md, on random data: a bf16 matrix product and a device-to-device copy
+        x = torch.randn(8192, 8192, device="cuda", dtype=torch.bfloat16)
+        y = torch.randn(8192, 8192, device="cuda", dtype=torch.bfloat16)
+        ms = median_ms(lambda: torch.mm(x, y), 10, batch=5)[0]
+        ceilings["bf16_matmul_tflops"] = 2 * 8192 ** 3 / (ms * 1e-3) / 1e12
+        src = torch.randn(256 * 1024 * 1024, device="cuda")  # 1 GiB
+        dst = torch.empty_like(src)
+        ms = median_ms(lambda: dst.copy_(src), 10, batch=3)[0]
+        ceilings["copy_gbps_read_plus_write"] = 2 * src.numel() * 4 / (ms * 1e-3) / 1e9
+        del x, y, src, dst
+        print(f"ceilings: {ceilings}")
         for (B, nh, hs, T) in [(4, 32, 64, 512), (4, 32, 64, 1024), (4, 32, 64, 2048), (4, 32, 80, 1024)]:
             rows.append(bench(att, B, nh, hs, T, a.reps, log))
         res = {"device": torch.cuda.get_device_name(), "torch": torch.__version__, "seed": a.seed,
-               "check": "PASS" if all_ok else "FAIL", "rows": rows}
+               "check": "PASS" if all_ok else "FAIL", "ceilings": ceilings, "rows": rows}
         with open(os.path.join(outdir, "attention_bench.json"), "w") as f:
             json.dump(res, f, indent=1)
         for r in rows:

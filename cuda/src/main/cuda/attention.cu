@@ -12,15 +12,19 @@
 //   out_i = Σ_j softmax_j(scale·q_i·k_j)·v_j;  lse (B, NH, T) f32 = log Σ_j exp(scale·q_i·k_j) (saved).
 //   A query with no visible key: out = 0, lse = −inf, and no gradient flows through it.
 // Numerics: bf16 operands on the tensor cores (mma.sync m16n8k16, fp32 accumulators); softmax statistics in
-// fp32, exponentials as exp2 of log2e-scaled scores; P and dS are rounded to bf16 for their products (as
-// FlashAttention does); row sums of P in fp32 before rounding.
+// fp32, exponentials as exp2 of log2e-scaled scores (scale > 0, so the row max commutes with the scaling and
+// p = exp2(s·scale·log2e − m) is one fused multiply-add and one ex2); P and dS are rounded to bf16 for their
+// products (as FlashAttention does); row sums of P in fp32 before rounding.
 //
 // Tiles: BQ = BK = 64 rows, 4 warps (128 threads) per CTA, each warp owning 16 rows of the CTA's tile (query rows
 // in the forward and dQ pass, key rows in the dK/dV pass), so the softmax and the gradient recurrences stay in
 // registers and warps never exchange data. Shared-memory tiles are row-major with rows padded by 8 bf16 (16 bytes)
 // so that ldmatrix's eight 16-byte row reads hit eight disjoint bank groups for every HS in {32, 64, 80, 96, 128}.
 // Global tiles move with 16-byte cp.async (rows past T zero-filled), double-buffered: the next tile streams in
-// while the current one is multiplied.
+// while the current one is multiplied. Masking (causal, padding, past T, as a 64-bit key bitmap per tile) runs in
+// a branch that is uniform over the warp and skipped for tiles every row of the warp sees whole: almost all tiles
+// of a long sequence. The device functions are templated on MT (16-row tiles per warp) and NW (warps per CTA) for
+// the benchmark variants below; every production entry point is MT = 1, NW = 4.
 //
 // Kernels (HS ∈ {32, 64, 80, 96, 128} is a suffix: ..._hs64). nQB = nKB = ceil(T / 64), Tp = 64·nQB.
 //  attention_forward_bf16_hsHS(q, k, v, out, lse, keyMask, rowPtr, colIdx, T, NH, scale)
@@ -29,7 +33,7 @@
 //     Reads q, k, v, keyMask, the layout; writes out rows < T and lse. blockIdx.x runs over query blocks from the
 //     last (heaviest) to the first.
 //  attention_backward_prep_bf16_hsHS(dOut, out, lse, dPad, lse2Pad, B, T, NH)
-//     grid ceil(B·Tp·NH / 256), block 256, no smem. Writes the f32 scratch (B, NH, Tp) arrays
+//     any grid (grid-stride over B·Tp·NH threads, one per (b, t, h)), block 256, no smem. Writes the f32 scratch (B, NH, Tp) arrays
 //     dPad[i] = D_i = Σ_d dOut_i[d]·out_i[d] (0 for i ≥ T) and lse2Pad[i] = lse_i·log2(e), replaced by +∞ when
 //     lse_i = −∞ or i ≥ T (so that exp2(s − lse2) = 0 there without a branch). 2·B·NH·Tp floats of scratch.
 //  attention_backward_dkdv_bf16_hsHS(q, k, v, dOut, keyMask, lse2Pad, dPad, colPtr, rowIdx, dK, dV, T, NH, scale)
