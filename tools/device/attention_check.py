@@ -7,7 +7,11 @@ causal, key padding mask, optional 64×64 block layout, a query with no visible 
 Relative errors ‖x − ref‖/‖ref‖ for out, lse, dq, dk, dv; every output element poisoned with NaN before each
 launch so an unwritten element fails; a full block layout must give the dense kernels' bits; two runs must give
 the same bits. Then times forward and forward+backward against torch.nn.functional.scaled_dot_product_attention
-(is_causal=True, flash backend) in bf16 and prints a table last; --json writes the numbers.
+(is_causal=True, flash backend) in bf16 and prints a table last; --out names the folder for the log and the
+numbers (attention_bench.json).
+
+Usage: python3 attention_check.py [--cubin attention.sm_90a.cubin] [--out DIR] [--skip-check] [--skip-bench]
+The cubin is cuda/build-kernels.sh's output; build it with -DATTENTION_VARIANTS to time the dense variants too.
 """
 import argparse
 import json
@@ -419,13 +423,13 @@ def main():
                                                     "attention.sm_90a.cubin"))
     ap.add_argument("--seed", type=int, default=int(time.time()) % 100000)
     ap.add_argument("--reps", type=int, default=30)
-    ap.add_argument("--json", default=None)
+    ap.add_argument("--out", default=".", help="folder for attention_check.log and attention_bench.json")
     ap.add_argument("--skip-bench", action="store_true")
     ap.add_argument("--skip-check", action="store_true")
     ap.add_argument("--profile", action="store_true",
                     help="launch forward and backward once at B=4 NH=32 HS=64 T=1024 (for a profiler) and exit")
     a = ap.parse_args()
-    outdir = os.environ.get("OUT", ".")
+    outdir = a.out
     log = open(os.path.join(outdir, "attention_check.log"), "w")
     print(f"device {torch.cuda.get_device_name()} torch {torch.__version__} cupy {cupy.__version__} seed {a.seed}")
     att = Attention(a.cubin)

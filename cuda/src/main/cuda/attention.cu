@@ -50,9 +50,11 @@
 // The two gradient passes recompute S and dP instead of accumulating dQ with float atomics: deterministic
 // results, bit-identical run to run, at the cost of two extra tile products per tile.
 #include <cuda_bf16.h>
-#include <stdint.h>
 
 typedef __nv_bfloat16 bf16;
+// Fixed-width integers without <stdint.h>, which NVRTC (the fallback compiler for other GPUs) does not provide.
+typedef unsigned int u32;
+typedef unsigned long long u64;
 
 namespace {
 
@@ -60,12 +62,12 @@ constexpr int kTile = 64;      // BQ = BK = the BlockLayout block size
 constexpr float kLog2e = 1.4426950408889634f;
 constexpr float kLn2 = 0.6931471805599453f;
 
-__device__ __forceinline__ uint32_t smem_addr(const void* p) {
-    return static_cast<uint32_t>(__cvta_generic_to_shared(p));
+__device__ __forceinline__ u32 smem_addr(const void* p) {
+    return static_cast<u32>(__cvta_generic_to_shared(p));
 }
 
 // 16-byte global -> shared copy; with pred false nothing is read and the 16 bytes are zero-filled.
-__device__ __forceinline__ void cp_async16(uint32_t dst, const void* src, bool pred) {
+__device__ __forceinline__ void cp_async16(u32 dst, const void* src, bool pred) {
     int n = pred ? 16 : 0;
     asm volatile("cp.async.cg.shared.global [%0], [%1], 16, %2;\n" ::"r"(dst), "l"(src), "r"(n));
 }
@@ -73,12 +75,12 @@ __device__ __forceinline__ void cp_async_commit() { asm volatile("cp.async.commi
 template <int N>
 __device__ __forceinline__ void cp_async_wait() { asm volatile("cp.async.wait_group %0;\n" ::"n"(N)); }
 
-__device__ __forceinline__ void ldsm_x4(uint32_t addr, uint32_t& r0, uint32_t& r1, uint32_t& r2, uint32_t& r3) {
+__device__ __forceinline__ void ldsm_x4(u32 addr, u32& r0, u32& r1, u32& r2, u32& r3) {
     asm volatile("ldmatrix.sync.aligned.m8n8.x4.shared.b16 {%0,%1,%2,%3}, [%4];\n"
                  : "=r"(r0), "=r"(r1), "=r"(r2), "=r"(r3)
                  : "r"(addr));
 }
-__device__ __forceinline__ void ldsm_x4_t(uint32_t addr, uint32_t& r0, uint32_t& r1, uint32_t& r2, uint32_t& r3) {
+__device__ __forceinline__ void ldsm_x4_t(u32 addr, u32& r0, u32& r1, u32& r2, u32& r3) {
     asm volatile("ldmatrix.sync.aligned.m8n8.x4.trans.shared.b16 {%0,%1,%2,%3}, [%4];\n"
                  : "=r"(r0), "=r"(r1), "=r"(r2), "=r"(r3)
                  : "r"(addr));
@@ -87,7 +89,7 @@ __device__ __forceinline__ void ldsm_x4_t(uint32_t addr, uint32_t& r0, uint32_t&
 // d(16×8 f32) += a(16×16 bf16, row) · b(16×8 bf16, col). Fragments (g = lane/4, t = lane%4):
 // a0 (g, 2t..2t+1), a1 (g+8, 2t..), a2 (g, 2t+8..), a3 (g+8, 2t+8..); b0 (k 2t..2t+1, n g), b1 (k 2t+8.., n g);
 // d0,d1 (g, 2t..2t+1), d2,d3 (g+8, 2t..2t+1).
-__device__ __forceinline__ void mma16816(float* d, const uint32_t* a, uint32_t b0, uint32_t b1) {
+__device__ __forceinline__ void mma16816(float* d, const u32* a, u32 b0, u32 b1) {
     asm volatile(
         "mma.sync.aligned.m16n8k16.row.col.f32.bf16.bf16.f32 {%0,%1,%2,%3}, {%4,%5,%6,%7}, {%8,%9}, "
         "{%0,%1,%2,%3};\n"
@@ -95,9 +97,9 @@ __device__ __forceinline__ void mma16816(float* d, const uint32_t* a, uint32_t b
         : "r"(a[0]), "r"(a[1]), "r"(a[2]), "r"(a[3]), "r"(b0), "r"(b1));
 }
 
-__device__ __forceinline__ uint32_t pack_bf16(float lo, float hi) {
+__device__ __forceinline__ u32 pack_bf16(float lo, float hi) {
     __nv_bfloat162 v = __floats2bfloat162_rn(lo, hi);
-    return *reinterpret_cast<uint32_t*>(&v);
+    return *reinterpret_cast<u32*>(&v);
 }
 
 // ROWS rows of one head (HS bf16 each) starting at token row0 of the (T, C) matrix at g into a padded shared tile.
@@ -123,11 +125,11 @@ __device__ __forceinline__ void load_stats(float* s, const float* g) {
 
 // A warp's 16 rows × HS of a padded shared tile (rows row0..row0+15) as HS/16 A fragments.
 template <int HS>
-__device__ __forceinline__ void load_a_frags(uint32_t (*f)[4], const bf16* s, int row0, int lane) {
+__device__ __forceinline__ void load_a_frags(u32 (*f)[4], const bf16* s, int row0, int lane) {
     constexpr int LD = HS + 8;
 #pragma unroll
     for (int kk = 0; kk < HS / 16; ++kk) {
-        uint32_t a = smem_addr(s + (row0 + (lane & 15)) * LD + kk * 16 + (lane >> 4) * 8);
+        u32 a = smem_addr(s + (row0 + (lane & 15)) * LD + kk * 16 + (lane >> 4) * 8);
         ldsm_x4(a, f[kk][0], f[kk][1], f[kk][2], f[kk][3]);
     }
 }
@@ -136,12 +138,12 @@ __device__ __forceinline__ void load_a_frags(uint32_t (*f)[4], const bf16* s, in
 // columns): the score products. Each B fragment is loaded once and used by all MT row tiles. A fragments from
 // registers (af) or, when AREG is false, from shared rows aRow0 + MSTEP·mt.. of aS.
 template <int HS, int MT, bool AREG, int MSTEP>
-__device__ __forceinline__ void mma_abt(float (*acc)[8][4], const uint32_t (*af)[HS / 16][4], const bf16* aS,
+__device__ __forceinline__ void mma_abt(float (*acc)[8][4], const u32 (*af)[HS / 16][4], const bf16* aS,
                                         int aRow0, const bf16* bS, int lane) {
     constexpr int LD = HS + 8;
 #pragma unroll
     for (int kk = 0; kk < HS / 16; ++kk) {
-        uint32_t a[MT][4];
+        u32 a[MT][4];
 #pragma unroll
         for (int mt = 0; mt < MT; ++mt) {
             if constexpr (AREG) {
@@ -154,7 +156,7 @@ __device__ __forceinline__ void mma_abt(float (*acc)[8][4], const uint32_t (*af)
         }
 #pragma unroll
         for (int np = 0; np < 4; ++np) {
-            uint32_t b0, b1, b2, b3;
+            u32 b0, b1, b2, b3;
             ldsm_x4(smem_addr(bS + (np * 16 + (lane & 7) + (lane >> 4) * 8) * LD + kk * 16 + ((lane >> 3) & 1) * 8),
                     b0, b1, b2, b3);
 #pragma unroll
@@ -173,7 +175,7 @@ __device__ __forceinline__ void mma_pb(float (*acc)[HS / 8][4], const float (*p)
     constexpr int LD = HS + 8;
 #pragma unroll
     for (int kk = 0; kk < 4; ++kk) {
-        uint32_t a[MT][4];
+        u32 a[MT][4];
 #pragma unroll
         for (int mt = 0; mt < MT; ++mt) {
             a[mt][0] = pack_bf16(p[mt][2 * kk][0], p[mt][2 * kk][1]);
@@ -183,7 +185,7 @@ __device__ __forceinline__ void mma_pb(float (*acc)[HS / 8][4], const float (*p)
         }
 #pragma unroll
         for (int dp = 0; dp < HS / 16; ++dp) {
-            uint32_t b0, b1, b2, b3;
+            u32 b0, b1, b2, b3;
             ldsm_x4_t(smem_addr(bS + (kk * 16 + (lane & 15)) * LD + dp * 16 + (lane >> 4) * 8), b0, b1, b2, b3);
 #pragma unroll
             for (int mt = 0; mt < MT; ++mt) {
@@ -205,9 +207,9 @@ __device__ __forceinline__ void store_rows(bf16* g, bf16* s, const float (*acc)[
     __syncwarp();
 #pragma unroll
     for (int nt = 0; nt < HS / 8; ++nt) {
-        *reinterpret_cast<uint32_t*>(s + (sRow0 + gq) * LD + nt * 8 + 2 * tq) =
+        *reinterpret_cast<u32*>(s + (sRow0 + gq) * LD + nt * 8 + 2 * tq) =
             pack_bf16(acc[nt][0] * mul0, acc[nt][1] * mul0);
-        *reinterpret_cast<uint32_t*>(s + (sRow0 + gq + 8) * LD + nt * 8 + 2 * tq) =
+        *reinterpret_cast<u32*>(s + (sRow0 + gq + 8) * LD + nt * 8 + 2 * tq) =
             pack_bf16(acc[nt][2] * mul1, acc[nt][3] * mul1);
     }
     __syncwarp();
@@ -224,20 +226,20 @@ __device__ __forceinline__ void store_rows(bf16* g, bf16* s, const float (*acc)[
 }
 
 // Visibility bits of keys k0..k0+63 (bit j: key k0+j exists and is not padding); uniform across the warp.
-__device__ __forceinline__ uint64_t key_bits(const int* mask, int k0, int T, int lane) {
+__device__ __forceinline__ u64 key_bits(const int* mask, int k0, int T, int lane) {
     int j0 = k0 + lane, j1 = k0 + 32 + lane;
     bool v0 = j0 < T && (mask == nullptr || mask[j0] != 0);
     bool v1 = j1 < T && (mask == nullptr || mask[j1] != 0);
-    uint32_t lo = __ballot_sync(0xffffffffu, v0);
-    uint32_t hi = __ballot_sync(0xffffffffu, v1);
-    return (uint64_t)lo | ((uint64_t)hi << 32);
+    u32 lo = __ballot_sync(0xffffffffu, v0);
+    u32 hi = __ballot_sync(0xffffffffu, v1);
+    return (u64)lo | ((u64)hi << 32);
 }
 
 // Visibility of the 16 keys k0 + 8·nt + 2·tq + {0, 1} (nt = 0..7) to query row `row`, as bits 8·nt + {0, 1} of the
 // result: the tile's key bits, cut to keys ≤ row (causal), shifted to this thread's column pair.
-__device__ __forceinline__ uint64_t row_bits(uint64_t bits, int k0, int row, int tq) {
+__device__ __forceinline__ u64 row_bits(u64 bits, int k0, int row, int tq) {
     int n = row - k0 + 1;  // keys k0 .. row are causally visible
-    uint64_t causal = n >= 64 ? ~0ull : (n <= 0 ? 0ull : ((1ull << n) - 1));
+    u64 causal = n >= 64 ? ~0ull : (n <= 0 ? 0ull : ((1ull << n) - 1));
     return (bits & causal) >> (2 * tq);
 }
 
@@ -302,13 +304,13 @@ __device__ __forceinline__ void attention_forward(const bf16* __restrict__ q, co
         m[mt][0] = m[mt][1] = -INFINITY;
         l[mt][0] = l[mt][1] = 0.f;
     }
-    uint32_t qf[QREGS ? MT : 1][KT][4];
+    u32 qf[QREGS ? MT : 1][KT][4];
 
     for (int it = it0; it < it1; ++it) {
         const int buf = (it - it0) & 1;
         const int kb = (LIST && rowPtr) ? colIdx[it] : it;
         const int k0 = kb * kTile;
-        const uint64_t bits = key_bits(mask, k0, T, lane);
+        const u64 bits = key_bits(mask, k0, T, lane);
         cp_async_wait<0>();
         __syncthreads();
         if constexpr (QREGS) {
@@ -341,7 +343,7 @@ __device__ __forceinline__ void attention_forward(const bf16* __restrict__ q, co
             if (!(bits == ~0ull && k0 + kTile - 1 <= rmin)) {
 #pragma unroll
                 for (int r = 0; r < 2; ++r) {
-                    uint64_t rb = row_bits(bits, k0, r0 + mt * 16 * NW + r * 8, tq);
+                    u64 rb = row_bits(bits, k0, r0 + mt * 16 * NW + r * 8, tq);
 #pragma unroll
                     for (int nt = 0; nt < 8; ++nt) {
 #pragma unroll
@@ -529,7 +531,7 @@ __device__ __forceinline__ void attention_backward_dkdv(
         dk[0][i][0] = dk[0][i][1] = dk[0][i][2] = dk[0][i][3] = 0.f;
         dv[0][i][0] = dv[0][i][1] = dv[0][i][2] = dv[0][i][3] = 0.f;
     }
-    uint32_t kf[1][KT][4], vf[1][KT][4];
+    u32 kf[1][KT][4], vf[1][KT][4];
 
     for (int it = it0; it < it1; ++it) {
         const int buf = (it - it0) & 1;
@@ -672,13 +674,13 @@ __device__ __forceinline__ void attention_backward_dq(
     for (int mt = 0; mt < MT; ++mt)
 #pragma unroll
         for (int i = 0; i < NDT; ++i) dq[mt][i][0] = dq[mt][i][1] = dq[mt][i][2] = dq[mt][i][3] = 0.f;
-    uint32_t qf[QG_REGS ? MT : 1][KT][4], gf[QG_REGS ? MT : 1][KT][4];
+    u32 qf[QG_REGS ? MT : 1][KT][4], gf[QG_REGS ? MT : 1][KT][4];
 
     for (int it = it0; it < it1; ++it) {
         const int buf = (it - it0) & 1;
         const int kb = (LIST && rowPtr) ? colIdx[it] : it;
         const int k0 = kb * kTile;
-        const uint64_t bits = key_bits(mask, k0, T, lane);
+        const u64 bits = key_bits(mask, k0, T, lane);
         cp_async_wait<0>();
         __syncthreads();
         if constexpr (QG_REGS) {
@@ -720,7 +722,7 @@ __device__ __forceinline__ void attention_backward_dq(
             if (!(bits == ~0ull && k0 + kTile - 1 <= q0 + mt * 16 * NW + warp * 16)) {
 #pragma unroll
                 for (int r = 0; r < 2; ++r) {
-                    uint64_t rb = row_bits(bits, k0, r0 + mt * 16 * NW + r * 8, tq);
+                    u64 rb = row_bits(bits, k0, r0 + mt * 16 * NW + r * 8, tq);
 #pragma unroll
                     for (int nt = 0; nt < 8; ++nt) {
 #pragma unroll
