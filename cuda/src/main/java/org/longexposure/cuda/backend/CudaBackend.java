@@ -46,6 +46,7 @@ public final class CudaBackend implements Backend {
     private final KernelLibrary kernels;
     private final CublasGemm gemm;
     private final CudaLinear linear;
+    private final CudaAttention attention;
 
     private CudaBackend(CudaOptions options) {
         this.options = options;
@@ -57,6 +58,7 @@ public final class CudaBackend implements Backend {
             kernels = own(new KernelLibrary(ctx, options.kernelCacheDir(), options.cudaHomes()));
             gemm = own(CublasGemm.open(ctx, options.libDirs()));
             linear = new CudaLinear(this);
+            attention = new CudaAttention(this);
         } catch (RuntimeException e) {
             closeOwned(e);
             throw e;
@@ -212,7 +214,7 @@ public final class CudaBackend implements Backend {
 
     @Override
     public AttentionOps attention() {
-        throw notYet("attention");
+        return attention;
     }
 
     @Override
