@@ -17,11 +17,10 @@ cd "$root"
 out="${OUT:-bench/out}"
 mkdir -p "$out"
 work="$(mktemp -d /tmp/le-bench.XXXXXX)"
-log="$out/run-gpu.log"
-exec > >(tee -a "$log") 2>&1
 export PYTHONUNBUFFERED=1
 cases="${LE_CASES:-opt-1.3b:512,1024,2048 opt-2.7b:512,1024 opt-350m:512 opt-2.7b:2048}"
 
+main() {
 # --- Java runtime and class path from what travelled
 java_bin="$(find .travel -path '*/bin/java' -type f 2>/dev/null | head -n 1)"
 if [ -z "$java_bin" ]; then
@@ -91,3 +90,6 @@ fi
 
 python3 bench/hf/compare.py --ours "${ours[@]}" --hf "${hfs[@]}" --commit "$commit" \
   --out "$out/lora-step-cuda-vs-hf.json"
+}
+
+main 2>&1 | tee "$out/run-gpu.log"
