@@ -5,6 +5,7 @@ import java.util.ArrayList;
 import java.util.List;
 import org.longexposure.backend.Activation;
 import org.longexposure.backend.Backend;
+import org.longexposure.backend.Tensors;
 import org.longexposure.io.data.Batch;
 import org.longexposure.io.safetensors.ShardedCheckpoint;
 import org.longexposure.model.CausalLm;
@@ -34,7 +35,7 @@ public final class OptModel implements CausalLm {
     private final ModelConfig cfg;
     private final Backend be;
     private final OptWeights w;
-    private final ShardedCheckpoint checkpoint;
+    private final ShardedCheckpoint checkpoint; // kept open while weights alias its mapping; null for random weights
     private final List<Linear> linears;
 
     private OptModel(ModelConfig cfg, Backend be, OptWeights w, ShardedCheckpoint checkpoint) {
@@ -76,14 +77,33 @@ public final class OptModel implements CausalLm {
         return linears;
     }
 
+    /** The frozen parameters (package tests inspect them). */
+    OptWeights weights() {
+        return w;
+    }
+
+    /**
+     * A model of shape {@code cfg} with random frozen weights and no checkpoint (benchmarks of full-size shapes,
+     * tests): see {@link OptWeights#random}. Loss on random tokens is close to ln V.
+     */
+    public static OptModel random(ModelConfig cfg, Backend be, long seed) {
+        return new OptModel(cfg, be, OptWeights.random(cfg, be, seed), null);
+    }
+
     @Override
     public void close() {
-        checkpoint.close();
+        if (checkpoint != null) {
+            checkpoint.close();
+        }
     }
 
     // --- activations
 
-    /** Everything the forward saves for the backward, for up to (B, T); plus reusable gradient buffers. */
+    /**
+     * Everything the forward saves for the backward, for up to (B, T); plus reusable gradient buffers. Activations,
+     * their gradients and the logits are in the backend's activation dtype (CPU: F32); LayerNorm mean/rstd, the
+     * log-sum-exps, losses and weights are F32; ids, positions, mask and targets I32.
+     */
     static final class State implements ForwardState {
         final int maxB;
         final int maxT;
@@ -137,12 +157,13 @@ public final class OptModel implements CausalLm {
             int c = cfg.hiddenSize();
             int hDim = cfg.ffnDim();
             int layers = cfg.numLayers();
+            DType act = be.activationDType();
             ids = be.allocate(DType.I32, n);
             pos = be.allocate(DType.I32, n);
             keyMask = be.allocate(DType.I32, n);
             targets = be.allocate(DType.I32, n);
             weights = be.allocate(DType.F32, n);
-            embP = cfg.hasEmbedProjection() ? be.allocate(DType.F32, n, cfg.wordEmbedProjDim()) : null;
+            embP = cfg.hasEmbedProjection() ? be.allocate(act, n, cfg.wordEmbedProjDim()) : null;
             in = new Tensor[layers + 1];
             attnIn = new Tensor[layers];
             mean1 = new Tensor[layers];
@@ -160,40 +181,40 @@ public final class OptModel implements CausalLm {
             h = new Tensor[layers];
             sum2 = new Tensor[layers];
             for (int l = 0; l <= layers; l++) {
-                in[l] = be.allocate(DType.F32, n, c);
+                in[l] = be.allocate(act, n, c);
             }
             for (int l = 0; l < layers; l++) {
-                attnIn[l] = cfg.preLayerNorm() ? be.allocate(DType.F32, n, c) : in[l];
+                attnIn[l] = cfg.preLayerNorm() ? be.allocate(act, n, c) : in[l];
                 mean1[l] = be.allocate(DType.F32, n);
                 rstd1[l] = be.allocate(DType.F32, n);
-                q[l] = be.allocate(DType.F32, n, c);
-                k[l] = be.allocate(DType.F32, n, c);
-                v[l] = be.allocate(DType.F32, n, c);
-                att[l] = be.allocate(DType.F32, n, c);
+                q[l] = be.allocate(act, n, c);
+                k[l] = be.allocate(act, n, c);
+                v[l] = be.allocate(act, n, c);
+                att[l] = be.allocate(act, n, c);
                 lse[l] = be.allocate(DType.F32, (long) n * cfg.numHeads());
-                mid[l] = be.allocate(DType.F32, n, c);
-                mlpIn[l] = be.allocate(DType.F32, n, c);
+                mid[l] = be.allocate(act, n, c);
+                mlpIn[l] = be.allocate(act, n, c);
                 mean2[l] = be.allocate(DType.F32, n);
                 rstd2[l] = be.allocate(DType.F32, n);
-                hPre[l] = cfg.activation() == Activation.RELU ? null : be.allocate(DType.F32, n, hDim);
-                h[l] = be.allocate(DType.F32, n, hDim);
-                sum2[l] = cfg.preLayerNorm() ? null : be.allocate(DType.F32, n, c);
+                hPre[l] = cfg.activation() == Activation.RELU ? null : be.allocate(act, n, hDim);
+                h[l] = be.allocate(act, n, hDim);
+                sum2[l] = cfg.preLayerNorm() ? null : be.allocate(act, n, c);
             }
             meanF = be.allocate(DType.F32, n);
             rstdF = be.allocate(DType.F32, n);
-            hf = cfg.finalLayerNorm() ? be.allocate(DType.F32, n, c) : in[layers];
-            hp = cfg.hasEmbedProjection() ? be.allocate(DType.F32, n, cfg.wordEmbedProjDim()) : null;
-            logits = be.allocate(DType.F32, n, cfg.vocabSize());
+            hf = cfg.finalLayerNorm() ? be.allocate(act, n, c) : in[layers];
+            hp = cfg.hasEmbedProjection() ? be.allocate(act, n, cfg.wordEmbedProjDim()) : null;
+            logits = be.allocate(act, n, cfg.vocabSize());
             losses = be.allocate(DType.F32, n);
             lseLoss = be.allocate(DType.F32, n);
-            dx = be.allocate(DType.F32, n, c);
-            dTmp = be.allocate(DType.F32, n, c);
-            dA = be.allocate(DType.F32, n, c);
-            dQ = be.allocate(DType.F32, n, c);
-            dK = be.allocate(DType.F32, n, c);
-            dV = be.allocate(DType.F32, n, c);
-            dH = be.allocate(DType.F32, n, hDim);
-            dHp = cfg.hasEmbedProjection() ? be.allocate(DType.F32, n, cfg.wordEmbedProjDim()) : null;
+            dx = be.allocate(act, n, c);
+            dTmp = be.allocate(act, n, c);
+            dA = be.allocate(act, n, c);
+            dQ = be.allocate(act, n, c);
+            dK = be.allocate(act, n, c);
+            dV = be.allocate(act, n, c);
+            dH = be.allocate(act, n, hDim);
+            dHp = cfg.hasEmbedProjection() ? be.allocate(act, n, cfg.wordEmbedProjDim()) : null;
         }
 
         @Override
@@ -348,7 +369,10 @@ public final class OptModel implements CausalLm {
         lw.fc2.forward(be, out, h, training);
     }
 
-    /** Copies ids, mask, positions and shifted targets into the state; positions as HF OPT derives them. */
+    /**
+     * Copies ids, mask, positions and shifted targets into the state (through the backend: the state may live in
+     * device memory); positions as HF OPT derives them.
+     */
     private void setInputs(State s, Batch batch) {
         int bsz = batch.batchSize();
         int t = batch.seqLen();
@@ -384,11 +408,11 @@ public final class OptModel implements CausalLm {
                 weights[idx] = label == Batch.IGNORE ? 0f : 1f / predicted;
             }
         }
-        s.ids.slice(0, n).copyFrom(batch.inputIds());
-        s.pos.slice(0, n).copyFrom(pos);
-        s.keyMask.slice(0, n).copyFrom(batch.attentionMask());
-        s.targets.slice(0, n).copyFrom(targets);
-        s.weights.slice(0, n).copyFrom(weights);
+        Tensors.copyFrom(be, s.ids.slice(0, n), batch.inputIds());
+        Tensors.copyFrom(be, s.pos.slice(0, n), pos);
+        Tensors.copyFrom(be, s.keyMask.slice(0, n), batch.attentionMask());
+        Tensors.copyFrom(be, s.targets.slice(0, n), targets);
+        Tensors.copyFrom(be, s.weights.slice(0, n), weights);
     }
 
     @Override
