@@ -2,6 +2,8 @@
  * Cross-entropy over the vocabulary, as torch.nn.functional.cross_entropy with label smoothing ε and per-row
  * weights; CPU twin CpuLoss. logits (N, V) bf16 (V up to a few hundred thousand), targets (N) int32, weights (N)
  * f32 (0 = ignored row: loss 0, gradient 0, target never read), losses/lse (N) f32; lse is saved for backward.
+ * A weighted row whose target lies outside [0, V) gets a NaN loss (and so a NaN total); its backward has no
+ * one-hot term.
  *
  * Forward, per row z: lse = log Σ exp z; loss = lse − (1−ε)·z_y − ε/V·Σ_c z_c. One block of CE_THREADS threads
  * per row streams the row once: each thread keeps an online (max m, Σ exp(z − m), Σ z) in f32 over its slice
@@ -157,8 +159,14 @@ extern "C" __global__ void __launch_bounds__(CE_THREADS) cross_entropy_forward_b
             double rowLse = (double) v.m + log((double) v.s);
             double loss = 0.0;
             if (w != 0.0f) {
-                double zy = (double) __bfloat162float(z[targets[row]]);
-                loss = rowLse - (1.0 - (double) smoothing) * zy - (double) smoothing / V * (double) v.sz;
+                int y = targets[row];
+                if (y < 0 || y >= V) {
+                    /* targets are not checked on the host: an impossible target poisons the loss */
+                    loss = __longlong_as_double(0x7ff8000000000000ll);
+                } else {
+                    double zy = (double) __bfloat162float(z[y]);
+                    loss = rowLse - (1.0 - (double) smoothing) * zy - (double) smoothing / V * (double) v.sz;
+                }
             }
             losses[row] = (float) loss;
             lse[row] = (float) rowLse;
