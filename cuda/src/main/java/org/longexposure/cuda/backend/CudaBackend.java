@@ -1,0 +1,255 @@
+package org.longexposure.cuda.backend;
+
+import java.lang.foreign.MemorySegment;
+import java.lang.foreign.ValueLayout;
+import java.util.ArrayDeque;
+import java.util.Deque;
+import org.longexposure.backend.ActivationOps;
+import org.longexposure.backend.AttentionOps;
+import org.longexposure.backend.Backend;
+import org.longexposure.backend.EmbeddingOps;
+import org.longexposure.backend.LinearOps;
+import org.longexposure.backend.LossOps;
+import org.longexposure.backend.NormOps;
+import org.longexposure.backend.OptimOps;
+import org.longexposure.backend.SparseOps;
+import org.longexposure.cuda.Bf16;
+import org.longexposure.cuda.DeviceArena;
+import org.longexposure.cuda.DeviceStorage;
+import org.longexposure.cuda.PinnedStaging;
+import org.longexposure.cuda.blas.CublasGemm;
+import org.longexposure.cuda.driver.CudaContext;
+import org.longexposure.cuda.driver.CudaStream;
+import org.longexposure.cuda.kernels.KernelLibrary;
+import org.longexposure.tensor.DType;
+import org.longexposure.tensor.Tensor;
+
+/**
+ * The GPU backend: one device, its primary context, one stream that all work goes on, a {@link DeviceArena} that
+ * owns every tensor, the kernel library and cuBLASLt. Activations are BF16 ({@link #activationDType()}); frozen
+ * matrices BF16; biases, LayerNorm weights, trainable parameters, their gradients and optimizer state F32 (see the
+ * op families for each operand). Ops only queue work: {@link #sync()} waits for it, {@link #read} synchronises.
+ *
+ * <p>Single-threaded: the thread that opened the backend drives it (the context is current there).
+ */
+public final class CudaBackend implements Backend {
+    /** Two 8 MiB pinned buffers stage host↔device copies. */
+    private static final long STAGING_CHUNK_BYTES = 8L << 20;
+
+    private final CudaOptions options;
+    private final Deque<AutoCloseable> owned = new ArrayDeque<>();
+    private final CudaContext ctx;
+    private final CudaStream stream;
+    private final DeviceArena arena;
+    private final PinnedStaging staging;
+    private final KernelLibrary kernels;
+    private final CublasGemm gemm;
+    private final CudaLinear linear;
+
+    private CudaBackend(CudaOptions options) {
+        this.options = options;
+        try {
+            ctx = own(CudaContext.open(options.deviceOrdinal(), options.libDirs()));
+            stream = own(ctx.createStream());
+            arena = own(new DeviceArena(ctx, stream));
+            staging = own(new PinnedStaging(ctx, stream, STAGING_CHUNK_BYTES));
+            kernels = own(new KernelLibrary(ctx, options.kernelCacheDir(), options.cudaHomes()));
+            gemm = own(CublasGemm.open(ctx, options.libDirs()));
+            linear = new CudaLinear(this);
+        } catch (RuntimeException e) {
+            closeOwned(e);
+            throw e;
+        }
+    }
+
+    /** Opens device {@code options.deviceOrdinal()}; fails with a CudaException naming what was missing. */
+    public static CudaBackend open(CudaOptions options) {
+        return new CudaBackend(options);
+    }
+
+    private <T extends AutoCloseable> T own(T resource) {
+        owned.push(resource);
+        return resource;
+    }
+
+    @Override
+    public String name() {
+        return "cuda";
+    }
+
+    /** BF16: activations and their gradients are bfloat16 on this backend. */
+    public DType activationDType() {
+        return DType.BF16;
+    }
+
+    public CudaOptions options() {
+        return options;
+    }
+
+    public CudaContext context() {
+        return ctx;
+    }
+
+    /** The one stream every op of this backend queues on. */
+    public CudaStream stream() {
+        return stream;
+    }
+
+    public KernelLibrary kernels() {
+        return kernels;
+    }
+
+    public CublasGemm gemm() {
+        return gemm;
+    }
+
+    public DeviceArena arena() {
+        return arena;
+    }
+
+    /** Device address of {@code t}'s first element; fails for host tensors. */
+    public static long ptr(Tensor t) {
+        return DeviceStorage.addressOf(t);
+    }
+
+    @Override
+    public Tensor allocate(DType dtype, long... dims) {
+        return arena.allocate(dtype, dims);
+    }
+
+    @Override
+    public void sync() {
+        stream.sync();
+    }
+
+    /**
+     * Host bytes → device tensor (same dtype, {@code src.byteSize() == dst.byteSize()}), queued on the stream; the
+     * bytes are staged, so {@code src} may be reused as soon as this returns.
+     */
+    public void write(Tensor dst, MemorySegment src) {
+        if (src.byteSize() != dst.byteSize()) {
+            throw new IllegalArgumentException("write: " + src.byteSize() + " host bytes into " + dst + " ("
+                    + dst.byteSize() + " bytes)");
+        }
+        staging.upload(ptr(dst), src);
+    }
+
+    /** Device tensor → host bytes; waits for queued work and the copy. */
+    public void read(Tensor src, MemorySegment dst) {
+        if (src.byteSize() != dst.byteSize()) {
+            throw new IllegalArgumentException("read: " + src + " (" + src.byteSize() + " bytes) into "
+                    + dst.byteSize() + " host bytes");
+        }
+        staging.download(dst, ptr(src));
+    }
+
+    /**
+     * A frozen weight matrix or table uploaded as BF16: BF16 host data is copied as is, F32 and F16 are rounded to
+     * nearest even while being staged. {@code name} labels errors.
+     */
+    public Tensor adoptWeight(Tensor host, String name) {
+        if (!host.isHost()) {
+            throw new IllegalArgumentException("adoptWeight " + name + ": expected a host tensor, got " + host);
+        }
+        long[] dims = host.shape().dims();
+        Tensor dev = arena.allocate(DType.BF16, dims);
+        MemorySegment src = host.host();
+        switch (host.dtype()) {
+            case BF16 -> staging.upload(ptr(dev), src);
+            case F32 -> staging.upload(ptr(dev), dev.byteSize(), (chunk, off) -> {
+                long first = off / 2;
+                for (long i = 0, n = chunk.byteSize() / 2; i < n; i++) {
+                    float v = src.getAtIndex(ValueLayout.JAVA_FLOAT_UNALIGNED, first + i);
+                    chunk.setAtIndex(ValueLayout.JAVA_SHORT_UNALIGNED, i, Bf16.fromFloat(v));
+                }
+            });
+            case F16 -> staging.upload(ptr(dev), dev.byteSize(), (chunk, off) -> {
+                long first = off / 2;
+                for (long i = 0, n = chunk.byteSize() / 2; i < n; i++) {
+                    float v = Float.float16ToFloat(src.getAtIndex(ValueLayout.JAVA_SHORT_UNALIGNED, first + i));
+                    chunk.setAtIndex(ValueLayout.JAVA_SHORT_UNALIGNED, i, Bf16.fromFloat(v));
+                }
+            });
+            default -> throw new IllegalArgumentException("adoptWeight " + name + ": dtype " + host.dtype()
+                    + " is not a weight type (f32, f16, bf16)");
+        }
+        return dev;
+    }
+
+    @Override
+    public LinearOps linear() {
+        return linear;
+    }
+
+    @Override
+    public AttentionOps attention() {
+        throw notYet("attention");
+    }
+
+    @Override
+    public NormOps norm() {
+        throw notYet("norm");
+    }
+
+    @Override
+    public ActivationOps activation() {
+        throw notYet("activation");
+    }
+
+    @Override
+    public EmbeddingOps embedding() {
+        throw notYet("embedding");
+    }
+
+    @Override
+    public LossOps loss() {
+        throw notYet("loss");
+    }
+
+    @Override
+    public OptimOps optim() {
+        throw notYet("optim");
+    }
+
+    @Override
+    public SparseOps sparse() {
+        throw notYet("sparse");
+    }
+
+    private static UnsupportedOperationException notYet(String family) {
+        return new UnsupportedOperationException(family + " ops are not yet implemented on cuda");
+    }
+
+    /** Waits for the stream, then frees everything in reverse order of creation. */
+    @Override
+    public void close() {
+        RuntimeException syncError = null;
+        try {
+            stream.sync();
+        } catch (RuntimeException e) {
+            syncError = e;
+        }
+        RuntimeException error = closeOwned(syncError);
+        if (error != null) {
+            throw error;
+        }
+    }
+
+    /** Closes every owned resource, newest first; returns {@code primary} (or the first failure) with the rest suppressed. */
+    private RuntimeException closeOwned(RuntimeException primary) {
+        RuntimeException first = primary;
+        while (!owned.isEmpty()) {
+            try {
+                owned.pop().close();
+            } catch (Exception e) {
+                RuntimeException r = e instanceof RuntimeException re ? re : new IllegalStateException(e);
+                if (first == null) {
+                    first = r;
+                } else {
+                    first.addSuppressed(r);
+                }
+            }
+        }
+        return first;
+    }
+}

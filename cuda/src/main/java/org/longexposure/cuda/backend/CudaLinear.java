@@ -1,0 +1,216 @@
+package org.longexposure.cuda.backend;
+
+import static org.longexposure.cuda.backend.CudaBackend.ptr;
+
+import org.longexposure.backend.LinearOps;
+import org.longexposure.cuda.CudaException;
+import org.longexposure.cuda.DeviceStorage;
+import org.longexposure.cuda.blas.CublasGemm;
+import org.longexposure.cuda.driver.CudaFunction;
+import org.longexposure.cuda.driver.KernelArgs;
+import org.longexposure.tensor.DType;
+import org.longexposure.tensor.Tensor;
+
+/**
+ * Linear layers on cuBLASLt, as {@code torch.nn.Linear}: {@code y = x·Wᵀ + b} with W (N, K), x (M, K), y (M, N),
+ * M = rows of x (leading dimensions flattened). Dtypes on this backend:
+ * <ul>
+ *   <li>x, y, dOut, dInp: BF16 (activations); products accumulate in fp32 and round once into BF16.</li>
+ *   <li>W: BF16 (frozen) or F32 (a trainable LoRA matrix, N·K small): an F32 weight is first rounded into a BF16
+ *       scratch copy by {@code convert_f32_to_bf16}, so both GEMM operands are BF16.</li>
+ *   <li>b: F32 or BF16, added in the GEMM's fp32 epilogue before the single rounding to BF16. If cuBLASLt offers
+ *       no algorithm for an F32 bias with a BF16 output, the bias is rounded into a BF16 scratch copy per call
+ *       (N elements) instead, and later calls go that way directly.</li>
+ *   <li>dWeight, dBias: F32, accumulated ({@code +=}): dWeight by the GEMM with beta = 1 into an F32 output,
+ *       dBias by the deterministic column sum {@code column_sum_bf16}.</li>
+ * </ul>
+ * Nothing is saved for backward here: the caller keeps x.
+ */
+final class CudaLinear implements LinearOps {
+    private static final int CONVERT_BLOCK = 256;
+
+    private final CudaBackend backend;
+    private final CublasGemm gemm;
+    private DeviceStorage scratch;
+    private Boolean f32BiasWithBf16Output;
+
+    CudaLinear(CudaBackend backend) {
+        this.backend = backend;
+        this.gemm = backend.gemm();
+    }
+
+    @Override
+    public void linearForward(Tensor out, Tensor inp, Tensor weight, Tensor bias) {
+        Dims d = check(out, inp, weight, "linearForward");
+        long weightScratch = weightScratchBytes(weight);
+        reserveScratch(weightScratch + (bias != null ? alignUp(2L * d.n) : 0));
+        long w = weightBf16(weight);
+        if (bias == null) {
+            product(false, true, d.m, d.n, d.k, 1f, ptr(inp), d.k, w, d.k, 0f, ptr(out), d.n, 0, null);
+            return;
+        }
+        bias.requireShape("linearForward bias", d.n);
+        if (bias.dtype() == DType.BF16 || Boolean.FALSE.equals(f32BiasWithBf16Output)) {
+            forwardWithBf16Bias(out, inp, w, bias, d, weightScratch);
+            return;
+        }
+        bias.requireDType("linearForward bias", DType.F32);
+        try {
+            product(false, true, d.m, d.n, d.k, 1f, ptr(inp), d.k, w, d.k, 0f, ptr(out), d.n, ptr(bias), DType.F32);
+            f32BiasWithBf16Output = Boolean.TRUE;
+        } catch (CudaException e) {
+            if (f32BiasWithBf16Output != null) {
+                throw e;
+            }
+            f32BiasWithBf16Output = Boolean.FALSE;
+            forwardWithBf16Bias(out, inp, w, bias, d, weightScratch);
+        }
+    }
+
+    /** The bias as BF16 (an F32 bias rounded into the scratch after the weight's copy), fused into the epilogue. */
+    private void forwardWithBf16Bias(Tensor out, Tensor inp, long w, Tensor bias, Dims d, long scratchOffset) {
+        long b = bias.dtype() == DType.BF16 ? ptr(bias) : convertToBf16(bias, scratchOffset);
+        product(false, true, d.m, d.n, d.k, 1f, ptr(inp), d.k, w, d.k, 0f, ptr(out), d.n, b, DType.BF16);
+    }
+
+    @Override
+    public void linearForwardAccumulate(Tensor out, Tensor inp, Tensor weight, float alpha) {
+        Dims d = check(out, inp, weight, "linearForwardAccumulate");
+        reserveScratch(weightScratchBytes(weight));
+        long w = weightBf16(weight);
+        product(false, true, d.m, d.n, d.k, alpha, ptr(inp), d.k, w, d.k, 1f, ptr(out), d.n, 0, null);
+    }
+
+    @Override
+    public void linearBackwardInput(Tensor dInp, Tensor dOut, Tensor weight, float alpha, boolean accumulate) {
+        Dims d = check(dOut, dInp, weight, "linearBackwardInput");
+        reserveScratch(weightScratchBytes(weight));
+        long w = weightBf16(weight);
+        // dInp (M, K) (+)= alpha · dOut (M, N) · W (N, K)
+        product(false, false, d.m, d.k, d.n, alpha, ptr(dOut), d.n, w, d.k, accumulate ? 1f : 0f, ptr(dInp), d.k,
+                0, null);
+    }
+
+    @Override
+    public void linearBackwardWeight(Tensor dWeight, Tensor dBias, Tensor dOut, Tensor inp, float alpha) {
+        int m = Math.toIntExact(dOut.shape().rows());
+        int n = dOut.shape().idim(-1);
+        int k = inp.shape().idim(-1);
+        dOut.requireDType("linearBackwardWeight dOut", DType.BF16);
+        inp.requireDType("linearBackwardWeight inp", DType.BF16);
+        if (inp.shape().rows() != m) {
+            throw new IllegalArgumentException("linearBackwardWeight: dOut " + dOut.shape() + " and inp "
+                    + inp.shape() + " have different row counts");
+        }
+        if (dWeight != null) {
+            dWeight.requireShape("linearBackwardWeight dWeight", n, k).requireDType("linearBackwardWeight dWeight",
+                    DType.F32);
+            if (m > 0) {
+                // dW (N, K) += alpha · dOutᵀ (N, M) · inp (M, K), in F32
+                gemm.matmul(true, false, n, k, m, alpha, ptr(dOut), n, ptr(inp), k, 1f, ptr(dWeight), k, DType.F32,
+                        0, null, false, backend.stream());
+            }
+        }
+        if (dBias != null) {
+            dBias.requireShape("linearBackwardWeight dBias", n).requireDType("linearBackwardWeight dBias", DType.F32);
+            if (m > 0 && n > 0) {
+                CudaFunction f = backend.kernels().function("linear", "column_sum_bf16");
+                backend.stream().launch(f, ceilDiv(n, 32), 1, 1, 32, 8, 1, 0,
+                        KernelArgs.of(dBias, dOut, alpha, m, n));
+            }
+        }
+    }
+
+    private void product(boolean transA, boolean transB, int m, int n, int k, float alpha, long a, int lda, long b,
+                         int ldb, float beta, long d, int ldd, long bias, DType biasType) {
+        if (m == 0 || n == 0) {
+            return;
+        }
+        if (k == 0) {
+            // an empty inner dimension: the product is zero, only beta and the bias act
+            if (beta == 0f) {
+                backend.stream().memsetD8(d, (byte) 0, (long) m * ldd * 2);
+            }
+            if (bias != 0) {
+                throw new IllegalArgumentException("linear with K = 0 and a bias is not supported on cuda");
+            }
+            return;
+        }
+        gemm.matmul(transA, transB, m, n, k, alpha, a, lda, b, ldb, beta, d, ldd, DType.BF16, bias, biasType, false,
+                backend.stream());
+    }
+
+    /** Scratch bytes the BF16 copy of {@code weight} needs (0 for a BF16 weight). */
+    private static long weightScratchBytes(Tensor weight) {
+        return weight.dtype() == DType.F32 ? alignUp(2 * weight.numel()) : 0;
+    }
+
+    /** Device address of W as BF16: W itself, or its F32 values rounded into the start of the scratch. */
+    private long weightBf16(Tensor weight) {
+        return switch (weight.dtype()) {
+            case BF16 -> ptr(weight);
+            case F32 -> convertToBf16(weight, 0);
+            default -> throw new IllegalArgumentException("linear weight: dtype " + weight.dtype()
+                    + " not supported on cuda (bf16, or f32 for trainable weights)");
+        };
+    }
+
+    /**
+     * Rounds F32 {@code t} into the scratch at byte {@code offset} (reserved beforehand); returns the BF16 copy's
+     * address.
+     */
+    private long convertToBf16(Tensor t, long offset) {
+        t.requireDType("linear f32 operand", DType.F32);
+        long n = t.numel();
+        if (scratch == null || offset + 2 * n > scratch.byteSize()) {
+            throw new IllegalStateException("linear scratch not reserved for " + t);
+        }
+        long dst = scratch.address() + offset;
+        if (n > 0) {
+            CudaFunction f = backend.kernels().function("linear", "convert_f32_to_bf16");
+            int blocks = (int) Math.min(ceilDiv(n, CONVERT_BLOCK), 32L * backend.context().multiprocessorCount());
+            backend.stream().launch(f, blocks, 1, 1, CONVERT_BLOCK, 1, 1, 0, KernelArgs.of(dst, t, n));
+        }
+        return dst;
+    }
+
+    /**
+     * Makes the scratch hold at least {@code bytes}, before any conversion of the op is queued. Growing frees the
+     * old buffer only after the stream has drained (the arena waits), so earlier queued ops never see it vanish.
+     */
+    private void reserveScratch(long bytes) {
+        if (bytes > 0 && (scratch == null || scratch.byteSize() < bytes)) {
+            if (scratch != null) {
+                backend.arena().release(scratch);
+            }
+            scratch = backend.arena().allocateBytes(Math.max(bytes, 1L << 20));
+        }
+    }
+
+    private static long alignUp(long bytes) {
+        return (bytes + 255) & ~255L;
+    }
+
+    private static int ceilDiv(long a, int b) {
+        return Math.toIntExact((a + b - 1) / b);
+    }
+
+    private record Dims(int m, int n, int k) {
+    }
+
+    /** Checks y (M, N) BF16, x (M, K) BF16, W (N, K) BF16/F32 and returns (M, N, K). */
+    private static Dims check(Tensor y, Tensor x, Tensor w, String op) {
+        if (w.shape().rank() != 2) {
+            throw new IllegalArgumentException(op + ": weight must be 2-D (N, K), got " + w.shape());
+        }
+        int n = w.shape().idim(0);
+        int k = w.shape().idim(1);
+        if (y.shape().idim(-1) != n || x.shape().idim(-1) != k || y.shape().rows() != x.shape().rows()) {
+            throw new IllegalArgumentException(op + ": shapes do not match: out/dOut " + y.shape() + ", inp/dInp "
+                    + x.shape() + ", weight " + w.shape() + " (expected (M, N), (M, K), (N, K))");
+        }
+        y.requireDType(op + " (M, N) operand", DType.BF16);
+        x.requireDType(op + " (M, K) operand", DType.BF16);
+        return new Dims(Math.toIntExact(y.shape().rows()), n, k);
+    }
+}

@@ -1,0 +1,29 @@
+package org.longexposure.cuda.backend;
+
+import java.nio.file.Path;
+import java.util.List;
+
+/**
+ * How to open the CUDA backend. The cli fills it from its options and environment (--cuda-lib-path /
+ * LONGEXPOSURE_CUDA_LIB_PATH, CUDA_HOME); nothing here reads the environment.
+ *
+ * @param deviceOrdinal  which GPU (0-based, as the driver numbers them)
+ * @param libDirs        folders searched for libcuda/libnvrtc/libcublasLt after the loader's own search path
+ * @param kernelCacheDir folder for NVRTC-compiled kernels on GPUs without prebuilt cubins, or null (no disk cache)
+ * @param cudaHomes      toolkit folders searched for the CUDA headers NVRTC needs (cuda_bf16.h)
+ */
+public record CudaOptions(int deviceOrdinal, List<Path> libDirs, Path kernelCacheDir, List<Path> cudaHomes) {
+    public CudaOptions {
+        libDirs = List.copyOf(libDirs);
+        cudaHomes = List.copyOf(cudaHomes);
+    }
+
+    /** Device 0, libraries from the loader path only, no kernel cache. */
+    public static CudaOptions defaults() {
+        return new CudaOptions(0, List.of(), null, List.of());
+    }
+
+    public CudaOptions withDevice(int ordinal) {
+        return new CudaOptions(ordinal, libDirs, kernelCacheDir, cudaHomes);
+    }
+}

@@ -1,0 +1,223 @@
+package org.longexposure.cuda.blas;
+
+import static java.lang.foreign.ValueLayout.JAVA_FLOAT;
+
+import java.lang.foreign.Arena;
+import java.lang.foreign.MemorySegment;
+import java.nio.file.Path;
+import java.util.ArrayList;
+import java.util.HashMap;
+import java.util.List;
+import java.util.Map;
+import org.longexposure.cuda.CudaException;
+import org.longexposure.cuda.driver.CudaContext;
+import org.longexposure.cuda.driver.CudaStream;
+import org.longexposure.tensor.DType;
+
+/**
+ * Row-major GEMM on cuBLASLt: {@code D (M, N) = alpha·op(A)·op(B) + beta·D}, A and B bf16, D bf16 or f32, fp32
+ * accumulation and scaling (CUBLAS_COMPUTE_32F), optionally {@code + bias} per column and ReLU, both fused into
+ * cuBLASLt's epilogue. The row-major problem is handed over as the column-major {@code Dᵀ = op(B)ᵀ·op(A)ᵀ}
+ * ({@link ColumnMajorGemm}). C is D (in place), so beta = 1 accumulates.
+ *
+ * <p>Bias dtype: cublasLt.h documents the bias vector as having D's type unless BIAS_DATA_TYPE says otherwise, with
+ * the documented exceptions being integer and fp8 kernels. A bias whose dtype differs from D's is therefore passed
+ * with BIAS_DATA_TYPE set; if cuBLASLt has no algorithm for that combination the heuristic comes back empty and the
+ * call fails with a {@link CudaException} naming the problem, so callers that want a guaranteed path pass a bias
+ * of D's dtype.
+ *
+ * <p>Plans (matmul descriptor, the three layouts and the heuristic's best algorithm) are cached per problem
+ * (transposes, sizes, leading dimensions, dtypes, epilogue, pointer alignments). The object owns a workspace of
+ * {@link #DEFAULT_WORKSPACE_BYTES} on the device. Not thread-safe; all products go on the stream passed in.
+ */
+public final class CublasGemm implements AutoCloseable {
+    /** 32 MiB: what cuBLAS recommends for Hopper (its own default there). */
+    public static final long DEFAULT_WORKSPACE_BYTES = 32L << 20;
+
+    private final CudaContext ctx;
+    private final CublasLt lt;
+    private final MemorySegment handle;
+    private final long workspace;
+    private final long workspaceBytes;
+    private final Map<PlanKey, Plan> plans = new HashMap<>();
+    private final Arena planArena = Arena.ofShared();
+    private boolean closed;
+
+    public CublasGemm(CudaContext ctx, CublasLt lt, long workspaceBytes) {
+        this.ctx = ctx;
+        this.lt = lt;
+        this.handle = lt.create();
+        this.workspaceBytes = workspaceBytes;
+        this.workspace = workspaceBytes > 0 ? ctx.memAlloc(workspaceBytes) : 0;
+    }
+
+    /** Loads cuBLASLt (loader search path, then the context's library folders) with the default workspace. */
+    public static CublasGemm open(CudaContext ctx) {
+        return open(ctx, ctx.libDirs());
+    }
+
+    public static CublasGemm open(CudaContext ctx, List<Path> libDirs) {
+        return new CublasGemm(ctx, CublasLt.load(libDirs), DEFAULT_WORKSPACE_BYTES);
+    }
+
+    public CublasLt library() {
+        return lt;
+    }
+
+    /**
+     * Row-major {@code D (m, n) = alpha·op(A)·op(B) + beta·D} (+ bias per column, then ReLU), queued on {@code s}.
+     *
+     * @param a        device address of A: (m, k) row-major with leading dimension lda, or (k, m) when transA
+     * @param b        device address of B: (k, n), or (n, k) when transB
+     * @param d        device address of D (m, n), leading dimension ldd; read when beta != 0
+     * @param dType    BF16 or F32
+     * @param bias     device address of a packed (n) vector, or 0 for none
+     * @param biasType F32 or BF16 (ignored without bias)
+     * @param relu     apply max(x, 0) after the bias
+     */
+    public void matmul(boolean transA, boolean transB, int m, int n, int k, float alpha, long a, int lda, long b,
+                       int ldb, float beta, long d, int ldd, DType dType, long bias, DType biasType, boolean relu,
+                       CudaStream s) {
+        if (closed) {
+            throw new IllegalStateException("CublasGemm is closed");
+        }
+        if (dType != DType.BF16 && dType != DType.F32) {
+            throw new IllegalArgumentException("GEMM output dtype must be bf16 or f32, got " + dType);
+        }
+        if (bias != 0 && biasType != DType.BF16 && biasType != DType.F32) {
+            throw new IllegalArgumentException("GEMM bias dtype must be bf16 or f32, got " + biasType);
+        }
+        ColumnMajorGemm cm = ColumnMajorGemm.of(transA, transB, m, n, k, lda, ldb, ldd);
+        if (m == 0 || n == 0) {
+            return;
+        }
+        if (k == 0) {
+            throw new IllegalArgumentException("GEMM with k = 0 (m=" + m + ", n=" + n + ") is not supported");
+        }
+        int epilogue = bias != 0 ? (relu ? CublasLt.EPILOGUE_RELU_BIAS : CublasLt.EPILOGUE_BIAS)
+                : (relu ? CublasLt.EPILOGUE_RELU : CublasLt.EPILOGUE_DEFAULT);
+        PlanKey key = new PlanKey(transA, transB, m, n, k, lda, ldb, ldd, dType, bias != 0 ? biasType : null,
+                epilogue, alignment(a), alignment(b), alignment(d));
+        Plan plan = plans.get(key);
+        if (plan == null) {
+            plan = createPlan(key, cm);
+            plans.put(key, plan);
+        }
+        if (bias != 0) {
+            lt.matmulDescSetPointer(plan.desc, CublasLt.MATMUL_DESC_BIAS_POINTER, bias);
+        }
+        try (Arena arena = Arena.ofConfined()) {
+            MemorySegment alphaSeg = arena.allocateFrom(JAVA_FLOAT, alpha);
+            MemorySegment betaSeg = arena.allocateFrom(JAVA_FLOAT, beta);
+            Plan p = plan;
+            lt.matmul(handle, plan.desc, alphaSeg, b, plan.first, a, plan.second, betaSeg, d, plan.out, d, plan.out,
+                    plan.algo, workspace, workspaceBytes, s.handle(), () -> describe(p.key) + ", alpha " + alpha
+                            + ", beta " + beta);
+        }
+    }
+
+    /** Number of cached plans (tests and diagnostics). */
+    public int planCount() {
+        return plans.size();
+    }
+
+    private Plan createPlan(PlanKey key, ColumnMajorGemm cm) {
+        List<Runnable> undo = new ArrayList<>();
+        try {
+            MemorySegment desc = lt.matmulDescCreate(CublasLt.CUBLAS_COMPUTE_32F, CublasLt.CUDA_R_32F);
+            undo.add(() -> lt.matmulDescDestroy(desc));
+            lt.matmulDescSetInt(desc, CublasLt.MATMUL_DESC_TRANSA, cm.opFirst());
+            lt.matmulDescSetInt(desc, CublasLt.MATMUL_DESC_TRANSB, cm.opSecond());
+            lt.matmulDescSetInt(desc, CublasLt.MATMUL_DESC_EPILOGUE, key.epilogue);
+            if (key.biasType != null && key.biasType != key.dType) {
+                lt.matmulDescSetInt(desc, CublasLt.MATMUL_DESC_BIAS_DATA_TYPE, cudaType(key.biasType));
+            }
+            MemorySegment first = lt.matrixLayoutCreate(CublasLt.CUDA_R_16BF, cm.firstRows(), cm.firstCols(),
+                    cm.firstLd());
+            undo.add(() -> lt.matrixLayoutDestroy(first));
+            MemorySegment second = lt.matrixLayoutCreate(CublasLt.CUDA_R_16BF, cm.secondRows(), cm.secondCols(),
+                    cm.secondLd());
+            undo.add(() -> lt.matrixLayoutDestroy(second));
+            MemorySegment out = lt.matrixLayoutCreate(cudaType(key.dType), cm.outRows(), cm.outCols(), cm.outLd());
+            undo.add(() -> lt.matrixLayoutDestroy(out));
+            MemorySegment pref = lt.preferenceCreate();
+            MemorySegment results = planArena.allocate(CublasLt.HEURISTIC_RESULT_BYTES, 8);
+            int found;
+            try {
+                lt.preferenceSetLong(pref, CublasLt.PREF_MAX_WORKSPACE_BYTES, workspaceBytes);
+                // first operand is the B buffer, second the A buffer (see ColumnMajorGemm)
+                lt.preferenceSetInt(pref, CublasLt.PREF_MIN_ALIGNMENT_A_BYTES, key.alignB);
+                lt.preferenceSetInt(pref, CublasLt.PREF_MIN_ALIGNMENT_B_BYTES, key.alignA);
+                lt.preferenceSetInt(pref, CublasLt.PREF_MIN_ALIGNMENT_C_BYTES, key.alignD);
+                lt.preferenceSetInt(pref, CublasLt.PREF_MIN_ALIGNMENT_D_BYTES, key.alignD);
+                found = lt.algoGetHeuristic(handle, desc, first, second, out, out, pref, 1, results,
+                        () -> describe(key));
+            } finally {
+                lt.preferenceDestroy(pref);
+            }
+            if (found == 0) {
+                throw new CudaException("cuBLASLt has no algorithm for " + describe(key) + " within a "
+                        + workspaceBytes + "-byte workspace");
+            }
+            return new Plan(key, desc, first, second, out, results.asSlice(0, 64));
+        } catch (RuntimeException e) {
+            for (int i = undo.size() - 1; i >= 0; i--) {
+                undo.get(i).run();
+            }
+            throw e;
+        }
+    }
+
+    /** The problem in row-major words, for messages. */
+    static String describe(PlanKey k) {
+        return "row-major D(" + k.m + "x" + k.n + ") = op(A)·op(B) with K=" + k.k + ", transA=" + k.transA
+                + ", transB=" + k.transB + ", lda=" + k.lda + ", ldb=" + k.ldb + ", ldd=" + k.ldd + ", A/B bf16, D "
+                + k.dType + (k.biasType != null ? ", bias " + k.biasType : "") + ", epilogue " + k.epilogue
+                + ", alignment A/B/D " + k.alignA + "/" + k.alignB + "/" + k.alignD + " bytes";
+    }
+
+    /** The largest power of two (up to 256) dividing {@code address}: what cuBLASLt may assume about it. */
+    static int alignment(long address) {
+        if (address == 0) {
+            return 256;
+        }
+        return (int) Math.min(256, Long.lowestOneBit(address));
+    }
+
+    static int cudaType(DType t) {
+        return switch (t) {
+            case F32 -> CublasLt.CUDA_R_32F;
+            case BF16 -> CublasLt.CUDA_R_16BF;
+            case F16 -> CublasLt.CUDA_R_16F;
+            default -> throw new IllegalArgumentException("no cuBLASLt data type for " + t);
+        };
+    }
+
+    @Override
+    public void close() {
+        if (closed) {
+            return;
+        }
+        closed = true;
+        for (Plan p : plans.values()) {
+            lt.matrixLayoutDestroy(p.out);
+            lt.matrixLayoutDestroy(p.second);
+            lt.matrixLayoutDestroy(p.first);
+            lt.matmulDescDestroy(p.desc);
+        }
+        plans.clear();
+        planArena.close();
+        if (workspace != 0) {
+            ctx.memFree(workspace);
+        }
+        lt.destroy(handle);
+    }
+
+    record PlanKey(boolean transA, boolean transB, int m, int n, int k, int lda, int ldb, int ldd, DType dType,
+                   DType biasType, int epilogue, int alignA, int alignB, int alignD) {
+    }
+
+    private record Plan(PlanKey key, MemorySegment desc, MemorySegment first, MemorySegment second,
+                        MemorySegment out, MemorySegment algo) {
+    }
+}
