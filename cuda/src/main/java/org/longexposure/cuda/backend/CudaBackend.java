@@ -45,6 +45,11 @@ public final class CudaBackend implements Backend {
     private final KernelLibrary kernels;
     private final CublasGemm gemm;
     private final CudaLinear linear;
+    private final CudaNorm norm;
+    private final CudaActivation activation;
+    private final CudaEmbedding embedding;
+    private final CudaLoss loss;
+    private final CudaOptim optim;
 
     private CudaBackend(CudaOptions options) {
         this.options = options;
@@ -56,6 +61,11 @@ public final class CudaBackend implements Backend {
             kernels = own(new KernelLibrary(ctx, options.kernelCacheDir(), options.cudaHomes()));
             gemm = own(CublasGemm.open(ctx, options.libDirs()));
             linear = new CudaLinear(this);
+            norm = new CudaNorm(this);
+            activation = new CudaActivation(this);
+            embedding = new CudaEmbedding(this);
+            loss = new CudaLoss(this);
+            optim = new CudaOptim(this, activation);
         } catch (RuntimeException e) {
             closeOwned(e);
             throw e;
@@ -176,6 +186,14 @@ public final class CudaBackend implements Backend {
         return dev;
     }
 
+    /**
+     * Counter-based uniform fill ({@code Backend.fillUniform}): {@code t[i] = low + (high − low)·Dropout.uniform(seed,
+     * i)} in float, rounded into t's dtype (BF16 or F32).
+     */
+    public void fillUniform(Tensor t, float low, float high, long seed) {
+        activation.fillUniform(t, low, high, seed);
+    }
+
     @Override
     public LinearOps linear() {
         return linear;
@@ -188,27 +206,27 @@ public final class CudaBackend implements Backend {
 
     @Override
     public NormOps norm() {
-        throw notYet("norm");
+        return norm;
     }
 
     @Override
     public ActivationOps activation() {
-        throw notYet("activation");
+        return activation;
     }
 
     @Override
     public EmbeddingOps embedding() {
-        throw notYet("embedding");
+        return embedding;
     }
 
     @Override
     public LossOps loss() {
-        throw notYet("loss");
+        return loss;
     }
 
     @Override
     public OptimOps optim() {
-        throw notYet("optim");
+        return optim;
     }
 
     @Override

@@ -13,14 +13,11 @@ import static org.longexposure.cuda.backend.DeviceTestSupport.roundedBf16;
 import static org.longexposure.cuda.backend.DeviceTestSupport.tensor;
 
 import java.util.SplittableRandom;
-import org.junit.jupiter.api.AfterAll;
-import org.junit.jupiter.api.BeforeAll;
 import org.junit.jupiter.api.Test;
 import org.junit.jupiter.params.ParameterizedTest;
 import org.junit.jupiter.params.provider.ValueSource;
 import org.longexposure.backend.Activation;
 import org.longexposure.backend.Dropout;
-import org.longexposure.backend.cpu.CpuBackend;
 import org.longexposure.tensor.DType;
 import org.longexposure.tensor.Tensor;
 
@@ -35,26 +32,8 @@ import org.longexposure.tensor.Tensor;
  * <p>Sizes: 1, 7, 200, 2051 and 8005 elements (vector bodies with scalar tails), plus views starting one
  * element into their storage, which force the scalar path.
  */
-class CudaActivationTest {
+class CudaActivationTest extends DeviceTestBase {
     private static final int[] SIZES = {1, 7, 200, 2051, 8005};
-    private static CudaBackend gpu;
-    private static CpuBackend cpu;
-
-    @BeforeAll
-    static void open() {
-        gpu = DeviceTestSupport.openOrSkip();
-        cpu = new CpuBackend(2);
-    }
-
-    @AfterAll
-    static void close() {
-        if (gpu != null) {
-            gpu.close();
-        }
-        if (cpu != null) {
-            cpu.close();
-        }
-    }
 
     /** Inputs over the interesting range plus the extremes where exponentials saturate. */
     private static float[] inputs(SplittableRandom r, int n) {

@@ -10,12 +10,9 @@ import static org.longexposure.cuda.backend.DeviceTestSupport.roundedBf16;
 import static org.longexposure.cuda.backend.DeviceTestSupport.tensor;
 
 import java.util.SplittableRandom;
-import org.junit.jupiter.api.AfterAll;
-import org.junit.jupiter.api.BeforeAll;
 import org.junit.jupiter.api.Test;
 import org.junit.jupiter.params.ParameterizedTest;
 import org.junit.jupiter.params.provider.CsvSource;
-import org.longexposure.backend.cpu.CpuBackend;
 import org.longexposure.tensor.DType;
 import org.longexposure.tensor.Tensor;
 
@@ -24,25 +21,7 @@ import org.longexposure.tensor.Tensor;
  * gather is one f32 addition rounded once to bf16 (the CPU's f32 sum, rounded), and the backward adds the rows
  * in the same order as the CPU in f32, so dTable must equal the CPU's bit for bit even with repeated ids.
  */
-class CudaEmbeddingTest {
-    private static CudaBackend gpu;
-    private static CpuBackend cpu;
-
-    @BeforeAll
-    static void open() {
-        gpu = DeviceTestSupport.openOrSkip();
-        cpu = new CpuBackend(2);
-    }
-
-    @AfterAll
-    static void close() {
-        if (gpu != null) {
-            gpu.close();
-        }
-        if (cpu != null) {
-            cpu.close();
-        }
-    }
+class CudaEmbeddingTest extends DeviceTestBase {
 
     /** N ids over V rows, with many repeats (V is small next to N) and both ends of the table. */
     private static int[] ids(SplittableRandom r, int n, int v) {

@@ -10,12 +10,9 @@ import static org.longexposure.cuda.backend.DeviceTestSupport.randomBf16;
 import static org.longexposure.cuda.backend.DeviceTestSupport.tensor;
 
 import java.util.SplittableRandom;
-import org.junit.jupiter.api.AfterAll;
-import org.junit.jupiter.api.BeforeAll;
 import org.junit.jupiter.api.Test;
 import org.junit.jupiter.params.ParameterizedTest;
 import org.junit.jupiter.params.provider.CsvSource;
-import org.longexposure.backend.cpu.CpuBackend;
 import org.longexposure.tensor.DType;
 import org.longexposure.tensor.Tensor;
 
@@ -36,26 +33,8 @@ import org.longexposure.tensor.Tensor;
  * one __expf of argument a = z − lse (relative error (2 + 1.173·|a|)·2^-23) against the CPU's exp (≈ 2 ulp), a
  * few f32 roundings of terms below 1 + ε, then one bf16 rounding.
  */
-class CudaLossTest {
+class CudaLossTest extends DeviceTestBase {
     private static final double U = DeviceTestSupport.U;
-    private static CudaBackend gpu;
-    private static CpuBackend cpu;
-
-    @BeforeAll
-    static void open() {
-        gpu = DeviceTestSupport.openOrSkip();
-        cpu = new CpuBackend(2);
-    }
-
-    @AfterAll
-    static void close() {
-        if (gpu != null) {
-            gpu.close();
-        }
-        if (cpu != null) {
-            cpu.close();
-        }
-    }
 
     /** Targets in [0, V), with every third row (and row 1 when N > 1) ignored: weight 0 and target −100. */
     private record Labels(int[] targets, float[] weights) {

@@ -11,12 +11,9 @@ import static org.longexposure.cuda.backend.DeviceTestSupport.randomF32;
 import static org.longexposure.cuda.backend.DeviceTestSupport.tensor;
 
 import java.util.SplittableRandom;
-import org.junit.jupiter.api.AfterAll;
-import org.junit.jupiter.api.BeforeAll;
 import org.junit.jupiter.api.Test;
 import org.junit.jupiter.params.ParameterizedTest;
 import org.junit.jupiter.params.provider.CsvSource;
-import org.longexposure.backend.cpu.CpuBackend;
 import org.longexposure.tensor.DType;
 import org.longexposure.tensor.Tensor;
 
@@ -27,26 +24,8 @@ import org.longexposure.tensor.Tensor;
  * errors are propagated to mean, rstd and every output element (δ), and a bf16 output may additionally be off by
  * half a bf16 ulp of the value (see {@link DeviceTestSupport#assertBf16Within}).
  */
-class CudaNormTest {
+class CudaNormTest extends DeviceTestBase {
     private static final float EPS = 1e-5f;
-    private static CudaBackend gpu;
-    private static CpuBackend cpu;
-
-    @BeforeAll
-    static void open() {
-        gpu = DeviceTestSupport.openOrSkip();
-        cpu = new CpuBackend(2);
-    }
-
-    @AfterAll
-    static void close() {
-        if (gpu != null) {
-            gpu.close();
-        }
-        if (cpu != null) {
-            cpu.close();
-        }
-    }
 
     /** Row sums' error bound factor for a row of c elements (see the class comment). */
     private static double sumFactor(int c) {

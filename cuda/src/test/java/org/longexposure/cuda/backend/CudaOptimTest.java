@@ -11,10 +11,7 @@ import static org.longexposure.cuda.backend.DeviceTestSupport.tensor;
 import java.util.ArrayList;
 import java.util.List;
 import java.util.SplittableRandom;
-import org.junit.jupiter.api.AfterAll;
-import org.junit.jupiter.api.BeforeAll;
 import org.junit.jupiter.api.Test;
-import org.longexposure.backend.cpu.CpuBackend;
 import org.longexposure.tensor.DType;
 import org.longexposure.tensor.Tensor;
 
@@ -26,26 +23,8 @@ import org.longexposure.tensor.Tensor;
  * different order than the CPU: each side's error is below (number of additions)·2^-53 of the (positive) sum,
  * so they agree within 2·n·2^-53 relative. scale and zero are exact.
  */
-class CudaOptimTest {
+class CudaOptimTest extends DeviceTestBase {
     private static final int[] SIZES = {1, 7, 200, 1000, 2051, 100_003};
-    private static CudaBackend gpu;
-    private static CpuBackend cpu;
-
-    @BeforeAll
-    static void open() {
-        gpu = DeviceTestSupport.openOrSkip();
-        cpu = new CpuBackend(2);
-    }
-
-    @AfterAll
-    static void close() {
-        if (gpu != null) {
-            gpu.close();
-        }
-        if (cpu != null) {
-            cpu.close();
-        }
-    }
 
     @Test
     void adamwMatchesCpuOverSeveralSteps() {

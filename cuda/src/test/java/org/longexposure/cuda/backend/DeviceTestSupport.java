@@ -4,16 +4,14 @@ import java.lang.foreign.Arena;
 import java.lang.foreign.MemorySegment;
 import java.lang.foreign.ValueLayout;
 import java.util.SplittableRandom;
-import org.junit.jupiter.api.Assumptions;
 import org.longexposure.backend.Backend;
-import org.longexposure.cuda.CudaException;
 import org.longexposure.tensor.DType;
 import org.longexposure.tensor.Tensor;
 
 /**
- * Shared pieces of the op-family device tests: opening the GPU backend (or skipping loudly where there is none),
- * moving float/int arrays in and out of tensors of either backend, an independent bf16 rounding oracle, and the
- * error-bound helpers the tests justify their tolerances with.
+ * Shared pieces of the op-family device tests (the backends come from {@link DeviceTestBase}): moving float and
+ * int arrays in and out of tensors of either backend, an independent bf16 rounding oracle, and the error-bound
+ * helpers the tests justify their tolerances with.
  */
 final class DeviceTestSupport {
     /** The f32 unit roundoff 2^-24. */
@@ -22,18 +20,6 @@ final class DeviceTestSupport {
     static final double BF16_HALF_ULP = 0x1.0p-8;
 
     private DeviceTestSupport() {
-    }
-
-    /**
-     * The CUDA backend on device 0, or an aborted assumption (the test is reported as skipped, with the reason)
-     * when this machine has no usable driver or GPU.
-     */
-    static CudaBackend openOrSkip() {
-        try {
-            return CudaBackend.open(CudaOptions.defaults());
-        } catch (CudaException e) {
-            return Assumptions.abort("no CUDA device: " + e.getMessage());
-        }
     }
 
     /** Round to nearest even to bf16, returned as the float it represents (NaN stays NaN). */
