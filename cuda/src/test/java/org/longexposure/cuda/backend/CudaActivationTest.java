@@ -4,6 +4,7 @@ import static org.assertj.core.api.Assertions.assertThat;
 import static org.assertj.core.api.Assertions.assertThatThrownBy;
 import static org.longexposure.cuda.backend.DeviceTestSupport.U;
 import static org.longexposure.cuda.backend.DeviceTestSupport.assertBf16Within;
+import static org.longexposure.cuda.backend.DeviceTestSupport.assertExact;
 import static org.longexposure.cuda.backend.DeviceTestSupport.bf16;
 import static org.longexposure.cuda.backend.DeviceTestSupport.floats;
 import static org.longexposure.cuda.backend.DeviceTestSupport.misaligned;
@@ -62,7 +63,7 @@ class CudaActivationTest extends DeviceTestBase {
                 gpu.activation().activationForward(yg, xg, act);
                 String what = act + " forward n=" + n + (aligned ? "" : " misaligned");
                 if (act == Activation.RELU) {
-                    assertThat(floats(gpu, yg)).as(what).containsExactly(roundedBf16(expect));
+                    assertExact(what, floats(gpu, yg), roundedBf16(expect));
                 } else {
                     double[] delta = new double[n];
                     for (int i = 0; i < n; i++) {
@@ -72,7 +73,7 @@ class CudaActivationTest extends DeviceTestBase {
                 }
                 // in place: out aliases inp
                 gpu.activation().activationForward(xg, xg, act);
-                assertThat(floats(gpu, xg)).as(what + " in place").containsExactly(floats(gpu, yg));
+                assertExact(what + " in place", floats(gpu, xg), floats(gpu, yg));
             }
         }
     }
@@ -96,7 +97,7 @@ class CudaActivationTest extends DeviceTestBase {
                 gpu.activation().activationBackward(dxg, dyg, xg, act);
                 String what = act + " backward n=" + n + (aligned ? "" : " misaligned");
                 if (act == Activation.RELU) {
-                    assertThat(floats(gpu, dxg)).as(what).containsExactly(roundedBf16(expect));
+                    assertExact(what, floats(gpu, dxg), roundedBf16(expect));
                 } else {
                     double[] delta = new double[n];
                     for (int i = 0; i < n; i++) {
@@ -106,7 +107,7 @@ class CudaActivationTest extends DeviceTestBase {
                 }
                 // dInp aliases dOut
                 gpu.activation().activationBackward(dyg, dyg, xg, act);
-                assertThat(floats(gpu, dyg)).as(what + " in place").containsExactly(floats(gpu, dxg));
+                assertExact(what + " in place", floats(gpu, dyg), floats(gpu, dxg));
             }
         }
     }
@@ -125,7 +126,7 @@ class CudaActivationTest extends DeviceTestBase {
         Tensor dyg = tensor(gpu, DType.BF16, dy, n);
         gpu.activation().activationBackward(fromInput, dyg, xg, Activation.RELU);
         gpu.activation().activationBackward(fromOutput, dyg, yg, Activation.RELU);
-        assertThat(floats(gpu, fromOutput)).containsExactly(floats(gpu, fromInput));
+        assertExact("relu backward from the output", floats(gpu, fromOutput), floats(gpu, fromInput));
     }
 
     @ParameterizedTest
@@ -147,23 +148,23 @@ class CudaActivationTest extends DeviceTestBase {
             Tensor bg = tensor(gpu, d, b, n);
             Tensor out = gpu.allocate(d, n);
             gpu.activation().addForward(out, ag, bg);
-            assertThat(floats(gpu, out)).as("add n=" + n).containsExactly(expect);
+            assertExact("add n=" + n, floats(gpu, out), expect);
             // out aliases a
             Tensor a2 = tensor(gpu, d, a, n);
             gpu.activation().addForward(a2, a2, bg);
-            assertThat(floats(gpu, a2)).as("add out=a n=" + n).containsExactly(expect);
+            assertExact("add out=a n=" + n, floats(gpu, a2), expect);
             // out aliases b
             Tensor b2 = tensor(gpu, d, b, n);
             gpu.activation().addForward(b2, ag, b2);
-            assertThat(floats(gpu, b2)).as("add out=b n=" + n).containsExactly(expect);
+            assertExact("add out=b n=" + n, floats(gpu, b2), expect);
             // all three the same tensor: doubling is exact
             Tensor b3 = tensor(gpu, d, b, n);
             gpu.activation().addForward(b3, b3, b3);
-            assertThat(floats(gpu, b3)).as("add out=a=b n=" + n).containsExactly(twice);
+            assertExact("add out=a=b n=" + n, floats(gpu, b3), twice);
             // accumulate, on a misaligned view too
             Tensor dst = misaligned(gpu, d, a);
             gpu.activation().accumulate(dst, misaligned(gpu, d, b));
-            assertThat(floats(gpu, dst)).as("accumulate n=" + n).containsExactly(expect);
+            assertExact("accumulate n=" + n, floats(gpu, dst), expect);
         }
     }
 
@@ -196,11 +197,11 @@ class CudaActivationTest extends DeviceTestBase {
                 Tensor yg = gpu.allocate(d, n);
                 gpu.activation().dropoutForward(yg, xg, p, seed);
                 String what = "dropout " + d + " n=" + n + " p=" + p + " seed=" + seed;
-                assertThat(floats(gpu, yg)).as(what).containsExactly(expect);
+                assertExact(what, floats(gpu, yg), expect);
                 // backward is the same map; in place and on a misaligned view
                 Tensor dyg = misaligned(gpu, d, x);
                 gpu.activation().dropoutBackward(dyg, dyg, p, seed);
-                assertThat(floats(gpu, dyg)).as(what + " backward").containsExactly(expect);
+                assertExact(what + " backward", floats(gpu, dyg), expect);
             }
         }
     }
@@ -227,10 +228,10 @@ class CudaActivationTest extends DeviceTestBase {
             }
             Tensor t32 = tensor(gpu, DType.F32, x, n);
             pointwise.scale(t32, f);
-            assertThat(floats(gpu, t32)).as("scale f32 n=" + n).containsExactly(scaled);
+            assertExact("scale f32 n=" + n, floats(gpu, t32), scaled);
             Tensor t16 = misaligned(gpu, DType.BF16, x);
             pointwise.scale(t16, f);
-            assertThat(floats(gpu, t16)).as("scale bf16 n=" + n).containsExactly(scaledBf);
+            assertExact("scale bf16 n=" + n, floats(gpu, t16), scaledBf);
         }
     }
 
@@ -249,10 +250,10 @@ class CudaActivationTest extends DeviceTestBase {
             Tensor dst = gpu.allocate(DType.BF16, n);
             pointwise.convert(dst, src);
             float[] down = floats(gpu, dst);
-            assertThat(down).as("f32 -> bf16 n=" + n).containsExactly(roundedBf16(x));
+            assertExact("f32 -> bf16 n=" + n, down, roundedBf16(x));
             Tensor back = misaligned(gpu, DType.F32, new float[n]);
             pointwise.convert(back, dst);
-            assertThat(floats(gpu, back)).as("bf16 -> f32 n=" + n).containsExactly(down);
+            assertExact("bf16 -> f32 n=" + n, floats(gpu, back), down);
         }
     }
 
@@ -270,10 +271,10 @@ class CudaActivationTest extends DeviceTestBase {
                 }
                 Tensor t32 = gpu.allocate(DType.F32, n);
                 pointwise.fillUniform(t32, low, high, seed);
-                assertThat(floats(gpu, t32)).as("fill f32 n=" + n).containsExactly(expect);
+                assertExact("fill f32 n=" + n, floats(gpu, t32), expect);
                 Tensor t16 = misaligned(gpu, DType.BF16, new float[n]);
                 pointwise.fillUniform(t16, low, high, seed);
-                assertThat(floats(gpu, t16)).as("fill bf16 n=" + n).containsExactly(roundedBf16(expect));
+                assertExact("fill bf16 n=" + n, floats(gpu, t16), roundedBf16(expect));
             }
         }
     }
@@ -282,7 +283,7 @@ class CudaActivationTest extends DeviceTestBase {
     void rejectsMismatchedOperands() {
         Tensor a = gpu.allocate(DType.BF16, 4, 5);
         assertThatThrownBy(() -> gpu.activation().addForward(a, a, gpu.allocate(DType.F32, 4, 5)))
-                .isInstanceOf(IllegalArgumentException.class).hasMessageContaining("b must be BF16");
+                .isInstanceOf(IllegalArgumentException.class).hasMessageContaining("b must be bf16");
         assertThatThrownBy(() -> gpu.activation().accumulate(a, gpu.allocate(DType.BF16, 5, 4)))
                 .isInstanceOf(IllegalArgumentException.class).hasMessageContaining("src has shape");
         assertThatThrownBy(() -> gpu.activation().activationForward(a, cpu.allocate(DType.BF16, 4, 5),

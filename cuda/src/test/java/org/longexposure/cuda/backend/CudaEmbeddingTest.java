@@ -2,6 +2,7 @@ package org.longexposure.cuda.backend;
 
 import static org.assertj.core.api.Assertions.assertThat;
 import static org.assertj.core.api.Assertions.assertThatThrownBy;
+import static org.longexposure.cuda.backend.DeviceTestSupport.assertExact;
 import static org.longexposure.cuda.backend.DeviceTestSupport.floats;
 import static org.longexposure.cuda.backend.DeviceTestSupport.ints;
 import static org.longexposure.cuda.backend.DeviceTestSupport.randomBf16;
@@ -58,11 +59,11 @@ class CudaEmbeddingTest extends DeviceTestBase {
         for (int i = 0; i < n; i++) {
             System.arraycopy(table, id[i] * c, gathered, i * c, c);
         }
-        assertThat(floats(gpu, outG)).as("gather n=" + n + " c=" + c).containsExactly(gathered);
+        assertExact("gather n=" + n + " c=" + c, floats(gpu, outG), gathered);
 
         Tensor accG = tensor(gpu, DType.BF16, base, n, c);
         gpu.embedding().embeddingForward(accG, idsG, tableG, true);
-        assertThat(floats(gpu, accG)).as("accumulate n=" + n + " c=" + c).containsExactly(accumulated);
+        assertExact("accumulate n=" + n + " c=" + c, floats(gpu, accG), accumulated);
     }
 
     @Test
@@ -97,7 +98,7 @@ class CudaEmbeddingTest extends DeviceTestBase {
 
         Tensor dTableG = tensor(gpu, DType.F32, dTable0, v, c);
         gpu.embedding().embeddingBackward(dTableG, tensor(gpu, DType.BF16, dy, n, c), ints(gpu, id, n));
-        assertThat(floats(gpu, dTableG)).as("dTable n=" + n + " c=" + c).containsExactly(floats(cpu, dTableC));
+        assertExact("dTable n=" + n + " c=" + c, floats(gpu, dTableG), floats(cpu, dTableC));
     }
 
     @Test
@@ -108,9 +109,9 @@ class CudaEmbeddingTest extends DeviceTestBase {
                 .isInstanceOf(IllegalArgumentException.class).hasMessageContaining("out has shape");
         assertThatThrownBy(() -> gpu.embedding().embeddingForward(gpu.allocate(DType.BF16, 4, 8),
                 gpu.allocate(DType.F32, 4), table, false))
-                .isInstanceOf(IllegalArgumentException.class).hasMessageContaining("ids must be I32");
+                .isInstanceOf(IllegalArgumentException.class).hasMessageContaining("ids must be i32");
         assertThatThrownBy(() -> gpu.embedding().embeddingBackward(gpu.allocate(DType.BF16, 10, 8),
                 gpu.allocate(DType.BF16, 4, 8), ids))
-                .isInstanceOf(IllegalArgumentException.class).hasMessageContaining("dTable must be F32");
+                .isInstanceOf(IllegalArgumentException.class).hasMessageContaining("dTable must be f32");
     }
 }

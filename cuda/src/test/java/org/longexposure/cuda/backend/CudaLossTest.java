@@ -3,12 +3,14 @@ package org.longexposure.cuda.backend;
 import static org.assertj.core.api.Assertions.assertThat;
 import static org.assertj.core.api.Assertions.assertThatThrownBy;
 import static org.longexposure.cuda.backend.DeviceTestSupport.assertBf16Within;
+import static org.longexposure.cuda.backend.DeviceTestSupport.assertExact;
 import static org.longexposure.cuda.backend.DeviceTestSupport.assertWithin;
 import static org.longexposure.cuda.backend.DeviceTestSupport.floats;
 import static org.longexposure.cuda.backend.DeviceTestSupport.ints;
 import static org.longexposure.cuda.backend.DeviceTestSupport.randomBf16;
 import static org.longexposure.cuda.backend.DeviceTestSupport.tensor;
 
+import java.util.Arrays;
 import java.util.SplittableRandom;
 import org.junit.jupiter.api.Test;
 import org.junit.jupiter.params.ParameterizedTest;
@@ -24,8 +26,9 @@ import org.longexposure.tensor.Tensor;
  * spread (max − min), so every exponential, and every rescale of a running sum by exp(m_old − m_new), carries a
  * relative error e ≤ (2 + 1.173·s)·2^-23. Each GPU thread adds about V/512 positive terms in f32 (relative error
  * ≤ (V/512)·u, u = 2^-24), may rescale its sum at most once per loop iteration (R times: V/4096 iterations on
- * the 8-wide path, V/512 on the scalar path), and the block merges 512 partials in 9 levels with accurate expf.
- * So Σexp is within (V/512 + 12)·u + (R + 1)·e relative, and lse = max + log Σ within that absolutely. Σz (for
+ * the 8-wide path, V/512 on the scalar path), and the block merges 512 partials in 9 levels, each a 2-ulp expf,
+ * a product and a sum (≤ 6·u). The CPU's float partials of 8 terms and its exp (≈ 2 ulp) add about 12·u. So the
+ * two Σexp agree within (V/512 + 70)·u + (R + 1)·e relative, and lse = max + log Σ within that absolutely. Σz (for
  * smoothing) has the summation bound relative to Σ|z|, scaled by ε/V. Losses and lse are compared with those
  * bounds plus an f32 rounding of their magnitude; the total with the per-row bounds summed with their weights.
  *
@@ -97,9 +100,9 @@ class CudaLossTest extends DeviceTestBase {
                 max = Math.max(max, z[i * v + j]);
             }
             double expRel = (2 + 1.173 * (max - min)) * 0x1.0p-23;
-            double sumRel = (v / 512.0 + 12) * U + (rescales + 1) * expRel;
+            double sumRel = (v / 512.0 + 70) * U + (rescales + 1) * expRel;
             tolLse[i] = sumRel + 2 * U * Math.abs(lse[i]);
-            double smoothTerm = smoothing / (double) v * (v / 512.0 + 12) * U * absZ;
+            double smoothTerm = smoothing / (double) v * (v / 512.0 + 24) * U * absZ;
             tolLoss[i] = labels.weights()[i] == 0f ? 0 : tolLse[i] + smoothTerm + 2 * U * Math.abs(loss[i]);
             tolTotal += labels.weights()[i] * tolLoss[i];
         }
@@ -135,13 +138,12 @@ class CudaLossTest extends DeviceTestBase {
         assertBf16Within("dLogits " + what, got, expect, delta);
         for (int i = 0; i < n; i++) {
             if (labels.weights()[i] == 0f) {
-                for (int j = 0; j < v; j++) {
-                    assertThat(got[i * v + j]).as("ignored row " + i).isEqualTo(0f);
-                }
+                assertExact("dLogits of ignored row " + i + " " + what,
+                        Arrays.copyOfRange(got, i * v, (i + 1) * v), new float[v]);
             }
         }
         gpu.loss().crossEntropyBackward(zg, zg, lseShared, tg, wg, smoothing);
-        assertThat(floats(gpu, zg)).as("in-place dLogits " + what).containsExactly(got);
+        assertExact("in-place dLogits " + what, floats(gpu, zg), got);
     }
 
     @Test
@@ -152,7 +154,7 @@ class CudaLossTest extends DeviceTestBase {
         Tensor t = gpu.allocate(DType.I32, 3);
         Tensor w = gpu.allocate(DType.F32, 3);
         assertThatThrownBy(() -> gpu.loss().crossEntropyForward(losses, lse, gpu.allocate(DType.F32, 3, 10), t, w,
-                0f)).isInstanceOf(IllegalArgumentException.class).hasMessageContaining("logits must be BF16");
+                0f)).isInstanceOf(IllegalArgumentException.class).hasMessageContaining("logits must be bf16");
         assertThatThrownBy(() -> gpu.loss().crossEntropyForward(losses, lse, z, gpu.allocate(DType.I32, 4), w, 0f))
                 .isInstanceOf(IllegalArgumentException.class).hasMessageContaining("targets");
         assertThatThrownBy(() -> gpu.loss().crossEntropyForward(losses, lse, z, t, w, 1.5f))

@@ -2,6 +2,7 @@ package org.longexposure.cuda.backend;
 
 import static org.assertj.core.api.Assertions.assertThat;
 import static org.assertj.core.api.Assertions.assertThatThrownBy;
+import static org.longexposure.cuda.backend.DeviceTestSupport.assertExact;
 import static org.longexposure.cuda.backend.DeviceTestSupport.assertWithin;
 import static org.longexposure.cuda.backend.DeviceTestSupport.floats;
 import static org.longexposure.cuda.backend.DeviceTestSupport.misaligned;
@@ -99,7 +100,7 @@ class CudaOptimTest extends DeviceTestBase {
             }
             Tensor t = misaligned(gpu, DType.F32, x);
             gpu.optim().scale(t, 0.37f);
-            assertThat(floats(gpu, t)).as("scale n=" + n).containsExactly(expect);
+            assertExact("scale n=" + n, floats(gpu, t), expect);
             gpu.optim().zero(t);
             assertThat(floats(gpu, t)).as("zero n=" + n).containsOnly(0f);
         }
@@ -110,13 +111,13 @@ class CudaOptimTest extends DeviceTestBase {
         Tensor p = gpu.allocate(DType.F32, 10);
         assertThatThrownBy(() -> gpu.optim().adamwUpdate(p, gpu.allocate(DType.BF16, 10), p, p, 1e-3f, 0.9f,
                 0.999f, 1e-8f, 0f, 1)).isInstanceOf(IllegalArgumentException.class)
-                .hasMessageContaining("grad must be F32");
+                .hasMessageContaining("grad must be f32");
         assertThatThrownBy(() -> gpu.optim().adamwUpdate(p, p, gpu.allocate(DType.F32, 11), p, 1e-3f, 0.9f,
                 0.999f, 1e-8f, 0f, 1)).isInstanceOf(IllegalArgumentException.class)
                 .hasMessageContaining("m has shape");
         assertThatThrownBy(() -> gpu.optim().adamwUpdate(p, p, p, p, 1e-3f, 0.9f, 0.999f, 1e-8f, 0f, 0))
                 .isInstanceOf(IllegalArgumentException.class).hasMessageContaining("step is 1-based");
         assertThatThrownBy(() -> gpu.optim().sumOfSquares(gpu.allocate(DType.BF16, 4)))
-                .isInstanceOf(IllegalArgumentException.class).hasMessageContaining("grads[0] must be F32");
+                .isInstanceOf(IllegalArgumentException.class).hasMessageContaining("grads[0] must be f32");
     }
 }

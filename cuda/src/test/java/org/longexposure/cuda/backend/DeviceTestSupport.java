@@ -146,6 +146,21 @@ final class DeviceTestSupport {
         }
     }
 
+    /**
+     * Asserts the arrays hold the same floats bit for bit (NaNs of any payload count as equal; −0 and +0 differ),
+     * naming the first differing element. Linear time, unlike a generic collection diff.
+     */
+    static void assertExact(String what, float[] actual, float[] expected) {
+        if (actual.length != expected.length) {
+            throw new AssertionError(what + ": " + actual.length + " elements, expected " + expected.length);
+        }
+        for (int i = 0; i < expected.length; i++) {
+            if (Float.floatToIntBits(actual[i]) != Float.floatToIntBits(expected[i])) {
+                throw new AssertionError(what + ": element " + i + " is " + actual[i] + ", expected " + expected[i]);
+            }
+        }
+    }
+
     /** Asserts |gpu[i] − cpu[i]| ≤ tol[i] for every element. */
     static void assertWithin(String what, float[] gpu, float[] cpu, double[] tol) {
         for (int i = 0; i < cpu.length; i++) {
