@@ -1,7 +1,7 @@
 /*
  * Pointwise kernels over flat tensors of n elements (n is 64-bit): activations (forward and backward), residual
  * add and accumulate, inverted dropout with the counter-based mask of org.longexposure.backend.Dropout, scaling,
- * f32 <-> bf16 conversion, and the counter-based uniform fill behind Backend.fillUniform.
+ * and f32 <-> bf16 conversion.
  *
  * References: torch.nn.functional.relu / gelu (approximate='none' and 'tanh'); the CPU twins are CpuActivation
  * (same formulas: GELU by Abramowitz and Stegun 7.1.26, tanh-GELU as x·σ(2u)) and Dropout. Math is fp32; bf16
@@ -12,7 +12,7 @@
  * last n % 8 (n % 4) elements are handled by scalar code; otherwise the whole range runs scalar. Launch: 1-D grid
  * of any size, blocks of any multiple of 32 threads (the host uses 256); every kernel loops grid-stride.
  *
- * Where results must equal the CPU's bit for bit (dropout, fill, scale, add) the float operations use the _rn
+ * Where results must equal the CPU's bit for bit (dropout, scale, add) the float operations use the _rn
  * intrinsics so that nvcc cannot contract a multiply and an add into an fma.
  */
 #include <cuda_bf16.h>
@@ -260,15 +260,6 @@ struct ScaleOp {
     }
 };
 
-struct UniformOp {
-    unsigned long long seed;
-    float low;
-    float range;
-    __device__ __forceinline__ float operator()(float, float, long long i) const {
-        return __fadd_rn(low, __fmul_rn(range, dropout_uniform(seed, (unsigned long long) i)));
-    }
-};
-
 } // namespace
 
 /* ---- activations. out/inp, dInp/dOut/inp: (n) bf16; outputs may alias inputs (each element is read by the
@@ -330,18 +321,6 @@ extern "C" __global__ void scale_bf16(bf16* t, long long n, float factor) {
 
 extern "C" __global__ void scale_f32(float* t, long long n, float factor) {
     map2_f32(t, t, t, n, ScaleOp{factor});
-}
-
-/* ---- out[i] = low + (high - low)·Dropout.uniform(seed, i); range = high - low formed on the host in float. */
-
-extern "C" __global__ void fill_uniform_bf16(bf16* out, long long n, float low, float range,
-                                             unsigned long long seed) {
-    map2_bf16(out, out, out, n, UniformOp{seed, low, range});
-}
-
-extern "C" __global__ void fill_uniform_f32(float* out, long long n, float low, float range,
-                                            unsigned long long seed) {
-    map2_f32(out, out, out, n, UniformOp{seed, low, range});
 }
 
 /* ---- conversions (n): out = round-to-nearest-even bf16 of inp, and the exact widening back. */

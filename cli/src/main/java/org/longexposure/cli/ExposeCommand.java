@@ -106,7 +106,7 @@ final class ExposeCommand implements Callable<Integer> {
                 micro.add(Batcher.batch(part, seqLen, enc.padId()));
             }
             effectiveSeq = micro.stream().mapToInt(Batch::seqLen).max().orElseThrow();
-            ex = Exposer.expose(lm, micro, cfg);
+            ex = Exposer.expose(be, lm, micro, cfg);
         }
         Files.createDirectories(out);
         ObjectNode report = new ObjectMapper().createObjectNode();

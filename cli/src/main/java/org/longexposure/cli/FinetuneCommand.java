@@ -199,7 +199,7 @@ final class FinetuneCommand implements Callable<Integer> {
                     : new LoraConfig(loraR, loraAlpha, loraDropout, targetModules, useRslora);
             List<LoraLayer> loraLayers = Lora.apply(lm, lora, be, params, seed);
             if (adapter != null) {
-                PeftAdapterIO.loadWeights(adapter, params);
+                PeftAdapterIO.loadWeights(be, adapter, params);
             }
             LrSchedule lrs = new LrSchedule(LrSchedule.Kind.parse(schedule), lr, warmupSteps, total);
             TrainConfig tc = new TrainConfig(lrs, weightDecay, 0.9f, 0.999f, 1e-8f, maxGradNorm, labelSmoothing,
@@ -216,7 +216,7 @@ final class FinetuneCommand implements Callable<Integer> {
             Optional<Path> latest = Checkpoint.latest(ckptDir);
             if (latest.isPresent()) {
                 requireSameRun(latest.get(), Checkpoint.runConfig(latest.get()), runConfig);
-                Checkpoint.State st = Checkpoint.load(latest.get(), params, trainer.optimizer());
+                Checkpoint.State st = Checkpoint.load(be, latest.get(), params, trainer.optimizer());
                 loader.seek(st.cursor());
                 for (int i = 0; i < loraLayers.size(); i++) {
                     loraLayers.get(i).setForwardCount(st.dropoutCounters().get(i));
@@ -245,11 +245,11 @@ final class FinetuneCommand implements Callable<Integer> {
                 appendMetrics(metrics, r);
                 progress.step(step, r.loss(), r.tokensPerSecond());
                 if ((saveEvery > 0 && step % saveEvery == 0) || step == total) {
-                    Checkpoint.save(ckptDir, lora, params, trainer.optimizer(), new Checkpoint.State(step,
+                    Checkpoint.save(be, ckptDir, lora, params, trainer.optimizer(), new Checkpoint.State(step,
                             loader.cursor(), counters(loraLayers), runConfig), modelDir.toString());
                 }
             }
-            PeftAdapterIO.write(outDir.resolve("adapter"), lora, params, modelDir.toString());
+            PeftAdapterIO.write(be, outDir.resolve("adapter"), lora, params, modelDir.toString());
             List<Integer> validSteps = new ArrayList<>();
             List<Double> validLosses = new ArrayList<>();
             List<Example> validExamples = validFile != null ? JsonlDataset.read(validFile, enc) : heldOut;

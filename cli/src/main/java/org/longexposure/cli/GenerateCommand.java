@@ -5,6 +5,7 @@ import java.util.Arrays;
 import java.util.SplittableRandom;
 import java.util.concurrent.Callable;
 import org.longexposure.backend.Backend;
+import org.longexposure.backend.Tensors;
 import org.longexposure.io.data.Batch;
 import org.longexposure.io.tokenizer.Tokenizer;
 import org.longexposure.model.Architecture;
@@ -82,10 +83,7 @@ final class GenerateCommand implements Callable<Integer> {
                 Arrays.fill(labels, Batch.IGNORE);
                 lm.forward(state, new Batch(1, len, cur, mask, labels), false);
                 Tensor logits = state.logits();
-                float[] row = new float[v];
-                for (int j = 0; j < v; j++) {
-                    row[j] = logits.getFloat((long) (len - 1) * v + j);
-                }
+                float[] row = Tensors.toFloats(be, logits.slice(len - 1, 1)); // the last position's (V) logits
                 int next = temperature == 0 ? argmax(row) : sample(row, temperature, topP, rng);
                 ids[len++] = next;
                 if (next == eos) {

@@ -46,7 +46,7 @@ final class ModelFiles {
         LoraConfig cfg = PeftAdapterIO.readLoraConfig(adapterDir);
         TrainableParams params = new TrainableParams();
         Lora.apply(lm, cfg, be, params, 0);
-        PeftAdapterIO.loadWeights(adapterDir, params);
+        PeftAdapterIO.loadWeights(be, adapterDir, params);
         return params;
     }
 

@@ -2,7 +2,10 @@ package org.longexposure.backend;
 
 import org.longexposure.tensor.Tensor;
 
-/** Pointwise activations and residual adds over same-shaped F32 tensors (any shape). */
+/**
+ * Pointwise activations and residual adds over same-shaped tensors (any shape) of the backend's activation dtype
+ * (CPU: F32).
+ */
 public interface ActivationOps {
     /** {@code out = act(inp)} (overwrite); {@code out} may alias {@code inp}. */
     void activationForward(Tensor out, Tensor inp, Activation act);

@@ -2,12 +2,15 @@ package org.longexposure.backend;
 
 import org.longexposure.tensor.Tensor;
 
-/** Row gathers from an embedding table (token embeddings, learned positions). */
+/**
+ * Row gathers from an embedding table (token embeddings, learned positions). ACT is the backend's activation dtype
+ * (CPU: F32).
+ */
 public interface EmbeddingOps {
     /**
      * {@code out[i] = table[ids[i]]} (overwrite), or {@code out[i] += table[ids[i]]} when {@code accumulate}.
      *
-     * @param out   (N, C) F32
+     * @param out   (N, C) ACT
      * @param ids   (N) I32, each in [0, rows of table)
      * @param table (V, C) F32/F16/BF16
      */
@@ -17,7 +20,7 @@ public interface EmbeddingOps {
      * dTable {@code +=} the scatter of dOut rows to {@code ids} (only for trainable tables).
      *
      * @param dTable (V, C) F32
-     * @param dOut   (N, C) F32
+     * @param dOut   (N, C) ACT
      * @param ids    (N) I32
      */
     void embeddingBackward(Tensor dTable, Tensor dOut, Tensor ids);

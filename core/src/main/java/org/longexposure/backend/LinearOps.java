@@ -4,14 +4,16 @@ import org.longexposure.tensor.Tensor;
 
 /**
  * Linear layers {@code y = x·Wᵀ + b} with HF's {@code nn.Linear} layout {@code W (N, K)}. Rows of x are any
- * leading dimensions flattened: x {@code (M, K)}, y {@code (M, N)}.
+ * leading dimensions flattened: x {@code (M, K)}, y {@code (M, N)}. ACT is the backend's activation dtype (CPU:
+ * F32); a weight is a frozen matrix (F32/F16/BF16 on the CPU, the backend's weight dtype on a device) or a
+ * trainable F32 parameter (LoRA).
  */
 public interface LinearOps {
     /**
      * {@code out = inp·weightᵀ + bias} (overwrite).
      *
-     * @param out    (M, N) F32
-     * @param inp    (M, K) F32
+     * @param out    (M, N) ACT
+     * @param inp    (M, K) ACT
      * @param weight (N, K) F32/F16/BF16
      * @param bias   (N) F32, or null
      */
@@ -20,8 +22,8 @@ public interface LinearOps {
     /**
      * {@code out += alpha · inp·weightᵀ} (accumulate): the second half of a LoRA forward.
      *
-     * @param out    (M, N) F32
-     * @param inp    (M, K) F32
+     * @param out    (M, N) ACT
+     * @param inp    (M, K) ACT
      * @param weight (N, K) F32/F16/BF16
      */
     void linearForwardAccumulate(Tensor out, Tensor inp, Tensor weight, float alpha);
@@ -29,8 +31,8 @@ public interface LinearOps {
     /**
      * dInp {@code =} (or {@code +=} when {@code accumulate}) {@code alpha · dOut·weight}.
      *
-     * @param dInp   (M, K) F32
-     * @param dOut   (M, N) F32
+     * @param dInp   (M, K) ACT
+     * @param dOut   (M, N) ACT
      * @param weight (N, K) F32/F16/BF16
      */
     void linearBackwardInput(Tensor dInp, Tensor dOut, Tensor weight, float alpha, boolean accumulate);
@@ -41,8 +43,8 @@ public interface LinearOps {
      *
      * @param dWeight (N, K) F32, or null
      * @param dBias   (N) F32, or null
-     * @param dOut    (M, N) F32
-     * @param inp     (M, K) F32
+     * @param dOut    (M, N) ACT
+     * @param inp     (M, K) ACT
      */
     void linearBackwardWeight(Tensor dWeight, Tensor dBias, Tensor dOut, Tensor inp, float alpha);
 }

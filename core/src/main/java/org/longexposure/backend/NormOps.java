@@ -2,15 +2,18 @@ package org.longexposure.backend;
 
 import org.longexposure.tensor.Tensor;
 
-/** LayerNorm over the last dimension, as {@code torch.nn.LayerNorm} (biased variance, eps inside the sqrt). */
+/**
+ * LayerNorm over the last dimension, as {@code torch.nn.LayerNorm} (biased variance, eps inside the sqrt). ACT is
+ * the backend's activation dtype (CPU: F32); statistics and parameters are F32 on every backend.
+ */
 public interface NormOps {
     /**
      * {@code out = (inp - mean)·rstd·weight + bias} (overwrite).
      *
-     * @param out    (M, C) F32
+     * @param out    (M, C) ACT
      * @param mean   (M) F32, saved
      * @param rstd   (M) F32, saved: 1/sqrt(var + eps)
-     * @param inp    (M, C) F32
+     * @param inp    (M, C) ACT
      * @param weight (C) F32, or null for no elementwise affine
      * @param bias   (C) F32, or null
      */
@@ -19,11 +22,11 @@ public interface NormOps {
     /**
      * dInp {@code =} (or {@code +=} when {@code accumulate}, for a residual stream); dWeight, dBias {@code +=}.
      *
-     * @param dInp    (M, C) F32
+     * @param dInp    (M, C) ACT
      * @param dWeight (C) F32, or null when the weight is frozen or absent
      * @param dBias   (C) F32, or null
-     * @param dOut    (M, C) F32
-     * @param inp     (M, C) F32, the forward's input
+     * @param dOut    (M, C) ACT
+     * @param inp     (M, C) ACT, the forward's input
      * @param mean    (M) F32
      * @param rstd    (M) F32
      * @param weight  (C) F32, or null

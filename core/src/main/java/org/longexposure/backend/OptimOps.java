@@ -1,5 +1,6 @@
 package org.longexposure.backend;
 
+import java.util.List;
 import org.longexposure.tensor.Tensor;
 
 /** Optimizer updates and gradient-norm reductions over trainable F32 parameters. */
@@ -20,6 +21,18 @@ public interface OptimOps {
 
     /** Σ g² over the tensor, accumulated in double. */
     double sumOfSquares(Tensor grad);
+
+    /**
+     * The sum, in list order and in double, of {@link #sumOfSquares(Tensor)} of every tensor: the squared global
+     * norm over many gradients. A device backend overrides it to synchronise once for the whole list.
+     */
+    default double sumOfSquares(List<Tensor> grads) {
+        double s = 0;
+        for (Tensor g : grads) {
+            s += sumOfSquares(g);
+        }
+        return s;
+    }
 
     /** {@code t *= factor} in place. */
     void scale(Tensor t, float factor);

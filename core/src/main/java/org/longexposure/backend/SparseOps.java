@@ -5,6 +5,7 @@ import org.longexposure.tensor.Tensor;
 /**
  * Long Exposure's dynamic sparse operators. Layouts change every step; with a full layout each op equals its
  * dense twin ({@link AttentionOps}; fc1 → ReLU → fc2 through {@link LinearOps}). Frozen weights get no gradient.
+ * ACT is the backend's activation dtype (CPU: F32).
  */
 public interface SparseOps {
     /**
@@ -23,9 +24,9 @@ public interface SparseOps {
      * Neuron-block-sparse ReLU MLP (overwrite): {@code hidden = relu(inp·W1_Sᵀ + b1_S)} compacted per token block,
      * {@code out = hidden·W2_S ᵀ + b2} where S is the token block's listed neuron blocks.
      *
-     * @param out    (N, C) F32
-     * @param hidden (N, maxBlocks·BN) F32, saved: the compacted post-ReLU hidden state
-     * @param inp    (N, C) F32
+     * @param out    (N, C) ACT
+     * @param hidden (N, maxBlocks·BN) ACT, saved: the compacted post-ReLU hidden state
+     * @param inp    (N, C) ACT
      * @param w1     (H, C) fc1 weight, F32/F16/BF16
      * @param b1     (H) F32 or null
      * @param w2     (C, H) fc2 weight, F32/F16/BF16
@@ -38,11 +39,11 @@ public interface SparseOps {
      * dInp {@code =} (overwrite) the input gradient; dB1 {@code +=} only at listed neurons; dB2 {@code +=}
      * Σ_rows dOut. No weight gradients: W1 and W2 are frozen.
      *
-     * @param dInp   (N, C) F32
+     * @param dInp   (N, C) ACT
      * @param dB1    (H) F32 or null
      * @param dB2    (C) F32 or null
-     * @param dOut   (N, C) F32
-     * @param hidden (N, maxBlocks·BN) F32, the forward's saved hidden state
+     * @param dOut   (N, C) ACT
+     * @param hidden (N, maxBlocks·BN) ACT, the forward's saved hidden state
      */
     void sparseMlpBackward(Tensor dInp, Tensor dB1, Tensor dB2, Tensor dOut, Tensor hidden, Tensor w1, Tensor w2,
                            NeuronLayout layout);

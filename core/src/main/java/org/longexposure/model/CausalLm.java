@@ -34,6 +34,17 @@ public interface CausalLm extends AutoCloseable {
      */
     void backward(ForwardState state, float lossScale);
 
+    /**
+     * Routes later forwards' attention and MLP through the sparse operators where {@code plan} returns a layout
+     * (see {@link SparsityPlan}); {@code null} or {@link SparsityPlan#DENSE} restores the dense model. Models
+     * without sparse sockets accept only the dense plan.
+     */
+    default void sparsity(SparsityPlan plan) {
+        if (plan != null && plan != SparsityPlan.DENSE) {
+            throw new UnsupportedOperationException(getClass().getSimpleName() + " has no sparse sockets");
+        }
+    }
+
     @Override
     void close();
 }

@@ -10,7 +10,10 @@ import org.longexposure.tensor.Tensor;
  * @param q         (B, T, C) attention queries (after the q projection and its adapter, before the scale)
  * @param k         (B, T, C) attention keys
  * @param lse       (B, NH, T) row log-sum-exp of the scaled, masked scores {@code scale·q·kᵀ}
- * @param ffnHidden (N, H) FFN hidden state after the activation (ReLU: exact zeros for inactive neurons)
+ * @param ffnHidden (N, H) FFN hidden state after the activation (ReLU: exact zeros for inactive neurons); null when
+ *                  the layer's MLP ran sparse (its saved hidden state is then compacted per token block)
+ * @param attnIn    (N, C) the attention's input, the tensor q, k, v are projected from (pre-LN: LN1(x))
+ * @param mlpIn     (N, C) the MLP's input, the tensor fc1 reads (pre-LN: LN2 of the residual)
  */
-public record LayerActivations(Tensor q, Tensor k, Tensor lse, Tensor ffnHidden) {
+public record LayerActivations(Tensor q, Tensor k, Tensor lse, Tensor ffnHidden, Tensor attnIn, Tensor mlpIn) {
 }

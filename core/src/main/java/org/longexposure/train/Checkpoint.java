@@ -6,6 +6,7 @@ import com.fasterxml.jackson.databind.node.ArrayNode;
 import com.fasterxml.jackson.databind.node.ObjectNode;
 import java.io.IOException;
 import java.io.UncheckedIOException;
+import java.lang.foreign.Arena;
 import java.nio.channels.FileChannel;
 import java.nio.file.Files;
 import java.nio.file.Path;
@@ -20,6 +21,8 @@ import java.util.Optional;
 import java.util.regex.Matcher;
 import java.util.regex.Pattern;
 import java.util.stream.Stream;
+import org.longexposure.backend.Backend;
+import org.longexposure.backend.Tensors;
 import org.longexposure.io.FileTrees;
 import org.longexposure.io.InputFormatException;
 import org.longexposure.io.data.DataLoader;
@@ -58,23 +61,28 @@ public final class Checkpoint {
     private Checkpoint() {
     }
 
-    /** Writes {@code checkpointsDir/step-N} atomically and returns its path. */
-    public static Path save(Path checkpointsDir, LoraConfig lora, TrainableParams params, AdamW adamw, State state,
-                            String baseModel) {
+    /**
+     * Writes {@code checkpointsDir/step-N} atomically and returns its path. The parameters and moments (tensors of
+     * {@code be}) are copied to the host first.
+     */
+    public static Path save(Backend be, Path checkpointsDir, LoraConfig lora, TrainableParams params, AdamW adamw,
+                            State state, String baseModel) {
         Path target = checkpointsDir.resolve("step-" + state.step());
         Path tmp = checkpointsDir.resolve(".tmp-step-" + state.step());
         try {
             Files.createDirectories(checkpointsDir);
             FileTrees.delete(tmp);
             Files.createDirectories(tmp);
-            PeftAdapterIO.writeFiles(tmp, lora, params, baseModel);
-            Map<String, Tensor> moments = new LinkedHashMap<>();
-            for (TrainableParams.Param p : params.all()) {
-                moments.put("m/" + p.name(), p.m());
-                moments.put("v/" + p.name(), p.v());
+            PeftAdapterIO.writeFiles(be, tmp, lora, params, baseModel);
+            try (Arena arena = Arena.ofConfined()) {
+                Map<String, Tensor> moments = new LinkedHashMap<>();
+                for (TrainableParams.Param p : params.all()) {
+                    moments.put("m/" + p.name(), Tensors.toHost(be, p.m(), arena));
+                    moments.put("v/" + p.name(), Tensors.toHost(be, p.v(), arena));
+                }
+                SafetensorsWriter.write(tmp.resolve(OPTIMIZER), moments, Map.of("adamw_step",
+                        Long.toString(adamw.step())));
             }
-            SafetensorsWriter.write(tmp.resolve(OPTIMIZER), moments, Map.of("adamw_step",
-                    Long.toString(adamw.step())));
             ObjectNode s = JSON.createObjectNode();
             s.put("step", state.step());
             s.put("adamw_step", adamw.step());
@@ -142,14 +150,17 @@ public final class Checkpoint {
         }
     }
 
-    /** Restores parameters, moments and optimizer step from {@code dir}; returns the non-tensor state. */
-    public static State load(Path dir, TrainableParams params, AdamW adamw) {
-        PeftAdapterIO.loadWeights(dir, params);
+    /**
+     * Restores parameters, moments (tensors of {@code be}) and optimizer step from {@code dir}; returns the
+     * non-tensor state.
+     */
+    public static State load(Backend be, Path dir, TrainableParams params, AdamW adamw) {
+        PeftAdapterIO.loadWeights(be, dir, params);
         Path optFile = dir.resolve(OPTIMIZER);
         try (SafetensorsFile f = SafetensorsFile.open(optFile)) {
             for (TrainableParams.Param p : params.all()) {
-                copy(f, optFile, "m/" + p.name(), p.m());
-                copy(f, optFile, "v/" + p.name(), p.v());
+                copy(be, f, optFile, "m/" + p.name(), p.m());
+                copy(be, f, optFile, "v/" + p.name(), p.v());
             }
         }
         JsonNode s = readState(dir.resolve(STATE));
@@ -160,7 +171,7 @@ public final class Checkpoint {
                 s.path("position").asInt()), counters, s.path("run_config"));
     }
 
-    private static void copy(SafetensorsFile f, Path file, String name, Tensor dst) {
+    private static void copy(Backend be, SafetensorsFile f, Path file, String name, Tensor dst) {
         if (!f.contains(name)) {
             throw InputFormatException.tensor(file, name, "missing from the checkpoint");
         }
@@ -168,7 +179,7 @@ public final class Checkpoint {
         if (!src.shape().equals(dst.shape())) {
             throw InputFormatException.tensor(file, name, "shape " + src.shape() + ", expected " + dst.shape());
         }
-        dst.copyFrom(src.toFloatArray());
+        Tensors.copyFrom(be, dst, src.toFloatArray());
     }
 
 }

@@ -1,7 +1,9 @@
 package org.longexposure.train;
 
+import java.util.List;
 import org.longexposure.backend.Backend;
 import org.longexposure.peft.TrainableParams;
+import org.longexposure.tensor.Tensor;
 
 /**
  * Global-norm gradient clipping, as {@code torch.nn.utils.clip_grad_norm_}: the total L2 norm over all trainable
@@ -11,13 +13,10 @@ public final class GradClip {
     private GradClip() {
     }
 
-    /** Total L2 norm of all gradients (summed in a fixed order, in double). */
+    /** Total L2 norm of all gradients (summed in a fixed order, in double; one backend call for all). */
     public static double globalNorm(Backend be, TrainableParams params) {
-        double sum = 0;
-        for (TrainableParams.Param p : params.all()) {
-            sum += be.optim().sumOfSquares(p.grad());
-        }
-        return Math.sqrt(sum);
+        List<Tensor> grads = params.all().stream().map(TrainableParams.Param::grad).toList();
+        return Math.sqrt(be.optim().sumOfSquares(grads));
     }
 
     /** Clips in place and returns the norm before clipping. {@code maxNorm <= 0} disables clipping. */

@@ -73,7 +73,7 @@ class OptHfParityTest {
             LoraConfig cfg = PeftAdapterIO.readLoraConfig(dir.resolve("adapter"));
             TrainableParams params = new TrainableParams();
             Lora.apply(model, cfg, be, params, 7);
-            PeftAdapterIO.loadWeights(dir.resolve("adapter"), params);
+            PeftAdapterIO.loadWeights(be, dir.resolve("adapter"), params);
             return new Setup(be, model, params);
         }
 

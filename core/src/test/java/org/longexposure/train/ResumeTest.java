@@ -79,7 +79,7 @@ class ResumeTest {
             for (int s = 1; s <= STOP; s++) {
                 resumed.add(r.step());
             }
-            Checkpoint.save(dir, r.lora, r.params, r.trainer.optimizer(), new Checkpoint.State(STOP,
+            Checkpoint.save(r.be, dir, r.lora, r.params, r.trainer.optimizer(), new Checkpoint.State(STOP,
                     r.loader.cursor(), r.layers.stream().map(LoraLayer::forwardCount).toList(),
                     com.fasterxml.jackson.databind.node.JsonNodeFactory.instance.objectNode()), "fixture");
             r.step(); // work after the checkpoint that a kill would lose
@@ -88,7 +88,7 @@ class ResumeTest {
         try (Run r = Run.start()) {
             Path ckpt = Checkpoint.latest(dir).orElseThrow();
             assertThat(ckpt.getFileName().toString()).isEqualTo("step-" + STOP);
-            Checkpoint.State st = Checkpoint.load(ckpt, r.params, r.trainer.optimizer());
+            Checkpoint.State st = Checkpoint.load(r.be, ckpt, r.params, r.trainer.optimizer());
             r.loader.seek(st.cursor());
             for (int i = 0; i < r.layers.size(); i++) {
                 r.layers.get(i).setForwardCount(st.dropoutCounters().get(i));

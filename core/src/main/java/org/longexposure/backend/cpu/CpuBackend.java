@@ -1,6 +1,7 @@
 package org.longexposure.backend.cpu;
 
 import java.lang.foreign.Arena;
+import java.lang.foreign.MemorySegment;
 import org.longexposure.backend.ActivationOps;
 import org.longexposure.backend.AttentionOps;
 import org.longexposure.backend.Backend;
@@ -64,6 +65,44 @@ public final class CpuBackend implements Backend {
 
     @Override
     public void sync() {
+    }
+
+    @Override
+    public DType activationDType() {
+        return DType.F32;
+    }
+
+    @Override
+    public void write(Tensor dst, MemorySegment src) {
+        requireSameSize("write", dst, src);
+        MemorySegment.copy(src, 0, dst.host(), 0, src.byteSize());
+    }
+
+    @Override
+    public void read(Tensor src, MemorySegment dst) {
+        requireSameSize("read", src, dst);
+        MemorySegment.copy(src.host(), 0, dst, 0, dst.byteSize());
+    }
+
+    /** Weights are read in place: the (usually memory-mapped) host tensor is used as it is. */
+    @Override
+    public Tensor adoptWeight(Tensor host, String name) {
+        if (!host.isHost()) {
+            throw new IllegalArgumentException("weight " + name + " (" + host + ") is not in host memory");
+        }
+        return host;
+    }
+
+    @Override
+    public void fillUniform(Tensor t, float low, float high, long seed) {
+        CpuFill.fillUniform(threads, t, low, high, seed);
+    }
+
+    private static void requireSameSize(String op, Tensor t, MemorySegment seg) {
+        if (seg.byteSize() != t.byteSize()) {
+            throw new IllegalArgumentException(op + ": tensor " + t + " has " + t.byteSize()
+                    + " bytes but the host segment has " + seg.byteSize());
+        }
     }
 
     @Override

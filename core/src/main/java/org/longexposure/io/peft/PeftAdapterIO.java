@@ -7,6 +7,7 @@ import com.fasterxml.jackson.databind.node.ArrayNode;
 import com.fasterxml.jackson.databind.node.ObjectNode;
 import java.io.IOException;
 import java.io.UncheckedIOException;
+import java.lang.foreign.Arena;
 import java.nio.file.Files;
 import java.nio.file.Path;
 import java.nio.file.StandardCopyOption;
@@ -16,6 +17,8 @@ import java.util.List;
 import java.util.Map;
 import java.util.Set;
 import java.util.TreeSet;
+import org.longexposure.backend.Backend;
+import org.longexposure.backend.Tensors;
 import org.longexposure.io.FileTrees;
 import org.longexposure.io.InputFormatException;
 import org.longexposure.io.JsonText;
@@ -129,10 +132,11 @@ public final class PeftAdapterIO {
     }
 
     /**
-     * Copies the adapter's LoRA matrices into the matching trainable parameters. Every parameter must be present
-     * with the same shape, and the file must hold no LoRA tensor without a parameter.
+     * Copies the adapter's LoRA matrices into the matching trainable parameters (tensors of {@code be}, converted
+     * to their dtype). Every parameter must be present with the same shape, and the file must hold no LoRA tensor
+     * without a parameter.
      */
-    public static void loadWeights(Path dir, TrainableParams params) {
+    public static void loadWeights(Backend be, Path dir, TrainableParams params) {
         Path file = dir.resolve(WEIGHTS);
         try (SafetensorsFile st = SafetensorsFile.open(file)) {
             Set<String> unused = new TreeSet<>(st.names());
@@ -147,9 +151,7 @@ public final class PeftAdapterIO {
                     throw InputFormatException.tensor(file, key, "shape " + src.shape() + " does not match the model: "
                             + "expected " + p.value().shape());
                 }
-                for (long i = 0; i < src.numel(); i++) {
-                    p.value().setFloat(i, src.getFloat(i));
-                }
+                Tensors.copyFrom(be, p.value(), src.toFloatArray());
                 unused.remove(key);
             }
             if (!unused.isEmpty()) {
@@ -163,16 +165,17 @@ public final class PeftAdapterIO {
      * Writes {@code params} as an HF PEFT LoRA adapter folder, atomically: everything goes to a sibling temporary
      * folder that is renamed into place (an existing folder is replaced).
      *
+     * @param be        the backend holding the parameters
      * @param baseModel recorded as {@code base_model_name_or_path}
      */
-    public static void write(Path dir, LoraConfig cfg, TrainableParams params, String baseModel) {
+    public static void write(Backend be, Path dir, LoraConfig cfg, TrainableParams params, String baseModel) {
         Path abs = dir.toAbsolutePath();
         Path tmp = abs.resolveSibling(abs.getFileName() + ".tmp-" + ProcessHandle.current().pid());
         Path old = abs.resolveSibling(abs.getFileName() + ".old-" + ProcessHandle.current().pid());
         try {
             FileTrees.delete(tmp);
             Files.createDirectories(tmp);
-            writeFiles(tmp, cfg, params, baseModel);
+            writeFiles(be, tmp, cfg, params, baseModel);
             if (Files.exists(abs)) {
                 Files.move(abs, old, StandardCopyOption.ATOMIC_MOVE);
             }
@@ -183,12 +186,17 @@ public final class PeftAdapterIO {
         }
     }
 
-    /** Writes the two adapter files into the existing folder {@code dir} (not atomic as a pair). */
-    public static void writeFiles(Path dir, LoraConfig cfg, TrainableParams params, String baseModel)
+    /**
+     * Writes the two adapter files into the existing folder {@code dir} (not atomic as a pair). The parameters
+     * (tensors of {@code be}) are copied to the host first.
+     */
+    public static void writeFiles(Backend be, Path dir, LoraConfig cfg, TrainableParams params, String baseModel)
             throws IOException {
-        Map<String, Tensor> tensors = new LinkedHashMap<>();
-        params.all().forEach(p -> tensors.put(p.name(), p.value()));
-        SafetensorsWriter.write(dir.resolve(WEIGHTS), tensors, Map.of("format", "pt"));
+        try (Arena arena = Arena.ofConfined()) {
+            Map<String, Tensor> tensors = new LinkedHashMap<>();
+            params.all().forEach(p -> tensors.put(p.name(), Tensors.toHost(be, p.value(), arena)));
+            SafetensorsWriter.write(dir.resolve(WEIGHTS), tensors, Map.of("format", "pt"));
+        }
         Files.writeString(dir.resolve(CONFIG), JSON.writerWithDefaultPrettyPrinter()
                 .writeValueAsString(configJson(cfg, baseModel)));
     }

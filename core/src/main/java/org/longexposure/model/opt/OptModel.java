@@ -5,6 +5,9 @@ import java.util.ArrayList;
 import java.util.List;
 import org.longexposure.backend.Activation;
 import org.longexposure.backend.Backend;
+import org.longexposure.backend.BlockLayout;
+import org.longexposure.backend.NeuronLayout;
+import org.longexposure.backend.Tensors;
 import org.longexposure.io.data.Batch;
 import org.longexposure.io.safetensors.ShardedCheckpoint;
 import org.longexposure.model.CausalLm;
@@ -13,6 +16,7 @@ import org.longexposure.model.LayerActivations;
 import org.longexposure.model.Linear;
 import org.longexposure.model.LinearAdapter;
 import org.longexposure.model.ModelConfig;
+import org.longexposure.model.SparsityPlan;
 import org.longexposure.tensor.DType;
 import org.longexposure.tensor.Tensor;
 
@@ -29,13 +33,23 @@ import org.longexposure.tensor.Tensor;
  * input, the q/k/v inputs, q, k, v, the attention output and its log-sum-exp, the residual sum, the MLP input,
  * LayerNorm mean/rstd, and the activated FFN hidden state (plus the pre-activation for GELU). No gradient is ever
  * computed for a frozen weight: only input gradients flow, and adapters accumulate their own parameter gradients.
+ *
+ * <p>Sparse sockets ({@link #sparsity}): a {@link SparsityPlan} may give, per layer and micro-batch, a
+ * {@link BlockLayout} for the attention (then {@code SparseOps.blockSparseAttentionForward/Backward} replace the
+ * dense attention; same saved q, k, v, output and log-sum-exp) and, for ReLU models, a {@link NeuronLayout} for the
+ * MLP (then {@code SparseOps.sparseMlpForward/Backward} replace fc1 → ReLU → fc2 and the saved hidden state is the
+ * compacted one, (N, maxBlocks·BN), kept in the dense hidden buffer when it fits, else in a per-layer buffer grown
+ * on demand). The layouts are saved in the state for the backward. The sparse MLP calls no adapter, so a layout
+ * for a layer whose fc1 or fc2 carries one is refused with an error; LoRA on q/k/v/out_proj works with both
+ * sockets. Dense is the default.
  */
 public final class OptModel implements CausalLm {
     private final ModelConfig cfg;
     private final Backend be;
     private final OptWeights w;
-    private final ShardedCheckpoint checkpoint;
+    private final ShardedCheckpoint checkpoint; // kept open while weights alias its mapping; null for random weights
     private final List<Linear> linears;
+    private SparsityPlan plan = SparsityPlan.DENSE;
 
     private OptModel(ModelConfig cfg, Backend be, OptWeights w, ShardedCheckpoint checkpoint) {
         this.cfg = cfg;
@@ -77,13 +91,37 @@ public final class OptModel implements CausalLm {
     }
 
     @Override
+    public void sparsity(SparsityPlan plan) {
+        this.plan = plan == null ? SparsityPlan.DENSE : plan;
+    }
+
+    /** The frozen parameters (package tests inspect them). */
+    OptWeights weights() {
+        return w;
+    }
+
+    /**
+     * A model of shape {@code cfg} with random frozen weights and no checkpoint (benchmarks of full-size shapes,
+     * tests): see {@link OptWeights#random}. Loss on random tokens is close to ln V.
+     */
+    public static OptModel random(ModelConfig cfg, Backend be, long seed) {
+        return new OptModel(cfg, be, OptWeights.random(cfg, be, seed), null);
+    }
+
+    @Override
     public void close() {
-        checkpoint.close();
+        if (checkpoint != null) {
+            checkpoint.close();
+        }
     }
 
     // --- activations
 
-    /** Everything the forward saves for the backward, for up to (B, T); plus reusable gradient buffers. */
+    /**
+     * Everything the forward saves for the backward, for up to (B, T); plus reusable gradient buffers. Activations,
+     * their gradients and the logits are in the backend's activation dtype (CPU: F32); LayerNorm mean/rstd, the
+     * log-sum-exps, losses and weights are F32; ids, positions, mask and targets I32.
+     */
     static final class State implements ForwardState {
         final int maxB;
         final int maxT;
@@ -109,6 +147,9 @@ public final class OptModel implements CausalLm {
         final Tensor[] hPre;     // L × (N, H): fc1 output before a non-ReLU activation, else null
         final Tensor[] h;        // L × (N, H): activated FFN hidden state
         final Tensor[] sum2;     // L × (N, C): post-LN only, mlpIn + fc2(h) (LN2's input)
+        final BlockLayout[] attnLayout; // L: the last forward's attention layout, null where dense
+        final NeuronLayout[] mlpLayout; // L: the last forward's MLP layout, null where dense
+        final Tensor[] hWide;    // L: compacted sparse hidden states too wide for h[l], allocated on demand
         final Tensor meanF;      // (N)
         final Tensor rstdF;      // (N)
         final Tensor hf;         // (N, C) final LN output (or alias of in[L])
@@ -137,12 +178,13 @@ public final class OptModel implements CausalLm {
             int c = cfg.hiddenSize();
             int hDim = cfg.ffnDim();
             int layers = cfg.numLayers();
+            DType act = be.activationDType();
             ids = be.allocate(DType.I32, n);
             pos = be.allocate(DType.I32, n);
             keyMask = be.allocate(DType.I32, n);
             targets = be.allocate(DType.I32, n);
             weights = be.allocate(DType.F32, n);
-            embP = cfg.hasEmbedProjection() ? be.allocate(DType.F32, n, cfg.wordEmbedProjDim()) : null;
+            embP = cfg.hasEmbedProjection() ? be.allocate(act, n, cfg.wordEmbedProjDim()) : null;
             in = new Tensor[layers + 1];
             attnIn = new Tensor[layers];
             mean1 = new Tensor[layers];
@@ -159,41 +201,44 @@ public final class OptModel implements CausalLm {
             hPre = new Tensor[layers];
             h = new Tensor[layers];
             sum2 = new Tensor[layers];
+            attnLayout = new BlockLayout[layers];
+            mlpLayout = new NeuronLayout[layers];
+            hWide = new Tensor[layers];
             for (int l = 0; l <= layers; l++) {
-                in[l] = be.allocate(DType.F32, n, c);
+                in[l] = be.allocate(act, n, c);
             }
             for (int l = 0; l < layers; l++) {
-                attnIn[l] = cfg.preLayerNorm() ? be.allocate(DType.F32, n, c) : in[l];
+                attnIn[l] = cfg.preLayerNorm() ? be.allocate(act, n, c) : in[l];
                 mean1[l] = be.allocate(DType.F32, n);
                 rstd1[l] = be.allocate(DType.F32, n);
-                q[l] = be.allocate(DType.F32, n, c);
-                k[l] = be.allocate(DType.F32, n, c);
-                v[l] = be.allocate(DType.F32, n, c);
-                att[l] = be.allocate(DType.F32, n, c);
+                q[l] = be.allocate(act, n, c);
+                k[l] = be.allocate(act, n, c);
+                v[l] = be.allocate(act, n, c);
+                att[l] = be.allocate(act, n, c);
                 lse[l] = be.allocate(DType.F32, (long) n * cfg.numHeads());
-                mid[l] = be.allocate(DType.F32, n, c);
-                mlpIn[l] = be.allocate(DType.F32, n, c);
+                mid[l] = be.allocate(act, n, c);
+                mlpIn[l] = be.allocate(act, n, c);
                 mean2[l] = be.allocate(DType.F32, n);
                 rstd2[l] = be.allocate(DType.F32, n);
-                hPre[l] = cfg.activation() == Activation.RELU ? null : be.allocate(DType.F32, n, hDim);
-                h[l] = be.allocate(DType.F32, n, hDim);
-                sum2[l] = cfg.preLayerNorm() ? null : be.allocate(DType.F32, n, c);
+                hPre[l] = cfg.activation() == Activation.RELU ? null : be.allocate(act, n, hDim);
+                h[l] = be.allocate(act, n, hDim);
+                sum2[l] = cfg.preLayerNorm() ? null : be.allocate(act, n, c);
             }
             meanF = be.allocate(DType.F32, n);
             rstdF = be.allocate(DType.F32, n);
-            hf = cfg.finalLayerNorm() ? be.allocate(DType.F32, n, c) : in[layers];
-            hp = cfg.hasEmbedProjection() ? be.allocate(DType.F32, n, cfg.wordEmbedProjDim()) : null;
-            logits = be.allocate(DType.F32, n, cfg.vocabSize());
+            hf = cfg.finalLayerNorm() ? be.allocate(act, n, c) : in[layers];
+            hp = cfg.hasEmbedProjection() ? be.allocate(act, n, cfg.wordEmbedProjDim()) : null;
+            logits = be.allocate(act, n, cfg.vocabSize());
             losses = be.allocate(DType.F32, n);
             lseLoss = be.allocate(DType.F32, n);
-            dx = be.allocate(DType.F32, n, c);
-            dTmp = be.allocate(DType.F32, n, c);
-            dA = be.allocate(DType.F32, n, c);
-            dQ = be.allocate(DType.F32, n, c);
-            dK = be.allocate(DType.F32, n, c);
-            dV = be.allocate(DType.F32, n, c);
-            dH = be.allocate(DType.F32, n, hDim);
-            dHp = cfg.hasEmbedProjection() ? be.allocate(DType.F32, n, cfg.wordEmbedProjDim()) : null;
+            dx = be.allocate(act, n, c);
+            dTmp = be.allocate(act, n, c);
+            dA = be.allocate(act, n, c);
+            dQ = be.allocate(act, n, c);
+            dK = be.allocate(act, n, c);
+            dV = be.allocate(act, n, c);
+            dH = be.allocate(act, n, hDim);
+            dHp = cfg.hasEmbedProjection() ? be.allocate(act, n, cfg.wordEmbedProjDim()) : null;
         }
 
         @Override
@@ -223,7 +268,8 @@ public final class OptModel implements CausalLm {
             long c = q[l].shape().dim(1);
             long nh = lse[l].numel() / ((long) maxB * maxT);
             return new LayerActivations(q[l].slice(0, n).view(curB, curT, c), k[l].slice(0, n).view(curB, curT, c),
-                    lse[l].slice(0, curB * nh * curT).view(curB, nh, curT), h[l].slice(0, n));
+                    lse[l].slice(0, curB * nh * curT).view(curB, nh, curT),
+                    mlpLayout[l] == null ? h[l].slice(0, n) : null, attnIn[l].slice(0, n), mlpIn[l].slice(0, n));
         }
     }
 
@@ -274,6 +320,7 @@ public final class OptModel implements CausalLm {
 
         Tensor keyMask = s.keyMask.slice(0, n).view(bsz, t);
         float scale = (float) (1.0 / Math.sqrt(cfg.headSize()));
+        int[] mask = batch.attentionMask();
         for (int l = 0; l < cfg.numLayers(); l++) {
             OptWeights.Layer lw = w.layers.get(l);
             Tensor x = s.in[l].slice(0, n);
@@ -289,9 +336,17 @@ public final class OptModel implements CausalLm {
             lw.k.forward(be, k, attnIn, training);
             lw.v.forward(be, v, attnIn, training);
             Tensor att = s.att[l].slice(0, n);
-            be.attention().attentionForward(att.view(bsz, t, cfg.hiddenSize()), lse(s, l),
-                    q.view(bsz, t, cfg.hiddenSize()), k.view(bsz, t, cfg.hiddenSize()),
-                    v.view(bsz, t, cfg.hiddenSize()), keyMask, cfg.numHeads(), scale);
+            BlockLayout layout = plan.attention(l, new SparsityPlan.Input(bsz, t, attnIn, mask));
+            s.attnLayout[l] = layout;
+            if (layout == null) {
+                be.attention().attentionForward(att.view(bsz, t, cfg.hiddenSize()), lse(s, l),
+                        q.view(bsz, t, cfg.hiddenSize()), k.view(bsz, t, cfg.hiddenSize()),
+                        v.view(bsz, t, cfg.hiddenSize()), keyMask, cfg.numHeads(), scale);
+            } else {
+                be.sparse().blockSparseAttentionForward(att.view(bsz, t, cfg.hiddenSize()), lse(s, l),
+                        q.view(bsz, t, cfg.hiddenSize()), k.view(bsz, t, cfg.hiddenSize()),
+                        v.view(bsz, t, cfg.hiddenSize()), keyMask, cfg.numHeads(), scale, layout);
+            }
             Tensor mid = s.mid[l].slice(0, n);
             lw.o.forward(be, mid, att, training);
             be.activation().addForward(mid, mid, x);
@@ -300,13 +355,13 @@ public final class OptModel implements CausalLm {
             if (cfg.preLayerNorm()) {
                 be.norm().layerNormForward(mlpIn, s.mean2[l].slice(0, n), s.rstd2[l].slice(0, n), mid,
                         lw.ln2Weight, lw.ln2Bias, eps);
-                mlpForward(s, l, lw, mlpIn, next, training);
+                mlpForward(s, l, lw, mlpIn, next, training, mask);
                 be.activation().addForward(next, next, mid);
             } else {
                 be.norm().layerNormForward(mlpIn, s.mean1[l].slice(0, n), s.rstd1[l].slice(0, n), mid,
                         lw.ln1Weight, lw.ln1Bias, eps);
                 Tensor sum2 = s.sum2[l].slice(0, n);
-                mlpForward(s, l, lw, mlpIn, sum2, training);
+                mlpForward(s, l, lw, mlpIn, sum2, training, mask);
                 be.activation().addForward(sum2, sum2, mlpIn);
                 be.norm().layerNormForward(next, s.mean2[l].slice(0, n), s.rstd2[l].slice(0, n), sum2,
                         lw.ln2Weight, lw.ln2Bias, eps);
@@ -333,9 +388,21 @@ public final class OptModel implements CausalLm {
         return s.lse[l].slice(0, (long) s.curB * cfg.numHeads() * s.curT).view(s.curB, cfg.numHeads(), s.curT);
     }
 
-    /** out (N, C) = fc2(act(fc1(mlpIn))); saves the hidden state. */
-    private void mlpForward(State s, int l, OptWeights.Layer lw, Tensor mlpIn, Tensor out, boolean training) {
+    /**
+     * out (N, C) = fc2(act(fc1(mlpIn))); saves the hidden state. When the plan gives a neuron layout, the sparse
+     * MLP runs instead and saves the compacted hidden state.
+     */
+    private void mlpForward(State s, int l, OptWeights.Layer lw, Tensor mlpIn, Tensor out, boolean training,
+                            int[] mask) {
         int n = s.curB * s.curT;
+        NeuronLayout layout = plan.mlp(l, new SparsityPlan.Input(s.curB, s.curT, mlpIn, mask));
+        s.mlpLayout[l] = layout;
+        if (layout != null) {
+            requireSparseMlp(l, lw, layout, n);
+            be.sparse().sparseMlpForward(out, sparseHidden(s, l, layout), mlpIn, lw.fc1.weight(), lw.fc1.bias(),
+                    lw.fc2.weight(), lw.fc2.bias(), layout);
+            return;
+        }
         Tensor h = s.h[l].slice(0, n);
         if (s.hPre[l] == null) {
             lw.fc1.forward(be, h, mlpIn, training);
@@ -348,7 +415,46 @@ public final class OptModel implements CausalLm {
         lw.fc2.forward(be, out, h, training);
     }
 
-    /** Copies ids, mask, positions and shifted targets into the state; positions as HF OPT derives them. */
+    /** The sparse MLP's preconditions: a ReLU model, no adapter on fc1/fc2, a layout over this batch's rows. */
+    private void requireSparseMlp(int l, OptWeights.Layer lw, NeuronLayout layout, int n) {
+        if (cfg.activation() != Activation.RELU) {
+            throw new IllegalStateException("layer " + l + ": the sparse MLP needs a ReLU model, this one uses "
+                    + cfg.activation() + " (run its MLP dense)");
+        }
+        for (Linear lin : List.of(lw.fc1, lw.fc2)) {
+            if (lin.adapter() != null) {
+                throw new IllegalStateException(lin.path() + " carries an adapter, which the sparse MLP cannot"
+                        + " apply: run this layer's MLP dense or leave fc1/fc2 out of the adapter's targets");
+            }
+        }
+        if (layout.rows() != n) {
+            throw new IllegalArgumentException("layer " + l + ": neuron layout built for " + layout.rows()
+                    + " rows, but the micro-batch has B·T = " + n);
+        }
+    }
+
+    /**
+     * The (N, maxBlocks·BN) compacted hidden buffer of layer l: the dense hidden buffer h[l] reinterpreted when
+     * it is large enough (it is unused while the MLP runs sparse), else a per-layer buffer grown to fit.
+     */
+    private Tensor sparseHidden(State s, int l, NeuronLayout layout) {
+        int n = layout.rows();
+        long width = (long) layout.maxBlocks() * layout.neuronBlock();
+        long need = n * width;
+        Tensor dense = s.h[l];
+        if (need <= dense.numel()) {
+            return dense.view(dense.numel()).slice(0, need).view(n, width);
+        }
+        if (s.hWide[l] == null || s.hWide[l].numel() < need) {
+            s.hWide[l] = be.allocate(be.activationDType(), need);
+        }
+        return s.hWide[l].slice(0, need).view(n, width);
+    }
+
+    /**
+     * Copies ids, mask, positions and shifted targets into the state (through the backend: the state may live in
+     * device memory); positions as HF OPT derives them.
+     */
     private void setInputs(State s, Batch batch) {
         int bsz = batch.batchSize();
         int t = batch.seqLen();
@@ -384,11 +490,11 @@ public final class OptModel implements CausalLm {
                 weights[idx] = label == Batch.IGNORE ? 0f : 1f / predicted;
             }
         }
-        s.ids.slice(0, n).copyFrom(batch.inputIds());
-        s.pos.slice(0, n).copyFrom(pos);
-        s.keyMask.slice(0, n).copyFrom(batch.attentionMask());
-        s.targets.slice(0, n).copyFrom(targets);
-        s.weights.slice(0, n).copyFrom(weights);
+        Tensors.copyFrom(be, s.ids.slice(0, n), batch.inputIds());
+        Tensors.copyFrom(be, s.pos.slice(0, n), pos);
+        Tensors.copyFrom(be, s.keyMask.slice(0, n), batch.attentionMask());
+        Tensors.copyFrom(be, s.targets.slice(0, n), targets);
+        Tensors.copyFrom(be, s.weights.slice(0, n), weights);
     }
 
     @Override
@@ -468,10 +574,18 @@ public final class OptModel implements CausalLm {
             Tensor dQ = s.dQ.slice(0, n);
             Tensor dK = s.dK.slice(0, n);
             Tensor dV = s.dV.slice(0, n);
-            be.attention().attentionBackward(dQ.view(bsz, t, c), dK.view(bsz, t, c), dV.view(bsz, t, c),
-                    dAtt.view(bsz, t, c), s.att[l].slice(0, n).view(bsz, t, c), lse(s, l),
-                    s.q[l].slice(0, n).view(bsz, t, c), s.k[l].slice(0, n).view(bsz, t, c),
-                    s.v[l].slice(0, n).view(bsz, t, c), keyMask, cfg.numHeads(), scale);
+            BlockLayout layout = s.attnLayout[l];
+            if (layout == null) {
+                be.attention().attentionBackward(dQ.view(bsz, t, c), dK.view(bsz, t, c), dV.view(bsz, t, c),
+                        dAtt.view(bsz, t, c), s.att[l].slice(0, n).view(bsz, t, c), lse(s, l),
+                        s.q[l].slice(0, n).view(bsz, t, c), s.k[l].slice(0, n).view(bsz, t, c),
+                        s.v[l].slice(0, n).view(bsz, t, c), keyMask, cfg.numHeads(), scale);
+            } else {
+                be.sparse().blockSparseAttentionBackward(dQ.view(bsz, t, c), dK.view(bsz, t, c),
+                        dV.view(bsz, t, c), dAtt.view(bsz, t, c), s.att[l].slice(0, n).view(bsz, t, c), lse(s, l),
+                        s.q[l].slice(0, n).view(bsz, t, c), s.k[l].slice(0, n).view(bsz, t, c),
+                        s.v[l].slice(0, n).view(bsz, t, c), keyMask, cfg.numHeads(), scale, layout);
+            }
             Tensor attnIn = s.attnIn[l].slice(0, n);
             if (cfg.preLayerNorm()) {
                 Tensor dIn = needInputGrad ? dA : null;
@@ -501,6 +615,12 @@ public final class OptModel implements CausalLm {
     /** dMlpIn = (MLP input gradient) for the MLP output gradient dOut; adapters accumulate their grads. */
     private void mlpBackward(State s, int l, OptWeights.Layer lw, Tensor dMlpIn, Tensor dOut, Tensor mlpIn) {
         int n = s.curB * s.curT;
+        NeuronLayout layout = s.mlpLayout[l];
+        if (layout != null) {
+            be.sparse().sparseMlpBackward(dMlpIn, null, null, dOut, sparseHidden(s, l, layout), lw.fc1.weight(),
+                    lw.fc2.weight(), layout);
+            return;
+        }
         Tensor h = s.h[l].slice(0, n);
         Tensor dH = s.dH.slice(0, n);
         lw.fc2.backward(be, dH, dOut, h, false);

@@ -1,8 +1,11 @@
 package org.longexposure.model.opt;
 
 import java.util.ArrayList;
+import java.util.Arrays;
 import java.util.List;
+import java.util.SplittableRandom;
 import org.longexposure.backend.Backend;
+import org.longexposure.backend.Tensors;
 import org.longexposure.io.InputFormatException;
 import org.longexposure.io.safetensors.ShardedCheckpoint;
 import org.longexposure.model.Linear;
@@ -13,9 +16,10 @@ import org.longexposure.tensor.Tensor;
 
 /**
  * OPT's frozen parameters, mapped from HF tensor names ({@code model.decoder.…}; older checkpoints omit the
- * {@code model.} prefix). Weight matrices and embedding tables stay memory-mapped in the checkpoint's dtype
- * (F32/F16/BF16) and are read in place; LayerNorm parameters and biases (vectors, &lt;1% of the bytes) are
- * converted to F32 once, because the element-wise ops read F32.
+ * {@code model.} prefix). Weight matrices and embedding tables are handed to {@link Backend#adoptWeight}: the CPU
+ * backend keeps them memory-mapped in the checkpoint's dtype (F32/F16/BF16) and reads them in place, a device
+ * backend uploads them. LayerNorm parameters and biases (vectors, &lt;1% of the bytes) are converted to F32 on the
+ * host once, because the element-wise ops read F32, and written into backend tensors.
  */
 public final class OptWeights {
     final Tensor embedTokens;      // (V, P)
@@ -51,6 +55,81 @@ public final class OptWeights {
         this.finalLnBias = finalLnBias;
         this.lmHead = lmHead;
         this.layers = layers;
+    }
+
+    /**
+     * Random frozen weights for the shapes of {@code cfg}: matrices and tables U(−0.02·√3, 0.02·√3), i.e. standard
+     * deviation 0.02 like HF's {@code init_std} (HF draws a normal; the uniform of {@link Backend#fillUniform} has
+     * the same scale and is generated on the device), each with its own seed drawn in module order from
+     * {@code seed}; biases 0; LayerNorm weight 1 and bias 0. Matrices are BF16 when the backend's activations are
+     * BF16, else F32.
+     */
+    static OptWeights random(ModelConfig cfg, Backend be, long seed) {
+        RandomDraws r = new RandomDraws(cfg, be, new SplittableRandom(seed));
+        int c = cfg.hiddenSize();
+        int p = cfg.wordEmbedProjDim();
+        String d = "model.decoder.";
+        Tensor embedTokens = r.matrix(cfg.vocabSize(), p);
+        Tensor embedPositions = r.matrix(cfg.maxPositions() + cfg.positionOffset(), c);
+        Linear projectIn = null;
+        Linear projectOut = null;
+        if (cfg.hasEmbedProjection()) {
+            projectIn = new Linear(d + "project_in", r.matrix(c, p), null);
+            projectOut = new Linear(d + "project_out", r.matrix(p, c), null);
+        }
+        Tensor fw = null;
+        Tensor fb = null;
+        if (cfg.finalLayerNorm() && cfg.layerNormAffine()) {
+            fw = r.ones(c);
+            fb = be.allocate(DType.F32, c);
+        }
+        Tensor lmHead = cfg.tieWordEmbeddings() ? embedTokens : r.matrix(cfg.vocabSize(), p);
+        List<Layer> layers = new ArrayList<>();
+        for (int i = 0; i < cfg.numLayers(); i++) {
+            String l = d + "layers." + i + ".";
+            Layer layer = new Layer();
+            layer.q = r.linear(l + "self_attn.q_proj", c, c);
+            layer.k = r.linear(l + "self_attn.k_proj", c, c);
+            layer.v = r.linear(l + "self_attn.v_proj", c, c);
+            layer.o = r.linear(l + "self_attn.out_proj", c, c);
+            layer.fc1 = r.linear(l + "fc1", cfg.ffnDim(), c);
+            layer.fc2 = r.linear(l + "fc2", c, cfg.ffnDim());
+            if (cfg.layerNormAffine()) {
+                layer.ln1Weight = r.ones(c);
+                layer.ln1Bias = be.allocate(DType.F32, c);
+                layer.ln2Weight = r.ones(c);
+                layer.ln2Bias = be.allocate(DType.F32, c);
+            }
+            layers.add(layer);
+        }
+        return new OptWeights(embedTokens, embedPositions, projectIn, projectOut, fw, fb, lmHead,
+                List.copyOf(layers));
+    }
+
+    /** Draws the random tensors of {@link #random}. */
+    private record RandomDraws(ModelConfig cfg, Backend be, SplittableRandom seeds) {
+        /** Half-width of U(−a, a) with standard deviation 0.02: a = 0.02·√3. */
+        static final float BOUND = (float) (0.02 * Math.sqrt(3.0));
+
+        Tensor matrix(long rows, long cols) {
+            DType dtype = be.activationDType() == DType.BF16 ? DType.BF16 : DType.F32;
+            Tensor t = be.allocate(dtype, rows, cols);
+            be.fillUniform(t, -BOUND, BOUND, seeds.nextLong());
+            return t;
+        }
+
+        Tensor ones(long n) {
+            Tensor t = be.allocate(DType.F32, n);
+            float[] one = new float[Math.toIntExact(n)];
+            Arrays.fill(one, 1f);
+            Tensors.copyFrom(be, t, one);
+            return t;
+        }
+
+        Linear linear(String path, long out, long in) {
+            Tensor w = matrix(out, in);
+            return new Linear(path, w, cfg.enableBias() ? be.allocate(DType.F32, out) : null);
+        }
     }
 
     static OptWeights load(ShardedCheckpoint ckpt, ModelConfig cfg, Backend be) {
@@ -119,16 +198,15 @@ public final class OptWeights {
                 throw InputFormatException.tensor(ckpt.fileOf(name), name,
                         "dtype " + t.dtype() + " is not supported for weights (f32, f16, bf16)");
             }
-            return t;
+            return be.adoptWeight(t, name);
         }
 
+        /** A vector converted to F32 on the host (the checkpoint's mapping), then written into a backend tensor. */
         Tensor vector(String name, long n) {
             Tensor src = find(name);
             checkShape(name, src, n);
             Tensor dst = be.allocate(DType.F32, n);
-            for (long i = 0; i < n; i++) {
-                dst.setFloat(i, src.getFloat(i));
-            }
+            Tensors.copyFrom(be, dst, src.toFloatArray());
             return dst;
         }
 

@@ -4,6 +4,7 @@ import java.util.ArrayList;
 import java.util.List;
 import java.util.SplittableRandom;
 import org.longexposure.backend.Backend;
+import org.longexposure.backend.Tensors;
 import org.longexposure.model.CausalLm;
 import org.longexposure.model.Linear;
 import org.longexposure.peft.LoraConfig;
@@ -14,7 +15,8 @@ import org.longexposure.tensor.Tensor;
 
 /**
  * Plugs LoRA layers into a model's target linears and registers A and B as trainable. Initialisation follows
- * PEFT: A ~ Kaiming-uniform with a = √5, i.e. U(−1/√K, 1/√K); B = 0 (so training starts at the base model).
+ * PEFT: A ~ Kaiming-uniform with a = √5, i.e. U(−1/√K, 1/√K); B = 0 (so training starts at the base model). A, B
+ * and their gradients are F32 tensors of the backend.
  */
 public final class Lora {
     private Lora() {
@@ -42,9 +44,11 @@ public final class Lora {
             Tensor a = be.allocate(DType.F32, cfg.r(), k);
             Tensor b = be.allocate(DType.F32, lin.outFeatures(), cfg.r());
             double bound = 1.0 / Math.sqrt(k);
-            for (long i = 0; i < a.numel(); i++) {
-                a.setFloat(i, (float) rng.nextDouble(-bound, bound));
+            float[] init = new float[Math.toIntExact(a.numel())]; // drawn on the host, written once
+            for (int i = 0; i < init.length; i++) {
+                init[i] = (float) rng.nextDouble(-bound, bound);
             }
+            Tensors.copyFrom(be, a, init);
             TrainableParams.Param pa = params.add(be, key(lin.path(), "lora_A"), a);
             TrainableParams.Param pb = params.add(be, key(lin.path(), "lora_B"), b);
             LoraLayer layer = new LoraLayer(lin, cfg.r(), cfg.scaling(), cfg.dropout(), seed + 1 + index, a, b,

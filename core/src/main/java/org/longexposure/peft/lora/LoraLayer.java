@@ -23,13 +23,13 @@ public final class LoraLayer implements LinearAdapter {
     private final float scaling;
     private final float dropout;
     private final long seed;
-    private final Tensor a;  // (R, K) trainable
-    private final Tensor b;  // (N, R) trainable
-    private final Tensor dA; // (R, K)
-    private final Tensor dB; // (N, R)
-    private Tensor xa;       // (maxRows, R) saved: dropout(x)·Aᵀ
-    private Tensor dXa;      // (maxRows, R) scratch
-    private Tensor xDrop;    // (maxRows, K) dropout(x), only when dropout > 0
+    private final Tensor a;  // (R, K) trainable, F32
+    private final Tensor b;  // (N, R) trainable, F32
+    private final Tensor dA; // (R, K) F32
+    private final Tensor dB; // (N, R) F32
+    private Tensor xa;       // (maxRows, R) saved: dropout(x)·Aᵀ, activation dtype
+    private Tensor dXa;      // (maxRows, R) scratch, activation dtype
+    private Tensor xDrop;    // (maxRows, K) dropout(x), only when dropout > 0, activation dtype
     private long forwardCount;
     private long lastMaskSeed;
     private boolean lastDropped;
@@ -71,9 +71,10 @@ public final class LoraLayer implements LinearAdapter {
 
     @Override
     public void prepare(Backend be, int maxRows) {
-        xa = be.allocate(DType.F32, maxRows, rank);
-        dXa = be.allocate(DType.F32, maxRows, rank);
-        xDrop = dropout > 0f ? be.allocate(DType.F32, maxRows, base.inFeatures()) : null;
+        DType act = be.activationDType();
+        xa = be.allocate(act, maxRows, rank);
+        dXa = be.allocate(act, maxRows, rank);
+        xDrop = dropout > 0f ? be.allocate(act, maxRows, base.inFeatures()) : null;
     }
 
     @Override

@@ -3,6 +3,8 @@ package org.longexposure.sparsity.exposer;
 import java.util.ArrayList;
 import java.util.Arrays;
 import java.util.List;
+import org.longexposure.backend.Backend;
+import org.longexposure.backend.Tensors;
 import org.longexposure.io.data.Batch;
 import org.longexposure.model.CausalLm;
 import org.longexposure.model.ForwardState;
@@ -33,8 +35,8 @@ import org.longexposure.model.ModelConfig;
  * micro-batches. The reported tile map sums the raw masses of all micro-batches (tile positions are absolute token
  * positions, so micro-batches of different T line up) before normalising each row.
  *
- * <p>Memory: one ForwardState for the largest (B, T) among the micro-batches; host copies of one layer's q, k, lse
- * and h at a time.
+ * <p>Memory: one ForwardState for the largest (B, T) among the micro-batches; host copies (as float, read through
+ * the backend) of one layer's q, k, lse and h at a time.
  */
 public final class Exposer {
     private Exposer() {
@@ -68,8 +70,11 @@ public final class Exposer {
         }
     }
 
-    /** Profiles {@code lm} on the micro-batches (at least one, each with at least one real token). */
-    public static Exposure expose(CausalLm lm, List<Batch> batches, Config cfg) {
+    /**
+     * Profiles {@code lm} (whose tensors live on {@code be}) on the micro-batches (at least one, each with at least
+     * one real token).
+     */
+    public static Exposure expose(Backend be, CausalLm lm, List<Batch> batches, Config cfg) {
         if (batches.isEmpty()) {
             throw new IllegalArgumentException("exposer: no micro-batch to profile");
         }
@@ -104,10 +109,10 @@ public final class Exposer {
             lm.forward(state, batch, false);
             for (int l = 0; l < layers; l++) {
                 LayerActivations a = state.layer(l);
-                mlp(a.ffnHidden().toFloatArray(), batch, mc.ffnDim(), cfg, l, m, zeroCount, union, blockExact,
-                        blockNear);
-                attention(a.q().toFloatArray(), a.k().toFloatArray(), a.lse().toFloatArray(), batch, nh,
-                        mc.headSize(), scale, cfg, mass[l], density[l], m);
+                mlp(Tensors.toFloats(be, a.ffnHidden()), batch, mc.ffnDim(), cfg, l, m, zeroCount, union,
+                        blockExact, blockNear);
+                attention(Tensors.toFloats(be, a.q()), Tensors.toFloats(be, a.k()), Tensors.toFloats(be, a.lse()),
+                        batch, nh, mc.headSize(), scale, cfg, mass[l], density[l], m);
             }
         }
         List<Exposure.Layer> out = new ArrayList<>(layers);

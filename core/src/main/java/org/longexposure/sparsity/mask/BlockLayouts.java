@@ -1,9 +1,11 @@
 package org.longexposure.sparsity.mask;
 
+import java.lang.foreign.ValueLayout;
 import java.util.Objects;
 import java.util.SplittableRandom;
 import org.longexposure.backend.Backend;
 import org.longexposure.backend.BlockLayout;
+import org.longexposure.backend.Tensors;
 import org.longexposure.tensor.DType;
 import org.longexposure.tensor.Tensor;
 
@@ -14,9 +16,10 @@ import org.longexposure.tensor.Tensor;
  * recommends), and layouts from a boolean tile grid {@code keep[h][qb][kb]}. {@link #density} is the fraction of
  * the causal tiles a layout lists, nQB·(nQB+1)/2 per head, the measure the predictors' caps and reports use.
  *
- * <p>The tensors are allocated with {@code backend.allocate(DType.I32, ...)} and filled from host arrays, so the
- * backend must allocate host memory (the CPU backend does); a device backend builds its layouts on the device.
- * colIdx has at least one element even when the layout lists no tile.
+ * <p>The tensors are allocated with {@code backend.allocate(DType.I32, ...)} and filled from host arrays through
+ * {@link Backend#write}, so they may live on a device. {@link #toBooleans} and {@link #density} read a layout back:
+ * the overloads without a backend read host tensors directly, those with one read through it. colIdx has at least
+ * one element even when the layout lists no tile.
  */
 public final class BlockLayouts {
     private BlockLayouts() {
@@ -127,20 +130,29 @@ public final class BlockLayouts {
                 }
             }
         }
-        Tensor tRowPtr = backend.allocate(DType.I32, rowPtr.length).copyFrom(rowPtr);
-        Tensor tColIdx = backend.allocate(DType.I32, colIdx.length).copyFrom(colIdx);
+        Tensor tRowPtr = backend.allocate(DType.I32, rowPtr.length);
+        Tensor tColIdx = backend.allocate(DType.I32, colIdx.length);
+        Tensors.copyFrom(backend, tRowPtr, rowPtr);
+        Tensors.copyFrom(backend, tColIdx, colIdx);
         return new BlockLayout(blockSize, numHeads, T, tRowPtr, tColIdx);
     }
 
     /** The tile grid {@code [NH][nQB][nQB]} a host layout lists: the inverse of {@link #fromBooleans}. */
     public static boolean[][][] toBooleans(BlockLayout layout) {
+        return toBooleans(layout, hostInts(layout.rowPtr()), hostInts(layout.colIdx()));
+    }
+
+    /** {@link #toBooleans(BlockLayout)} of a layout allocated on {@code backend}, read through it. */
+    public static boolean[][][] toBooleans(Backend backend, BlockLayout layout) {
+        return toBooleans(layout, Tensors.toInts(backend, layout.rowPtr()), Tensors.toInts(backend, layout.colIdx()));
+    }
+
+    private static boolean[][][] toBooleans(BlockLayout layout, int[] rowPtr, int[] colIdx) {
         int nQB = layout.numBlocks();
         boolean[][][] keep = new boolean[layout.numHeads()][nQB][nQB];
-        Tensor rowPtr = layout.rowPtr();
-        Tensor colIdx = layout.colIdx();
         for (int row = 0; row < layout.numHeads() * nQB; row++) {
-            for (int p = rowPtr.getInt(row); p < rowPtr.getInt(row + 1); p++) {
-                keep[row / nQB][row % nQB][colIdx.getInt(p)] = true;
+            for (int p = rowPtr[row]; p < rowPtr[row + 1]; p++) {
+                keep[row / nQB][row % nQB][colIdx[p]] = true;
             }
         }
         return keep;
@@ -148,10 +160,24 @@ public final class BlockLayouts {
 
     /** Listed tiles / causal tiles, NH·nQB·(nQB+1)/2; 1 for {@link #full}. Reads the host rowPtr. */
     public static double density(BlockLayout layout) {
+        return density(layout, hostInts(layout.rowPtr()));
+    }
+
+    /** {@link #density(BlockLayout)} of a layout allocated on {@code backend}, read through it. */
+    public static double density(Backend backend, BlockLayout layout) {
+        return density(layout, Tensors.toInts(backend, layout.rowPtr()));
+    }
+
+    private static double density(BlockLayout layout, int[] rowPtr) {
         int nQB = layout.numBlocks();
-        Tensor rowPtr = layout.rowPtr();
-        long nnz = rowPtr.getInt(rowPtr.numel() - 1) - rowPtr.getInt(0);
+        long nnz = rowPtr[rowPtr.length - 1] - rowPtr[0];
         return nnz / ((double) layout.numHeads() * nQB * (nQB + 1) / 2);
+    }
+
+    /** The elements of a host I32 tensor (fails naming the tensor when it is not in host memory). */
+    private static int[] hostInts(Tensor t) {
+        t.requireDType("block layout index", DType.I32);
+        return t.host().toArray(ValueLayout.JAVA_INT_UNALIGNED);
     }
 
     private static int blocks(String what, int numHeads, int T, int blockSize) {

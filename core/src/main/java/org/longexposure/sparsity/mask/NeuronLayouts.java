@@ -1,9 +1,11 @@
 package org.longexposure.sparsity.mask;
 
+import java.lang.foreign.ValueLayout;
 import java.util.Arrays;
 import java.util.SplittableRandom;
 import org.longexposure.backend.Backend;
 import org.longexposure.backend.NeuronLayout;
+import org.longexposure.backend.Tensors;
 import org.longexposure.tensor.DType;
 import org.longexposure.tensor.Tensor;
 
@@ -116,15 +118,18 @@ public final class NeuronLayouts {
                 }
             }
         }
-        Tensor ptr = backend.allocate(DType.I32, nTB + 1).copyFrom(rowPtr);
-        Tensor idx = backend.allocate(DType.I32, blockIdx.length).copyFrom(blockIdx);
+        Tensor ptr = backend.allocate(DType.I32, nTB + 1);
+        Tensor idx = backend.allocate(DType.I32, blockIdx.length);
+        Tensors.copyFrom(backend, ptr, rowPtr);
+        Tensors.copyFrom(backend, idx, blockIdx);
         return new NeuronLayout(neuronBlock, tokenBlock, rows, maxBlocks, ptr, idx);
     }
 
     /**
      * The fraction of (row, neuron) pairs of an (N, H) FFN activation the layout computes: {@code Σ_r m_r·nS_r /
      * (N·H)} with m_r the rows of token block r and nS_r its listed neurons (a partial last block counts its real
-     * neurons). 1 for {@link #full}. Reads the layout's tensors, so they must be in host memory.
+     * neurons). 1 for {@link #full}. Reads the layout's tensors directly, so they must be in host memory; see
+     * {@link #density(Backend, NeuronLayout, int)} for a layout on any backend.
      */
     public static double density(NeuronLayout layout, int ffn) {
         requirePositive("ffn", ffn);
@@ -132,14 +137,26 @@ public final class NeuronLayouts {
             throw new IllegalArgumentException("neuron layout density needs the layout in host memory, got rowPtr "
                     + layout.rowPtr() + " and blockIdx " + layout.blockIdx() + " on a device");
         }
+        return density(layout, ffn, layout.rowPtr().host().toArray(ValueLayout.JAVA_INT_UNALIGNED),
+                layout.blockIdx().host().toArray(ValueLayout.JAVA_INT_UNALIGNED));
+    }
+
+    /** {@link #density(NeuronLayout, int)} of a layout allocated on {@code backend}, read through it. */
+    public static double density(Backend backend, NeuronLayout layout, int ffn) {
+        requirePositive("ffn", ffn);
+        return density(layout, ffn, Tensors.toInts(backend, layout.rowPtr()), Tensors.toInts(backend,
+                layout.blockIdx()));
+    }
+
+    private static double density(NeuronLayout layout, int ffn, int[] rowPtr, int[] blockIdx) {
         int bn = layout.neuronBlock();
         int nb = blockCount(ffn, bn);
         double pairs = 0;
         for (int r = 0; r < layout.numTokenBlocks(); r++) {
             int m = (int) Math.min(layout.tokenBlock(), layout.rows() - (long) r * layout.tokenBlock());
             long neurons = 0;
-            for (int e = layout.rowPtr().getInt(r); e < layout.rowPtr().getInt(r + 1); e++) {
-                int j = layout.blockIdx().getInt(e);
+            for (int e = rowPtr[r]; e < rowPtr[r + 1]; e++) {
+                int j = blockIdx[e];
                 if (j < 0 || j >= nb) {
                     throw new IllegalArgumentException("neuron layout blockIdx[" + e + "] = " + j + " is out of range"
                             + " for H = " + ffn + " in blocks of " + bn + " (" + nb + " blocks)");

@@ -24,13 +24,13 @@ class PeftAdapterIOTest {
             Tensor a = be.allocate(DType.F32, 2, 3).copyFrom(new float[]{1, 2, 3, 4, 5, 6});
             p.add(be, "base_model.model.x.q_proj.lora_A.weight", a);
             LoraConfig cfg = new LoraConfig(2, 4, 0.1f, List.of("q_proj"), true);
-            PeftAdapterIO.write(dir.resolve("ad"), cfg, p, "base");
-            PeftAdapterIO.write(dir.resolve("ad"), cfg, p, "base"); // replacing an existing folder works
+            PeftAdapterIO.write(be, dir.resolve("ad"), cfg, p, "base");
+            PeftAdapterIO.write(be, dir.resolve("ad"), cfg, p, "base"); // replacing an existing folder works
             assertThat(PeftAdapterIO.readLoraConfig(dir.resolve("ad"))).isEqualTo(cfg);
             TrainableParams q = new TrainableParams();
             Tensor a2 = be.allocate(DType.F32, 2, 3);
             q.add(be, "base_model.model.x.q_proj.lora_A.weight", a2);
-            PeftAdapterIO.loadWeights(dir.resolve("ad"), q);
+            PeftAdapterIO.loadWeights(be, dir.resolve("ad"), q);
             assertThat(a2.toFloatArray()).containsExactly(1, 2, 3, 4, 5, 6);
             assertThat(dir.toFile().list()).containsExactly("ad");
         }

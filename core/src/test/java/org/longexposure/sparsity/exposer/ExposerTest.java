@@ -53,7 +53,7 @@ class ExposerTest {
         try (CpuBackend be = new CpuBackend(2); CausalLm lm = Architecture.load(fixtureModel(), be)) {
             ModelConfig mc = lm.config();
             List<Batch> bs = batches(1);
-            Exposure ex = Exposer.expose(lm, bs, CFG);
+            Exposure ex = Exposer.expose(be, lm, bs, CFG);
             int hDim = mc.ffnDim();
             assertThat(ex.realTokens()).isEqualTo(23 + 15 + 9 + 4 + 17);
             ForwardState st = lm.allocate(3, 23);
@@ -112,7 +112,7 @@ class ExposerTest {
         try (CpuBackend be = new CpuBackend(2); CausalLm lm = Architecture.load(fixtureModel(), be)) {
             ModelConfig mc = lm.config();
             List<Batch> bs = batches(1);
-            Exposure ex = Exposer.expose(lm, bs, CFG);
+            Exposure ex = Exposer.expose(be, lm, bs, CFG);
             int nh = mc.numHeads();
             int hs = mc.headSize();
             int c = mc.hiddenSize();
@@ -177,8 +177,8 @@ class ExposerTest {
     @Test
     void paddingTokensDoNotChangeAnyNumber() throws Exception {
         try (CpuBackend be = new CpuBackend(2); CausalLm lm = Architecture.load(fixtureModel(), be)) {
-            Exposure a = Exposer.expose(lm, batches(1), CFG);
-            Exposure b = Exposer.expose(lm, batches(150), CFG);
+            Exposure a = Exposer.expose(be, lm, batches(1), CFG);
+            Exposure b = Exposer.expose(be, lm, batches(150), CFG);
             assertThat(b.realTokens()).isEqualTo(a.realTokens());
             for (int l = 0; l < a.layers().size(); l++) {
                 Exposure.Layer la = a.layers().get(l);

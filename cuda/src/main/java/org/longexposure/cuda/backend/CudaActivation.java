@@ -11,8 +11,8 @@ import org.longexposure.tensor.Tensor;
 /**
  * Pointwise ops on the GPU over same-shaped tensors (elements flat; kernels in {@code elementwise.cu}; CPU twin
  * {@link org.longexposure.backend.cpu.CpuActivation}, same formulas): activations and their backward on BF16,
- * residual add/accumulate and inverted dropout on BF16 or F32 (all operands one dtype), plus the helpers the
- * backend builds on the same kernels: {@link #scale}, {@link #convert} (F32 ↔ BF16) and {@link #fillUniform}.
+ * residual add/accumulate and inverted dropout on BF16 or F32 (all operands one dtype), plus two helpers on the
+ * same kernels: {@link #scale} and {@link #convert} (F32 ↔ BF16).
  * Math is fp32 and every output element is rounded once; dropout's mask is the bit-exact device port of
  * {@link org.longexposure.backend.Dropout}. Aliasing means passing the same tensor (same storage and offset):
  * every element is read by the thread that then writes it.
@@ -121,20 +121,6 @@ public final class CudaActivation implements ActivationOps {
         OpChecks.sameShape(op, "dst", dst, "src", src);
         String symbol = src.dtype() == DType.F32 ? "convert_f32_to_bf16" : "convert_bf16_to_f32";
         launch(symbol, src.numel(), KernelArgs.of(dst, src, src.numel()));
-    }
-
-    /**
-     * {@link org.longexposure.backend.Backend#fillUniform}: {@code t[i] = low + (high − low)·Dropout.uniform(seed,
-     * i)} in float (each operation rounded, as the CPU), then rounded into t's dtype (BF16 or F32).
-     */
-    public void fillUniform(Tensor t, float low, float high, long seed) {
-        String op = "fillUniform";
-        OpChecks.require(op, "t", t, DType.BF16, DType.F32);
-        if (!(Float.isFinite(low) && Float.isFinite(high))) {
-            throw new IllegalArgumentException(op + ": bounds must be finite, got [" + low + ", " + high + ")");
-        }
-        float range = high - low;
-        launch(suffixed("fill_uniform", t.dtype()), t.numel(), KernelArgs.of(t, t.numel(), low, range, seed));
     }
 
     private void launch(String symbol, long n, KernelArgs args) {

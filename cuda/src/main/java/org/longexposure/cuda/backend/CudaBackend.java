@@ -20,6 +20,7 @@ import org.longexposure.cuda.PinnedStaging;
 import org.longexposure.cuda.blas.CublasGemm;
 import org.longexposure.cuda.driver.CudaContext;
 import org.longexposure.cuda.driver.CudaStream;
+import org.longexposure.cuda.driver.KernelArgs;
 import org.longexposure.cuda.kernels.KernelLibrary;
 import org.longexposure.tensor.DType;
 import org.longexposure.tensor.Tensor;
@@ -45,6 +46,7 @@ public final class CudaBackend implements Backend {
     private final KernelLibrary kernels;
     private final CublasGemm gemm;
     private final CudaLinear linear;
+    private final CudaAttention attention;
     private final CudaNorm norm;
     private final CudaActivation activation;
     private final CudaEmbedding embedding;
@@ -61,6 +63,7 @@ public final class CudaBackend implements Backend {
             kernels = own(new KernelLibrary(ctx, options.kernelCacheDir(), options.cudaHomes()));
             gemm = own(CublasGemm.open(ctx, options.libDirs()));
             linear = new CudaLinear(this);
+            attention = new CudaAttention(this);
             norm = new CudaNorm(this);
             activation = new CudaActivation(this);
             embedding = new CudaEmbedding(this);
@@ -88,6 +91,7 @@ public final class CudaBackend implements Backend {
     }
 
     /** BF16: activations and their gradients are bfloat16 on this backend. */
+    @Override
     public DType activationDType() {
         return DType.BF16;
     }
@@ -136,6 +140,7 @@ public final class CudaBackend implements Backend {
      * Host bytes → device tensor (same dtype, {@code src.byteSize() == dst.byteSize()}), queued on the stream; the
      * bytes are staged, so {@code src} may be reused as soon as this returns.
      */
+    @Override
     public void write(Tensor dst, MemorySegment src) {
         if (src.byteSize() != dst.byteSize()) {
             throw new IllegalArgumentException("write: " + src.byteSize() + " host bytes into " + dst + " ("
@@ -145,6 +150,7 @@ public final class CudaBackend implements Backend {
     }
 
     /** Device tensor → host bytes; waits for queued work and the copy. */
+    @Override
     public void read(Tensor src, MemorySegment dst) {
         if (src.byteSize() != dst.byteSize()) {
             throw new IllegalArgumentException("read: " + src + " (" + src.byteSize() + " bytes) into "
@@ -157,6 +163,7 @@ public final class CudaBackend implements Backend {
      * A frozen weight matrix or table uploaded as BF16: BF16 host data is copied as is, F32 and F16 are rounded to
      * nearest even while being staged. {@code name} labels errors.
      */
+    @Override
     public Tensor adoptWeight(Tensor host, String name) {
         if (!host.isHost()) {
             throw new IllegalArgumentException("adoptWeight " + name + ": expected a host tensor, got " + host);
@@ -186,12 +193,28 @@ public final class CudaBackend implements Backend {
         return dev;
     }
 
-    /**
-     * Counter-based uniform fill ({@code Backend.fillUniform}): {@code t[i] = low + (high − low)·Dropout.uniform(seed,
-     * i)} in float, rounded into t's dtype (BF16 or F32).
-     */
+    /** Counter-based uniform fill, bit-identical to the CPU backend ({@code fill.cu}). */
+    @Override
     public void fillUniform(Tensor t, float low, float high, long seed) {
-        activation.fillUniform(t, low, high, seed);
+        if (!(Float.isFinite(low) && Float.isFinite(high))) {
+            throw new IllegalArgumentException("fillUniform: bounds must be finite, got [" + low + ", " + high + ")");
+        }
+        String kernel = switch (t.dtype()) {
+            case F32 -> "fill_uniform_f32";
+            case BF16 -> "fill_uniform_bf16";
+            case F16 -> "fill_uniform_f16";
+            case F64 -> "fill_uniform_f64";
+            default -> throw new IllegalArgumentException("fillUniform: t must be a float tensor (f32, f16, bf16, "
+                    + "f64), got " + t);
+        };
+        long n = t.numel();
+        if (n == 0) {
+            return;
+        }
+        int block = 256;
+        int blocks = (int) Math.min((n + block - 1) / block, 32L * ctx.multiprocessorCount());
+        stream.launch(kernels.function("fill", kernel), blocks, 1, 1, block, 1, 1, 0,
+                KernelArgs.of(t, low, high - low, seed, n));
     }
 
     @Override
@@ -201,7 +224,7 @@ public final class CudaBackend implements Backend {
 
     @Override
     public AttentionOps attention() {
-        throw notYet("attention");
+        return attention;
     }
 
     @Override

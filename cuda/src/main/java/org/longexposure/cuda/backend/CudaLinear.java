@@ -3,7 +3,6 @@ package org.longexposure.cuda.backend;
 import static org.longexposure.cuda.backend.CudaBackend.ptr;
 
 import org.longexposure.backend.LinearOps;
-import org.longexposure.cuda.CudaException;
 import org.longexposure.cuda.DeviceStorage;
 import org.longexposure.cuda.blas.CublasGemm;
 import org.longexposure.cuda.driver.CudaFunction;
@@ -18,9 +17,9 @@ import org.longexposure.tensor.Tensor;
  *   <li>x, y, dOut, dInp: BF16 (activations); products accumulate in fp32 and round once into BF16.</li>
  *   <li>W: BF16 (frozen) or F32 (a trainable LoRA matrix, N·K small): an F32 weight is first rounded into a BF16
  *       scratch copy by {@code convert_f32_to_bf16}, so both GEMM operands are BF16.</li>
- *   <li>b: F32 or BF16, added in the GEMM's fp32 epilogue before the single rounding to BF16. If cuBLASLt offers
- *       no algorithm for an F32 bias with a BF16 output, the bias is rounded into a BF16 scratch copy per call
- *       (N elements) instead, and later calls go that way directly.</li>
+ *   <li>b: F32 (or BF16), added in the GEMM's fp32 epilogue. cuBLASLt takes only a bias of the output's dtype
+ *       (see {@link CublasGemm}), so an F32 bias is first rounded into a BF16 scratch copy (N elements, one small
+ *       launch); the sum itself is still formed in fp32 and rounded once.</li>
  *   <li>dWeight, dBias: F32, accumulated ({@code +=}): dWeight by the GEMM with beta = 1 into an F32 output,
  *       dBias by the deterministic column sum {@code column_sum_bf16}.</li>
  * </ul>
@@ -32,7 +31,6 @@ final class CudaLinear implements LinearOps {
     private final CudaBackend backend;
     private final CublasGemm gemm;
     private DeviceStorage scratch;
-    private Boolean f32BiasWithBf16Output;
 
     CudaLinear(CudaBackend backend) {
         this.backend = backend;
@@ -45,31 +43,16 @@ final class CudaLinear implements LinearOps {
         long weightScratch = weightScratchBytes(weight);
         reserveScratch(weightScratch + (bias != null ? alignUp(2L * d.n) : 0));
         long w = weightBf16(weight);
-        if (bias == null) {
-            product(false, true, d.m, d.n, d.k, 1f, ptr(inp), d.k, w, d.k, 0f, ptr(out), d.n, 0, null);
-            return;
+        long b = 0;
+        if (bias != null) {
+            bias.requireShape("linearForward bias", d.n);
+            b = switch (bias.dtype()) {
+                case BF16 -> ptr(bias);
+                case F32 -> convertToBf16(bias, weightScratch);
+                default -> throw new IllegalArgumentException("linearForward bias: dtype " + bias.dtype()
+                        + " not supported (f32 or bf16)");
+            };
         }
-        bias.requireShape("linearForward bias", d.n);
-        if (bias.dtype() == DType.BF16 || Boolean.FALSE.equals(f32BiasWithBf16Output)) {
-            forwardWithBf16Bias(out, inp, w, bias, d, weightScratch);
-            return;
-        }
-        bias.requireDType("linearForward bias", DType.F32);
-        try {
-            product(false, true, d.m, d.n, d.k, 1f, ptr(inp), d.k, w, d.k, 0f, ptr(out), d.n, ptr(bias), DType.F32);
-            f32BiasWithBf16Output = Boolean.TRUE;
-        } catch (CudaException e) {
-            if (f32BiasWithBf16Output != null) {
-                throw e;
-            }
-            f32BiasWithBf16Output = Boolean.FALSE;
-            forwardWithBf16Bias(out, inp, w, bias, d, weightScratch);
-        }
-    }
-
-    /** The bias as BF16 (an F32 bias rounded into the scratch after the weight's copy), fused into the epilogue. */
-    private void forwardWithBf16Bias(Tensor out, Tensor inp, long w, Tensor bias, Dims d, long scratchOffset) {
-        long b = bias.dtype() == DType.BF16 ? ptr(bias) : convertToBf16(bias, scratchOffset);
         product(false, true, d.m, d.n, d.k, 1f, ptr(inp), d.k, w, d.k, 0f, ptr(out), d.n, b, DType.BF16);
     }
 

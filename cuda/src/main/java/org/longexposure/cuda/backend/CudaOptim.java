@@ -77,6 +77,7 @@ public final class CudaOptim implements OptimOps {
     }
 
     /** Σ g² over every tensor of the list, in double; one synchronisation for the whole list. */
+    @Override
     public double sumOfSquares(List<Tensor> grads) {
         String op = "sumOfSquares";
         for (int i = 0; i < grads.size(); i++) {

@@ -20,11 +20,10 @@ import org.longexposure.tensor.DType;
  * cuBLASLt's epilogue. The row-major problem is handed over as the column-major {@code Dᵀ = op(B)ᵀ·op(A)ᵀ}
  * ({@link ColumnMajorGemm}). C is D (in place), so beta = 1 accumulates.
  *
- * <p>Bias dtype: cublasLt.h documents the bias vector as having D's type unless BIAS_DATA_TYPE says otherwise, with
- * the documented exceptions being integer and fp8 kernels. A bias whose dtype differs from D's is therefore passed
- * with BIAS_DATA_TYPE set; if cuBLASLt has no algorithm for that combination the heuristic comes back empty and the
- * call fails with a {@link CudaException} naming the problem, so callers that want a guaranteed path pass a bias
- * of D's dtype.
+ * <p>Bias dtype: cublasLt.h documents the bias vector as having D's type, the only exceptions (BIAS_DATA_TYPE)
+ * being integer and fp8 kernels; cuBLASLt 13 on an H200 indeed answers an f32 bias with a bf16 D with
+ * CUBLAS_STATUS_INVALID_VALUE from the heuristic. So the bias must have D's dtype (bf16 bias for bf16 D, f32 for
+ * f32); the bias is still added in fp32 inside the epilogue.
  *
  * <p>Plans (matmul descriptor, the three layouts and the heuristic's best algorithm) are cached per problem
  * (transposes, sizes, leading dimensions, dtypes, epilogue, pointer alignments). The object owns a workspace of
@@ -72,7 +71,7 @@ public final class CublasGemm implements AutoCloseable {
      * @param d        device address of D (m, n), leading dimension ldd; read when beta != 0
      * @param dType    BF16 or F32
      * @param bias     device address of a packed (n) vector, or 0 for none
-     * @param biasType F32 or BF16 (ignored without bias)
+     * @param biasType the bias dtype, which must equal {@code dType} (ignored without bias)
      * @param relu     apply max(x, 0) after the bias
      */
     public void matmul(boolean transA, boolean transB, int m, int n, int k, float alpha, long a, int lda, long b,
@@ -84,8 +83,9 @@ public final class CublasGemm implements AutoCloseable {
         if (dType != DType.BF16 && dType != DType.F32) {
             throw new IllegalArgumentException("GEMM output dtype must be bf16 or f32, got " + dType);
         }
-        if (bias != 0 && biasType != DType.BF16 && biasType != DType.F32) {
-            throw new IllegalArgumentException("GEMM bias dtype must be bf16 or f32, got " + biasType);
+        if (bias != 0 && biasType != dType) {
+            throw new IllegalArgumentException("GEMM bias dtype " + biasType + " differs from the output dtype "
+                    + dType + ": cuBLASLt adds only a bias of the output's dtype");
         }
         ColumnMajorGemm cm = ColumnMajorGemm.of(transA, transB, m, n, k, lda, ldb, ldd);
         if (m == 0 || n == 0) {
@@ -129,9 +129,6 @@ public final class CublasGemm implements AutoCloseable {
             lt.matmulDescSetInt(desc, CublasLt.MATMUL_DESC_TRANSA, cm.opFirst());
             lt.matmulDescSetInt(desc, CublasLt.MATMUL_DESC_TRANSB, cm.opSecond());
             lt.matmulDescSetInt(desc, CublasLt.MATMUL_DESC_EPILOGUE, key.epilogue);
-            if (key.biasType != null && key.biasType != key.dType) {
-                lt.matmulDescSetInt(desc, CublasLt.MATMUL_DESC_BIAS_DATA_TYPE, cudaType(key.biasType));
-            }
             MemorySegment first = lt.matrixLayoutCreate(CublasLt.CUDA_R_16BF, cm.firstRows(), cm.firstCols(),
                     cm.firstLd());
             undo.add(() -> lt.matrixLayoutDestroy(first));

@@ -47,6 +47,7 @@ public final class KernelLibrary implements AutoCloseable {
     private final CudaContext ctx;
     private final Path cacheDir;
     private final List<Path> cudaHomes;
+    private final boolean usePrebuilt;
     private final Map<String, CudaModule> modules = new HashMap<>();
     private Nvrtc nvrtc;
 
@@ -60,9 +61,15 @@ public final class KernelLibrary implements AutoCloseable {
      * @param cudaHomes toolkit folders searched for cuda_bf16.h besides the one next to libnvrtc
      */
     public KernelLibrary(CudaContext ctx, Path cacheDir, List<Path> cudaHomes) {
+        this(ctx, cacheDir, cudaHomes, true);
+    }
+
+    /** With {@code usePrebuilt} false every module goes through NVRTC (tests of that path on a Hopper device). */
+    KernelLibrary(CudaContext ctx, Path cacheDir, List<Path> cudaHomes, boolean usePrebuilt) {
         this.ctx = ctx;
         this.cacheDir = cacheDir;
         this.cudaHomes = List.copyOf(cudaHomes);
+        this.usePrebuilt = usePrebuilt;
     }
 
     /** Kernel {@code symbol} of file {@code stem}, e.g. ("layernorm", "layernorm_forward_bf16"). */
@@ -87,7 +94,7 @@ public final class KernelLibrary implements AutoCloseable {
 
     private CudaModule load(String stem) {
         int cc = ctx.computeCapability();
-        if (cc == PREBUILT_CC) {
+        if (cc == PREBUILT_CC && usePrebuilt) {
             byte[] cubin = resource(stem + "." + PREBUILT_ARCH + ".cubin");
             if (cubin != null) {
                 return ctx.loadModule(cubin, stem + "." + PREBUILT_ARCH + ".cubin");

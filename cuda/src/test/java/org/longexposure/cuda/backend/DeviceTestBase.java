@@ -26,6 +26,7 @@ abstract class DeviceTestBase {
             gpu = CudaBackend.open(CudaOptions.defaults());
         } catch (CudaException e) {
             noDevice = "no CUDA device: " + e.getMessage();
+            System.err.println("SKIPPED " + getClass().getSimpleName() + ": " + noDevice);
         }
         cpu = new CpuBackend(2);
     }

@@ -65,7 +65,7 @@ final class DeviceTestSupport {
         try (Arena a = Arena.ofConfined()) {
             MemorySegment s = a.allocate(Math.max(1, t.byteSize())).asSlice(0, t.byteSize());
             MemorySegment.copy(values, 0, s, ValueLayout.JAVA_INT_UNALIGNED, 0, values.length);
-            upload(be, t, s);
+            be.write(t, s);
         }
         return t;
     }
@@ -83,33 +83,18 @@ final class DeviceTestSupport {
                     default -> throw new IllegalArgumentException("unsupported test dtype " + t.dtype());
                 }
             }
-            upload(be, t, s);
+            be.write(t, s);
         }
     }
 
-    /** Host bytes into t: copied in place for a host tensor, through the backend for a device tensor. */
-    private static void upload(Backend be, Tensor t, MemorySegment bytes) {
-        if (t.isHost()) {
-            t.host().copyFrom(bytes);
-        } else {
-            ((CudaBackend) be).write(t, bytes);
-        }
-    }
 
-    private static void download(Backend be, Tensor t, MemorySegment bytes) {
-        if (t.isHost()) {
-            bytes.copyFrom(t.host());
-        } else {
-            ((CudaBackend) be).read(t, bytes);
-        }
-    }
 
     /** The elements of {@code t} (F32 or BF16, on {@code be}) as floats. */
     static float[] floats(Backend be, Tensor t) {
         float[] out = new float[Math.toIntExact(t.numel())];
         try (Arena a = Arena.ofConfined()) {
             MemorySegment s = a.allocate(Math.max(1, t.byteSize())).asSlice(0, t.byteSize());
-            download(be, t, s);
+            be.read(t, s);
             for (int i = 0; i < out.length; i++) {
                 out[i] = switch (t.dtype()) {
                     case F32 -> s.getAtIndex(ValueLayout.JAVA_FLOAT_UNALIGNED, i);

@@ -12,6 +12,7 @@ import static org.longexposure.cuda.backend.DeviceTestSupport.tensor;
 import java.util.ArrayList;
 import java.util.List;
 import java.util.SplittableRandom;
+import org.junit.jupiter.api.Tag;
 import org.junit.jupiter.api.Test;
 import org.longexposure.tensor.DType;
 import org.longexposure.tensor.Tensor;
@@ -24,7 +25,8 @@ import org.longexposure.tensor.Tensor;
  * different order than the CPU: each side's error is below (number of additions)·2^-53 of the (positive) sum,
  * so they agree within 2·n·2^-53 relative. scale and zero are exact.
  */
-class CudaOptimTest extends DeviceTestBase {
+@Tag("gpu")
+class CudaOptimDeviceTest extends DeviceTestBase {
     private static final int[] SIZES = {1, 7, 200, 1000, 2051, 100_003};
 
     @Test

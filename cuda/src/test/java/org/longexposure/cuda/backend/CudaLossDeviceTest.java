@@ -12,6 +12,7 @@ import static org.longexposure.cuda.backend.DeviceTestSupport.tensor;
 
 import java.util.Arrays;
 import java.util.SplittableRandom;
+import org.junit.jupiter.api.Tag;
 import org.junit.jupiter.api.Test;
 import org.junit.jupiter.params.ParameterizedTest;
 import org.junit.jupiter.params.provider.CsvSource;
@@ -36,7 +37,8 @@ import org.longexposure.tensor.Tensor;
  * one __expf of argument a = z − lse (relative error (2 + 1.173·|a|)·2^-23) against the CPU's exp (≈ 2 ulp), a
  * few f32 roundings of terms below 1 + ε, then one bf16 rounding.
  */
-class CudaLossTest extends DeviceTestBase {
+@Tag("gpu")
+class CudaLossDeviceTest extends DeviceTestBase {
     private static final double U = DeviceTestSupport.U;
 
     /** Targets in [0, V), with every third row (and row 1 when N > 1) ignored: weight 0 and target −100. */

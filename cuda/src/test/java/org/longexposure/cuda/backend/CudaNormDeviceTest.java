@@ -11,6 +11,7 @@ import static org.longexposure.cuda.backend.DeviceTestSupport.randomF32;
 import static org.longexposure.cuda.backend.DeviceTestSupport.tensor;
 
 import java.util.SplittableRandom;
+import org.junit.jupiter.api.Tag;
 import org.junit.jupiter.api.Test;
 import org.junit.jupiter.params.ParameterizedTest;
 import org.junit.jupiter.params.provider.CsvSource;
@@ -25,7 +26,8 @@ import org.longexposure.tensor.Tensor;
  * sums relative to Σ|terms|. Those errors are propagated to mean, rstd and every output element (δ), and a bf16
  * output may additionally be off by half a bf16 ulp of the value (see {@link DeviceTestSupport#assertBf16Within}).
  */
-class CudaNormTest extends DeviceTestBase {
+@Tag("gpu")
+class CudaNormDeviceTest extends DeviceTestBase {
     private static final float EPS = 1e-5f;
 
     /** Row sums' error bound factor for a row of c elements (see the class comment). */

@@ -14,6 +14,7 @@ import static org.longexposure.cuda.backend.DeviceTestSupport.roundedBf16;
 import static org.longexposure.cuda.backend.DeviceTestSupport.tensor;
 
 import java.util.SplittableRandom;
+import org.junit.jupiter.api.Tag;
 import org.junit.jupiter.api.Test;
 import org.junit.jupiter.params.ParameterizedTest;
 import org.junit.jupiter.params.provider.ValueSource;
@@ -24,7 +25,7 @@ import org.longexposure.tensor.Tensor;
 
 /**
  * CudaActivation (and the pointwise helpers on the same kernels) against CpuActivation and the
- * {@link Dropout} contract. Exact ops (ReLU, add, accumulate, dropout, scale, conversions, uniform fill) must
+ * {@link Dropout} contract. Exact ops (ReLU, add, accumulate, dropout, scale, conversions) must
  * equal the CPU's f32 result rounded once to bf16, bit for bit. GELU and tanh-GELU use the CPU's formulas with
  * CUDA's expf (≤ 2 ulp) instead of the CPU's exp (≈ 2 ulp): the f32 values differ by a few ulps of the terms,
  * bounded here by 16·u·|x| (forward) and 16·u·|dOut|·(1 + |x|) (backward, whose derivative is at most about
@@ -33,7 +34,8 @@ import org.longexposure.tensor.Tensor;
  * <p>Sizes: 1, 7, 200, 2051 and 8005 elements (vector bodies with scalar tails), plus views starting one
  * element into their storage, which force the scalar path.
  */
-class CudaActivationTest extends DeviceTestBase {
+@Tag("gpu")
+class CudaActivationDeviceTest extends DeviceTestBase {
     private static final int[] SIZES = {1, 7, 200, 2051, 8005};
 
     /** Inputs over the interesting range plus the extremes where exponentials saturate. */
@@ -254,28 +256,6 @@ class CudaActivationTest extends DeviceTestBase {
             Tensor back = misaligned(gpu, DType.F32, new float[n]);
             pointwise.convert(back, dst);
             assertExact("bf16 -> f32 n=" + n, floats(gpu, back), down);
-        }
-    }
-
-    @Test
-    void fillUniformFollowsTheCounterContract() {
-        CudaActivation pointwise = (CudaActivation) gpu.activation();
-        float low = -0.125f;
-        float high = 0.375f;
-        float range = high - low;
-        for (int n : SIZES) {
-            for (long seed : new long[] {1L, -99L}) {
-                float[] expect = new float[n];
-                for (int i = 0; i < n; i++) {
-                    expect[i] = low + range * Dropout.uniform(seed, i);
-                }
-                Tensor t32 = gpu.allocate(DType.F32, n);
-                pointwise.fillUniform(t32, low, high, seed);
-                assertExact("fill f32 n=" + n, floats(gpu, t32), expect);
-                Tensor t16 = misaligned(gpu, DType.BF16, new float[n]);
-                pointwise.fillUniform(t16, low, high, seed);
-                assertExact("fill bf16 n=" + n, floats(gpu, t16), roundedBf16(expect));
-            }
         }
     }
 

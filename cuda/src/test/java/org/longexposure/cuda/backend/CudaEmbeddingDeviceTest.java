@@ -11,6 +11,7 @@ import static org.longexposure.cuda.backend.DeviceTestSupport.roundedBf16;
 import static org.longexposure.cuda.backend.DeviceTestSupport.tensor;
 
 import java.util.SplittableRandom;
+import org.junit.jupiter.api.Tag;
 import org.junit.jupiter.api.Test;
 import org.junit.jupiter.params.ParameterizedTest;
 import org.junit.jupiter.params.provider.CsvSource;
@@ -22,7 +23,8 @@ import org.longexposure.tensor.Tensor;
  * gather is one f32 addition rounded once to bf16 (the CPU's f32 sum, rounded), and the backward adds the rows
  * in the same order as the CPU in f32, so dTable must equal the CPU's bit for bit even with repeated ids.
  */
-class CudaEmbeddingTest extends DeviceTestBase {
+@Tag("gpu")
+class CudaEmbeddingDeviceTest extends DeviceTestBase {
 
     /** N ids over V rows, with many repeats (V is small next to N) and both ends of the table. */
     private static int[] ids(SplittableRandom r, int n, int v) {

@@ -1,0 +1,152 @@
+package org.longexposure.cli;
+
+import com.fasterxml.jackson.databind.ObjectMapper;
+import com.fasterxml.jackson.databind.node.ObjectNode;
+import java.io.IOException;
+import java.io.PrintWriter;
+import java.nio.file.Files;
+import java.nio.file.Path;
+import java.nio.file.StandardCopyOption;
+import java.util.ArrayList;
+import java.util.List;
+import java.util.concurrent.Callable;
+import org.longexposure.backend.Backend;
+import org.longexposure.io.data.Batch;
+import org.longexposure.io.data.Batcher;
+import org.longexposure.io.data.Example;
+import org.longexposure.io.data.JsonlDataset;
+import org.longexposure.io.data.TokenEncoder;
+import org.longexposure.model.Architecture;
+import org.longexposure.model.CausalLm;
+import org.longexposure.sparsity.predict.PredictorFit;
+import org.longexposure.sparsity.predict.Predictors;
+import picocli.CommandLine.Command;
+import picocli.CommandLine.Mixin;
+import picocli.CommandLine.Model.CommandSpec;
+import picocli.CommandLine.Option;
+import picocli.CommandLine.Spec;
+
+/**
+ * {@code longexposure fit-predictors}: fits the attention and MLP predictors ({@link PredictorFit}) on the first
+ * micro-batches of a JSONL file and scores them on the held-out rest. Writes {@code predictors.safetensors} and
+ * {@code predictors.json} ({@link Predictors}) and {@code predictor-report.json}: the run's settings and, per layer,
+ * held-out recall, realised and oracle density, and the calibrated coverage.
+ */
+@Command(name = "fit-predictors", mixinStandardHelpOptions = true,
+        description = "Fit per-layer attention-tile and MLP neuron-block predictors; report held-out recall.")
+final class FitPredictorsCommand implements Callable<Integer> {
+    @Spec
+    CommandSpec spec;
+
+    @Option(names = "--model", required = true, description = "HF model folder")
+    Path model;
+
+    @Option(names = "--data", required = true, description = "JSONL samples (the same formats as finetune)")
+    Path data;
+
+    @Option(names = "--out", required = true, description = "output folder")
+    Path out;
+
+    @Option(names = "--batch-size", defaultValue = "4", description = "sequences per micro-batch")
+    int batchSize;
+
+    @Option(names = "--seq-len", defaultValue = "256", description = "longest sequence (rows are truncated)")
+    int seqLen;
+
+    @Option(names = "--batches", defaultValue = "8", description = "micro-batches in all (training + held-out)")
+    int batches;
+
+    @Option(names = "--held-out", defaultValue = "2", description = "micro-batches held out for the report")
+    int heldOut;
+
+    @Option(names = "--block-size", defaultValue = "64", description = "tokens per attention tile side")
+    int blockSize;
+
+    @Option(names = "--rank", defaultValue = "8", description = "rank of the per-head attention projections")
+    int rank;
+
+    @Option(names = "--attn-mass", defaultValue = "0.95", description = "attention mass to keep, in (0, 1]")
+    double attnMass;
+
+    @Option(names = "--neuron-block", defaultValue = "128", description = "neurons per MLP block (BN)")
+    int neuronBlock;
+
+    @Option(names = "--token-block", defaultValue = "64", description = "rows sharing one MLP neuron-block set")
+    int tokenBlock;
+
+    @Option(names = "--mlp-recall", defaultValue = "0.99", description = "active neurons to keep, in (0, 1]")
+    double mlpRecall;
+
+    @Mixin
+    BackendOption backendOption;
+
+    @Override
+    public Integer call() throws IOException {
+        PrintWriter pw = spec.commandLine().getOut();
+        if (batchSize < 1 || seqLen < 1 || heldOut < 1 || batches <= heldOut) {
+            throw new Main.UserException("--batch-size, --seq-len and --held-out must be >= 1 and --batches larger"
+                    + " than --held-out");
+        }
+        PredictorFit.Config cfg;
+        try {
+            cfg = new PredictorFit.Config(blockSize, rank, attnMass, neuronBlock, tokenBlock, mlpRecall);
+        } catch (IllegalArgumentException e) {
+            throw new Main.UserException(e.getMessage());
+        }
+        ModelFiles.requireModelDir(model);
+        PredictorFit.Report report;
+        long fitNanos;
+        int trainBatches;
+        try (Backend be = backendOption.open(); CausalLm lm = Architecture.load(model, be)) {
+            if (seqLen > lm.config().maxPositions()) {
+                throw new Main.UserException("--seq-len " + seqLen + " exceeds the model's max_position_embeddings "
+                        + lm.config().maxPositions());
+            }
+            TokenEncoder enc = ModelFiles.encoder(ModelFiles.tokenizer(model, lm.config().vocabSize()));
+            List<Example> rows = Batcher.truncate(JsonlDataset.read(data, enc), seqLen).rows();
+            List<Batch> micro = new ArrayList<>();
+            for (int m = 0; m < batches && m * batchSize < rows.size(); m++) {
+                List<Example> part = rows.subList(m * batchSize, Math.min(rows.size(), (m + 1) * batchSize));
+                micro.add(Batcher.batch(part, seqLen, enc.padId()));
+            }
+            if (micro.size() <= heldOut) {
+                throw new Main.UserException(data + ": " + rows.size() + " samples make " + micro.size()
+                        + " micro-batches of " + batchSize + ", not more than --held-out " + heldOut);
+            }
+            List<Batch> train = micro.subList(0, micro.size() - heldOut);
+            List<Batch> valid = micro.subList(micro.size() - heldOut, micro.size());
+            trainBatches = train.size();
+            long t0 = System.nanoTime();
+            Predictors p = PredictorFit.fit(be, lm, train, cfg);
+            fitNanos = System.nanoTime() - t0;
+            p.save(out);
+            report = PredictorFit.evaluate(be, lm, p, valid, cfg);
+        }
+        ObjectNode run = new ObjectMapper().createObjectNode();
+        run.put("model", model.toString());
+        run.put("data", data.toString());
+        run.put("batch_size", batchSize);
+        run.put("seq_len", seqLen);
+        run.put("train_micro_batches", trainBatches);
+        run.put("held_out_micro_batches", heldOut);
+        run.put("fit_seconds", fitNanos / 1e9);
+        run.setAll(report.toJson());
+        Path json = out.resolve("predictor-report.json");
+        Path tmp = out.resolve("predictor-report.json.tmp");
+        new ObjectMapper().writerWithDefaultPrettyPrinter().writeValue(tmp.toFile(), run);
+        Files.move(tmp, json, StandardCopyOption.REPLACE_EXISTING, StandardCopyOption.ATOMIC_MOVE);
+        pw.printf("%d training and %d held-out micro-batches (%d real held-out tokens); tiles of %d, rank %d, "
+                        + "neuron blocks of %d per %d-row token block%n", trainBatches, heldOut, report.realTokens(),
+                blockSize, rank, neuronBlock, tokenBlock);
+        pw.printf("held out: attention mass kept (target %.3f) and MLP active neurons kept (target %.3f)%n", attnMass,
+                mlpRecall);
+        pw.println("layer  attn-recall  attn-density  oracle  coverage  mlp-recall  mlp-density  oracle  coverage");
+        for (PredictorFit.LayerReport l : report.layers()) {
+            pw.printf("%5d  %11.4f  %12.3f  %6.3f  %8.2f  %10.4f  %11.3f  %6.3f  %8.2f%n", l.layer(), l.attnRecall(),
+                    l.attnDensity(), l.attnOracleDensity(), l.attnCoverage(), l.mlpRecall(), l.mlpDensity(),
+                    l.mlpOracleDensity(), l.mlpCoverage());
+        }
+        pw.printf("wrote %s, %s and %s%n", out.resolve(Predictors.TENSORS), out.resolve(Predictors.JSON), json);
+        return 0;
+    }
+}

@@ -1,0 +1,385 @@
+package org.longexposure.sparsity.predict;
+
+import java.util.Arrays;
+import org.longexposure.backend.Backend;
+import org.longexposure.backend.BlockLayout;
+import org.longexposure.sparsity.mask.BlockLayouts;
+
+/**
+ * One layer's attention-tile predictor (design note 5.1 and 13, "per-head rank-r Q̃/K̃ on mean-pooled input"):
+ * scores (query-block, key-block) tiles of every head from the layer's attention input x (N, C) (pre-LN: LN1 of the
+ * layer input), and turns the scores into a per-head causal {@link BlockLayout} shared by the micro-batch.
+ *
+ * <pre>
+ * pool     x̄[b][qb] = [mean of x over the real tokens of block qb of sequence b, 1]      (D = C + 1)
+ * project  q̃ = x̄·Pq_h,  k̃ = x̄·Pk_h                                                     Pq_h, Pk_h (D, R)
+ * score    s[b][h][qb][kb] = q̃_qb·k̃_kb,  kb ≤ qb, kb holding a real key
+ * predict  p̂[b][h][qb][·] = softmax_kb(γ_h·s + log n_kb),  n_kb = real keys of kb ((n+1)/2 on the diagonal)
+ * layout   per head and query-block row: Σ_b p̂, then the largest tiles until they cover {@code coverage} of the
+ *          row, plus the diagonal tile and the sink tile kb = 0 always; coverage ≥ 1 keeps every causal tile
+ * </pre>
+ * Why it works: q and k are affine in x, so the mean logit of a tile is exactly {@code scale·q̄_qb·k̄_kb}, a bilinear
+ * form x̄_qbᵀ·G_h·x̄_kb of rank HS with {@code G_h = scale·Aq_h·Ak_hᵀ} (Aq_h: the (D, HS) affine map x̄ → q̄ of head
+ * h). Pq_h·Pk_hᵀ is its best rank-R approximation (truncated SVD). The maps Aq, Ak are fitted by least squares on
+ * saved (x, q) and (x, k) pairs, so a LoRA-modified q projection is absorbed when the fit sees its outputs.
+ * γ_h (the softmax temperature mapping mean logits to tile masses) is fitted by one-dimensional Newton steps on the
+ * cross-entropy between the true tile masses and p̂. {@code coverage} is calibrated on training data so that the
+ * realised recall reaches the target mass (see {@link PredictorFit}).
+ *
+ * <p>Cost per micro-batch: O(N·C) pooling, O(B·nQB·D·R·NH) projections, O(B·NH·nQB²·R) scores: negligible next to
+ * the attention itself. Parameters: {@code pq}, {@code pk} (NH, D, R) and {@code gamma} (NH), float.
+ */
+public final class AttentionPredictor {
+    final int numHeads;
+    final int dim;
+    final int rank;
+    final int block;
+    final float[] pq;
+    final float[] pk;
+    final float[] gamma;
+    double coverage;
+
+    AttentionPredictor(int numHeads, int dim, int rank, int block, float[] pq, float[] pk, float[] gamma,
+                       double coverage) {
+        int d = dim + 1;
+        if (pq.length != numHeads * d * rank || pk.length != pq.length || gamma.length != numHeads) {
+            throw new IllegalArgumentException("attention predictor: expected projections of " + numHeads + " x "
+                    + d + " x " + rank + " and " + numHeads + " temperatures, got " + pq.length + ", " + pk.length
+                    + ", " + gamma.length);
+        }
+        this.numHeads = numHeads;
+        this.dim = dim;
+        this.rank = rank;
+        this.block = block;
+        this.pq = pq;
+        this.pk = pk;
+        this.gamma = gamma;
+        this.coverage = coverage;
+    }
+
+    public int numHeads() {
+        return numHeads;
+    }
+
+    public int rank() {
+        return rank;
+    }
+
+    /** Tokens per tile side (the kernel's block). */
+    public int block() {
+        return block;
+    }
+
+    /** The calibrated fraction of each row's predicted mass the layout covers (≥ 1: every causal tile). */
+    public double coverage() {
+        return coverage;
+    }
+
+    /** The fitted per-head temperatures γ_h. */
+    public float[] gamma() {
+        return gamma.clone();
+    }
+
+    /**
+     * The rank-R truncated SVD of each head's pooled-logit form {@code scale·Aq_h·Ak_hᵀ}.
+     *
+     * @param aq (D, C) the affine map [x, 1] → q, D = C + 1
+     * @param ak (D, C) the affine map [x, 1] → k
+     */
+    static AttentionPredictor fromAffineMaps(double[] aq, double[] ak, int c, int numHeads, int rank, int block) {
+        int d = c + 1;
+        int hs = c / numHeads;
+        int r = Math.min(rank, hs);
+        float[] pq = new float[numHeads * d * rank];
+        float[] pk = new float[numHeads * d * rank];
+        double scale = 1.0 / Math.sqrt(hs);
+        for (int h = 0; h < numHeads; h++) {
+            double[] aqh = columns(aq, d, c, h * hs, hs);
+            double[] akh = columns(ak, d, c, h * hs, hs);
+            // G = Aq·Akᵀ = Aq·Rkᵀ·Qkᵀ = M·Qkᵀ, M = Aq·Rkᵀ (D, HS); M = U·S·Vᵀ from the eigenvectors of MᵀM
+            double[] rk = new double[hs * hs];
+            double[] qk = Linalg.qr(akh, d, hs, rk);
+            double[] m = new double[d * hs];
+            for (int i = 0; i < d; i++) {
+                for (int j = 0; j < hs; j++) {
+                    double s = 0;
+                    for (int t = j; t < hs; t++) {   // (Rkᵀ)[t][j] = Rk[j][t], upper triangular
+                        s += aqh[i * hs + t] * rk[j * hs + t];
+                    }
+                    m[i * hs + j] = s;
+                }
+            }
+            double[] mtm = new double[hs * hs];
+            for (int i = 0; i < hs; i++) {
+                for (int j = 0; j < hs; j++) {
+                    double s = 0;
+                    for (int t = 0; t < d; t++) {
+                        s += m[t * hs + i] * m[t * hs + j];
+                    }
+                    mtm[i * hs + j] = s;
+                }
+            }
+            double[] v = new double[hs * hs];
+            double[] ev = Linalg.symmetricEigen(mtm, hs, v);
+            for (int comp = 0; comp < r; comp++) {
+                double sigma = Math.sqrt(Math.max(ev[comp], 0));
+                if (sigma < 1e-12) {
+                    continue;
+                }
+                double root = Math.sqrt(sigma * scale);
+                for (int i = 0; i < d; i++) {
+                    double u = 0;   // U[:, comp] = M·v / σ
+                    double w = 0;   // right vector Qk·v
+                    for (int j = 0; j < hs; j++) {
+                        u += m[i * hs + j] * v[j * hs + comp];
+                        w += qk[i * hs + j] * v[j * hs + comp];
+                    }
+                    pq[(h * d + i) * rank + comp] = (float) (u / sigma * root);
+                    pk[(h * d + i) * rank + comp] = (float) (w * root);
+                }
+            }
+        }
+        float[] gamma = new float[numHeads];
+        Arrays.fill(gamma, 1f);
+        return new AttentionPredictor(numHeads, c, rank, block, pq, pk, gamma, 1.0);
+    }
+
+    private static double[] columns(double[] a, int rows, int cols, int from, int count) {
+        double[] out = new double[rows * count];
+        for (int i = 0; i < rows; i++) {
+            System.arraycopy(a, i * cols + from, out, i * count, count);
+        }
+        return out;
+    }
+
+    /**
+     * Raw scores s[b][h][qb][kb] (kb ≤ qb) and the log key counts, from x (B·T, C) on the host.
+     */
+    Scores scores(float[] x, int[] mask, int bsz, int t) {
+        int c = dim;
+        int d = c + 1;
+        int nQB = (t + block - 1) / block;
+        double[][][][] s = new double[bsz][numHeads][nQB][nQB];
+        int[][] count = new int[bsz][nQB];
+        double[] pooled = new double[nQB * d];
+        double[] qt = new double[nQB * rank];
+        double[] kt = new double[nQB * rank];
+        for (int b = 0; b < bsz; b++) {
+            Arrays.fill(pooled, 0);
+            for (int i = 0; i < t; i++) {
+                if (mask[b * t + i] == 0) {
+                    continue;
+                }
+                int qb = i / block;
+                count[b][qb]++;
+                int off = (b * t + i) * c;
+                for (int e = 0; e < c; e++) {
+                    pooled[qb * d + e] += x[off + e];
+                }
+            }
+            for (int qb = 0; qb < nQB; qb++) {
+                int n = count[b][qb];
+                for (int e = 0; e < c; e++) {
+                    pooled[qb * d + e] = n == 0 ? 0 : pooled[qb * d + e] / n;
+                }
+                pooled[qb * d + c] = n == 0 ? 0 : 1;
+            }
+            for (int h = 0; h < numHeads; h++) {
+                project(pooled, pq, h, nQB, qt);
+                project(pooled, pk, h, nQB, kt);
+                for (int qb = 0; qb < nQB; qb++) {
+                    for (int kb = 0; kb <= qb; kb++) {
+                        double dot = 0;
+                        for (int r = 0; r < rank; r++) {
+                            dot += qt[qb * rank + r] * kt[kb * rank + r];
+                        }
+                        s[b][h][qb][kb] = dot;
+                    }
+                }
+            }
+        }
+        return new Scores(s, count, block);
+    }
+
+    private void project(double[] pooled, float[] p, int h, int nQB, double[] out) {
+        int d = dim + 1;
+        Arrays.fill(out, 0);
+        for (int qb = 0; qb < nQB; qb++) {
+            for (int e = 0; e < d; e++) {
+                double xv = pooled[qb * d + e];
+                if (xv == 0) {
+                    continue;
+                }
+                int base = (h * d + e) * rank;
+                for (int r = 0; r < rank; r++) {
+                    out[qb * rank + r] += xv * p[base + r];
+                }
+            }
+        }
+    }
+
+    /**
+     * Raw tile scores of one micro-batch with the real-token counts of each block.
+     *
+     * @param s     [B][NH][nQB][nQB] raw scores (causal entries only)
+     * @param count [B][nQB] real tokens per block
+     */
+    record Scores(double[][][][] s, int[][] count, int block) {
+        int nQB() {
+            return count[0].length;
+        }
+
+        /** log of the visible keys per query in tile (qb, kb): n_kb off the diagonal, (n+1)/2 on it. */
+        double logKeys(int b, int qb, int kb) {
+            int n = count[b][kb];
+            return Math.log(qb == kb ? (n + 1) / 2.0 : n);
+        }
+    }
+
+    /** p̂[b][h][qb][kb], rows without a real query all 0. */
+    double[][][][] distribution(Scores sc) {
+        int bsz = sc.count().length;
+        int nQB = sc.nQB();
+        double[][][][] p = new double[bsz][numHeads][nQB][nQB];
+        for (int b = 0; b < bsz; b++) {
+            for (int h = 0; h < numHeads; h++) {
+                for (int qb = 0; qb < nQB; qb++) {
+                    if (sc.count()[b][qb] == 0) {
+                        continue;
+                    }
+                    double[] row = p[b][h][qb];
+                    double max = Double.NEGATIVE_INFINITY;
+                    for (int kb = 0; kb <= qb; kb++) {
+                        if (sc.count()[b][kb] > 0) {
+                            row[kb] = gamma[h] * sc.s()[b][h][qb][kb] + sc.logKeys(b, qb, kb);
+                            max = Math.max(max, row[kb]);
+                        }
+                    }
+                    double sum = 0;
+                    for (int kb = 0; kb <= qb; kb++) {
+                        row[kb] = sc.count()[b][kb] > 0 ? Math.exp(row[kb] - max) : 0;
+                        sum += row[kb];
+                    }
+                    for (int kb = 0; kb <= qb; kb++) {
+                        row[kb] /= sum;
+                    }
+                }
+            }
+        }
+        return p;
+    }
+
+    /** The tile grid [NH][nQB][nQB] this predictor keeps for the predicted distributions of a micro-batch. */
+    static boolean[][][] select(double[][][][] dist, int numHeads, int nQB, double coverage) {
+        boolean[][][] keep = new boolean[numHeads][nQB][nQB];
+        double[] agg = new double[nQB];
+        Integer[] order = new Integer[nQB];
+        for (int h = 0; h < numHeads; h++) {
+            for (int qb = 0; qb < nQB; qb++) {
+                boolean[] row = keep[h][qb];
+                row[qb] = true;
+                row[0] = true;
+                if (coverage >= 1) {
+                    Arrays.fill(row, 0, qb + 1, true);
+                    continue;
+                }
+                Arrays.fill(agg, 0);
+                double total = 0;
+                for (double[][][] seq : dist) {
+                    for (int kb = 0; kb <= qb; kb++) {
+                        agg[kb] += seq[h][qb][kb];
+                        total += seq[h][qb][kb];
+                    }
+                }
+                if (total <= 0) {
+                    continue;
+                }
+                for (int kb = 0; kb <= qb; kb++) {
+                    order[kb] = kb;
+                }
+                Arrays.sort(order, 0, qb + 1, (x, y) -> Double.compare(agg[y], agg[x]));
+                double covered = 0;
+                for (int r = 0; r <= qb && covered < coverage * total; r++) {
+                    row[order[r]] = true;
+                    covered += agg[order[r]];
+                }
+            }
+        }
+        return keep;
+    }
+
+    /** The tile grid for the attention input x (B·T, C) of one micro-batch. */
+    boolean[][][] keep(float[] x, int[] mask, int bsz, int t) {
+        Scores sc = scores(x, mask, bsz, t);
+        return select(distribution(sc), numHeads, sc.nQB(), coverage);
+    }
+
+    /** The layout for the attention input x (B·T, C) of one micro-batch, allocated on {@code be}. */
+    public BlockLayout layout(Backend be, float[] x, int[] mask, int bsz, int t) {
+        return BlockLayouts.fromBooleans(keep(x, mask, bsz, t), t, block, be);
+    }
+
+    /**
+     * Fits γ_h by Newton steps on CE(γ) = −Σ_rows Σ_kb m_kb·log p̂_γ(kb), convex in γ: the gradient is
+     * Σ_rows (M·E_p̂[s] − Σ m·s) and the curvature Σ_rows M·Var_p̂[s], M = Σ_kb m_kb.
+     *
+     * @param scores the training micro-batches' raw scores
+     * @param masses their true tile masses [B][NH][nQB][nQB]
+     */
+    void fitTemperature(java.util.List<Scores> scores, java.util.List<double[][][][]> masses) {
+        for (int h = 0; h < numHeads; h++) {
+            double g = 1;
+            for (int iter = 0; iter < 30; iter++) {
+                double grad = 0;
+                double hess = 0;
+                for (int mb = 0; mb < scores.size(); mb++) {
+                    Scores sc = scores.get(mb);
+                    double[][][][] m = masses.get(mb);
+                    for (int b = 0; b < sc.count().length; b++) {
+                        for (int qb = 0; qb < sc.nQB(); qb++) {
+                            if (sc.count()[b][qb] == 0) {
+                                continue;
+                            }
+                            double[] s = sc.s()[b][h][qb];
+                            double max = Double.NEGATIVE_INFINITY;
+                            for (int kb = 0; kb <= qb; kb++) {
+                                if (sc.count()[b][kb] > 0) {
+                                    max = Math.max(max, g * s[kb] + sc.logKeys(b, qb, kb));
+                                }
+                            }
+                            double z = 0;
+                            double e1 = 0;
+                            double e2 = 0;
+                            double mTot = 0;
+                            double ms = 0;
+                            for (int kb = 0; kb <= qb; kb++) {
+                                if (sc.count()[b][kb] == 0) {
+                                    continue;
+                                }
+                                double w = Math.exp(g * s[kb] + sc.logKeys(b, qb, kb) - max);
+                                z += w;
+                                e1 += w * s[kb];
+                                e2 += w * s[kb] * s[kb];
+                                mTot += m[b][h][qb][kb];
+                                ms += m[b][h][qb][kb] * s[kb];
+                            }
+                            e1 /= z;
+                            e2 /= z;
+                            grad += mTot * e1 - ms;
+                            hess += mTot * Math.max(e2 - e1 * e1, 0);
+                        }
+                    }
+                }
+                if (hess <= 1e-12) {
+                    break;
+                }
+                double step = grad / hess;
+                g = Math.max(0, g - step);
+                if (Math.abs(step) < 1e-7 * Math.max(1, Math.abs(g))) {
+                    break;
+                }
+            }
+            gamma[h] = (float) g;
+        }
+    }
+}

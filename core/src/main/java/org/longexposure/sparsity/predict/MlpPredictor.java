@@ -1,0 +1,127 @@
+package org.longexposure.sparsity.predict;
+
+import java.util.Arrays;
+import org.longexposure.backend.Backend;
+import org.longexposure.backend.NeuronLayout;
+import org.longexposure.sparsity.mask.NeuronLayouts;
+
+/**
+ * One layer's MLP neuron-block predictor (design note 5.2 and 13: a per-layer linear scorer of the MLP input; one
+ * neuron block BN shared by predictor, layout and kernels): predicts, per token, how many neurons of each block are
+ * active, and chooses each token block's neuron blocks by score.
+ *
+ * <pre>
+ * score    â[t][j] = clamp(W[j]·x_t + b[j], 0, w_j)          x_t (C) the MLP input, w_j the block's width
+ * union    Ŝ[R][j] = Σ_{real t in R} â[t][j]                  per token block R of {@code tokenBlock} rows
+ * layout   per R: the blocks of largest Ŝ until they cover {@code coverage} of Σ_j Ŝ[R][j]; coverage ≥ 1 keeps
+ *          every block (of a token block with a real row); a token block of padding only computes nothing
+ * </pre>
+ * W, b are the least-squares fit of the true counts a[t][j] = #{n in block j : h[t, n] > 0} on the training tokens
+ * (closed form, ridge-regularised normal equations), so Ŝ estimates the active (token, neuron) pairs a block
+ * holds in R, and the kept share of Σ Ŝ estimates the recall, the fraction of true active neurons kept.
+ * {@code coverage} is calibrated on training data so that the realised recall reaches the target (see
+ * {@link PredictorFit}). Parameters: {@code weight} (nb, C + 1), the last column being b, float.
+ */
+public final class MlpPredictor {
+    final int dim;
+    final int ffn;
+    final int neuronBlock;
+    final int tokenBlock;
+    final float[] weight;
+    double coverage;
+
+    MlpPredictor(int dim, int ffn, int neuronBlock, int tokenBlock, float[] weight, double coverage) {
+        int nb = NeuronLayouts.blockCount(ffn, neuronBlock);
+        if (weight.length != nb * (dim + 1)) {
+            throw new IllegalArgumentException("MLP predictor: expected a weight of " + nb + " x " + (dim + 1)
+                    + ", got " + weight.length + " values");
+        }
+        if (tokenBlock < 1) {
+            throw new IllegalArgumentException("MLP predictor: token block must be >= 1, got " + tokenBlock);
+        }
+        this.dim = dim;
+        this.ffn = ffn;
+        this.neuronBlock = neuronBlock;
+        this.tokenBlock = tokenBlock;
+        this.weight = weight;
+        this.coverage = coverage;
+    }
+
+    public int neuronBlock() {
+        return neuronBlock;
+    }
+
+    public int tokenBlock() {
+        return tokenBlock;
+    }
+
+    /** The calibrated fraction of each token block's predicted activity the layout covers (≥ 1: every block). */
+    public double coverage() {
+        return coverage;
+    }
+
+    int numBlocks() {
+        return NeuronLayouts.blockCount(ffn, neuronBlock);
+    }
+
+    /** Ŝ[R][j] for the MLP input x (rows, C) on the host. */
+    double[][] blockScores(float[] x, int[] mask, int rows) {
+        int nb = numBlocks();
+        int d = dim + 1;
+        double[][] s = new double[(rows + tokenBlock - 1) / tokenBlock][nb];
+        for (int t = 0; t < rows; t++) {
+            if (mask[t] == 0) {
+                continue;
+            }
+            int off = t * dim;
+            for (int j = 0; j < nb; j++) {
+                int w = j * d;
+                double z = weight[w + dim];
+                for (int e = 0; e < dim; e++) {
+                    z += weight[w + e] * x[off + e];
+                }
+                int width = Math.min(neuronBlock, ffn - j * neuronBlock);
+                s[t / tokenBlock][j] += Math.min(Math.max(z, 0), width);
+            }
+        }
+        return s;
+    }
+
+    /** The kept blocks [nTB][nb] for scores Ŝ and the real rows per token block. */
+    static boolean[][] select(double[][] scores, int[] realRows, double coverage) {
+        int nb = scores.length == 0 ? 0 : scores[0].length;
+        boolean[][] keep = new boolean[scores.length][nb];
+        Integer[] order = new Integer[nb];
+        for (int r = 0; r < scores.length; r++) {
+            if (realRows[r] == 0) {
+                continue;
+            }
+            if (coverage >= 1) {
+                Arrays.fill(keep[r], true);
+                continue;
+            }
+            double[] row = scores[r];
+            double total = 0;
+            for (int j = 0; j < nb; j++) {
+                order[j] = j;
+                total += row[j];
+            }
+            Arrays.sort(order, (a, b) -> Double.compare(row[b], row[a]));
+            double covered = 0;
+            for (int i = 0; i < nb && covered < coverage * total; i++) {
+                keep[r][order[i]] = true;
+                covered += row[order[i]];
+            }
+        }
+        return keep;
+    }
+
+    boolean[][] keep(float[] x, int[] mask, int rows) {
+        return select(blockScores(x, mask, rows), GroundTruth.realRows(mask, rows, tokenBlock), coverage);
+    }
+
+    /** The layout for the MLP input x (rows, C) of one micro-batch, allocated on {@code be}. */
+    public NeuronLayout layout(Backend be, float[] x, int[] mask, int rows) {
+        return NeuronLayouts.fromBooleans(keep(x, mask, rows), rows, tokenBlock, ffn, neuronBlock, be);
+    }
+}

@@ -1,0 +1,433 @@
+package org.longexposure.sparsity.predict;
+
+import com.fasterxml.jackson.databind.ObjectMapper;
+import com.fasterxml.jackson.databind.node.ArrayNode;
+import com.fasterxml.jackson.databind.node.ObjectNode;
+import java.util.ArrayList;
+import java.util.List;
+import org.longexposure.backend.Activation;
+import org.longexposure.backend.Backend;
+import org.longexposure.backend.Tensors;
+import org.longexposure.io.data.Batch;
+import org.longexposure.model.CausalLm;
+import org.longexposure.model.ForwardState;
+import org.longexposure.model.LayerActivations;
+import org.longexposure.model.ModelConfig;
+import org.longexposure.model.SparsityPlan;
+
+/**
+ * Fits {@link Predictors} on dense forwards of training micro-batches and scores them on held-out ones.
+ *
+ * <p>Fit, three passes over the training micro-batches (each a dense, dropout-free forward; only real tokens count):
+ * <ol>
+ *   <li>Sufficient statistics per layer, accumulated in float64: for the attention input x, FᵀF, Fᵀq and Fᵀk with
+ *       F = [x, 1] (N, C+1); for the MLP input, FᵀF and Fᵀa with a the true per-token block counts. Ridge solves
+ *       give the affine maps x → q, x → k (hence the attention predictor by truncated SVD) and the MLP scorer.</li>
+ *   <li>The attention temperatures γ_h, by Newton steps against the true tile masses (q, k, lse recomputed).</li>
+ *   <li>Calibration: per layer, the smallest coverage on a grid (0.30, 0.31, …, 0.99, then 1 = dense) whose realised
+ *       recall over the training micro-batches reaches the target (attention: fraction of the true probability mass
+ *       inside the kept tiles; MLP: fraction of the true active (token, neuron) pairs inside the kept blocks).</li>
+ * </ol>
+ * Memory: the statistics, (C+1)² + 2·(C+1)·C + (C+1)·nb doubles per layer, and per training micro-batch its raw
+ * tile scores, true tile masses and MLP block scores and counts (small: O(B·NH·nQB² + nTB·nb)).
+ *
+ * <p>{@link #evaluate}: on each micro-batch, the dense forward's true masses and counts against the layouts the
+ * predictors choose from the same forward's layer inputs, per layer: recall, realised density (attention: kept
+ * tiles / causal tiles; MLP: computed (real row, neuron) pairs / all), and the oracle density (attention: the
+ * fewest tiles reaching the target mass in every query-block row, diagonal and sink included, knowing the truth,
+ * so it can exceed a predictor's density that meets the target only on the total; MLP: the true union of active
+ * blocks per token block, the lossless minimum).
+ */
+public final class PredictorFit {
+    private static final double RIDGE = 1e-4;
+
+    private PredictorFit() {
+    }
+
+    /**
+     * The fitting constants.
+     *
+     * @param attnBlock   tokens per attention tile side (the kernel block)
+     * @param rank        R of the per-head projections
+     * @param attnMass    target fraction of the true attention mass kept, in (0, 1]
+     * @param neuronBlock BN, neurons per MLP block
+     * @param tokenBlock  rows per MLP token block
+     * @param mlpRecall   target fraction of true active neurons kept, in (0, 1]
+     */
+    public record Config(int attnBlock, int rank, double attnMass, int neuronBlock, int tokenBlock,
+                         double mlpRecall) {
+        public Config {
+            if (attnBlock < 1 || rank < 1 || neuronBlock < 1 || tokenBlock < 1) {
+                throw new IllegalArgumentException("predictor fit: attention block, rank, neuron block and token"
+                        + " block must be >= 1, got " + attnBlock + ", " + rank + ", " + neuronBlock + ", "
+                        + tokenBlock);
+            }
+            if (!(attnMass > 0 && attnMass <= 1) || !(mlpRecall > 0 && mlpRecall <= 1)) {
+                throw new IllegalArgumentException("predictor fit: attention mass and MLP recall targets must be in"
+                        + " (0, 1], got " + attnMass + " and " + mlpRecall);
+            }
+        }
+    }
+
+    /** One layer's held-out numbers. */
+    public record LayerReport(int layer, double attnRecall, double attnDensity, double attnOracleDensity,
+                              double attnCoverage, double mlpRecall, double mlpDensity, double mlpOracleDensity,
+                              double mlpCoverage) {
+    }
+
+    /** Held-out numbers per layer plus the counts they come from; {@link #toJson()} for reports. */
+    public record Report(Config config, int microBatches, long realTokens, List<LayerReport> layers) {
+        public Report {
+            layers = List.copyOf(layers);
+        }
+
+        public ObjectNode toJson() {
+            ObjectNode root = new ObjectMapper().createObjectNode();
+            ObjectNode c = root.putObject("config");
+            c.put("attn_block", config.attnBlock());
+            c.put("rank", config.rank());
+            c.put("attn_mass", config.attnMass());
+            c.put("neuron_block", config.neuronBlock());
+            c.put("token_block", config.tokenBlock());
+            c.put("mlp_recall", config.mlpRecall());
+            root.put("micro_batches", microBatches);
+            root.put("real_tokens", realTokens);
+            ArrayNode ls = root.putArray("layers");
+            for (LayerReport l : layers) {
+                ObjectNode o = ls.addObject();
+                o.put("layer", l.layer());
+                o.put("attn_recall", l.attnRecall());
+                o.put("attn_density", l.attnDensity());
+                o.put("attn_oracle_density", l.attnOracleDensity());
+                o.put("attn_coverage", l.attnCoverage());
+                if (!Double.isNaN(l.mlpRecall())) {
+                    o.put("mlp_recall", l.mlpRecall());
+                    o.put("mlp_density", l.mlpDensity());
+                    o.put("mlp_oracle_density", l.mlpOracleDensity());
+                    o.put("mlp_coverage", l.mlpCoverage());
+                }
+            }
+            return root;
+        }
+    }
+
+    /** One micro-batch's host copies of one layer's saved activations. */
+    private record Layer(float[] attnIn, float[] q, float[] k, float[] lse, float[] mlpIn, float[] h) {
+        static Layer read(Backend be, LayerActivations a, boolean mlp) {
+            return new Layer(Tensors.toFloats(be, a.attnIn()), Tensors.toFloats(be, a.q()), Tensors.toFloats(be,
+                    a.k()), Tensors.toFloats(be, a.lse()), mlp ? Tensors.toFloats(be, a.mlpIn()) : null,
+                    mlp ? Tensors.toFloats(be, a.ffnHidden()) : null);
+        }
+    }
+
+    private static ForwardState denseState(CausalLm lm, List<Batch> batches) {
+        if (batches.isEmpty()) {
+            throw new IllegalArgumentException("predictor fit: no micro-batch");
+        }
+        lm.sparsity(SparsityPlan.DENSE);
+        int maxB = batches.stream().mapToInt(Batch::batchSize).max().orElseThrow();
+        int maxT = batches.stream().mapToInt(Batch::seqLen).max().orElseThrow();
+        return lm.allocate(maxB, maxT);
+    }
+
+    /** Fits predictors for {@code lm} (whose tensors live on {@code be}) on the training micro-batches. */
+    public static Predictors fit(Backend be, CausalLm lm, List<Batch> train, Config cfg) {
+        ModelConfig mc = lm.config();
+        int layers = mc.numLayers();
+        int c = mc.hiddenSize();
+        int d = c + 1;
+        boolean relu = mc.activation() == Activation.RELU;
+        int nb = (mc.ffnDim() + cfg.neuronBlock() - 1) / cfg.neuronBlock();
+        ForwardState st = denseState(lm, train);
+        double[][] xtxA = new double[layers][d * d];
+        double[][] xtq = new double[layers][d * c];
+        double[][] xtk = new double[layers][d * c];
+        double[][] xtxM = new double[layers][relu ? d * d : 0];
+        double[][] xty = new double[layers][relu ? d * nb : 0];
+        for (Batch b : train) {
+            lm.forward(st, b, false);
+            int[] mask = b.attentionMask();
+            for (int l = 0; l < layers; l++) {
+                Layer a = Layer.read(be, st.layer(l), relu);
+                accumulate(xtxA[l], xtq[l], a.attnIn(), a.q(), mask, c, c);
+                accumulate(null, xtk[l], a.attnIn(), a.k(), mask, c, c);
+                if (relu) {
+                    double[][] act = GroundTruth.tokenActivity(a.h(), mask, mask.length, mc.ffnDim(),
+                            cfg.neuronBlock());
+                    float[] y = new float[mask.length * nb];
+                    for (int t = 0; t < mask.length; t++) {
+                        for (int j = 0; j < nb; j++) {
+                            y[t * nb + j] = (float) act[t][j];
+                        }
+                    }
+                    accumulate(xtxM[l], xty[l], a.mlpIn(), y, mask, c, nb);
+                }
+            }
+        }
+        List<AttentionPredictor> attn = new ArrayList<>();
+        List<MlpPredictor> mlp = new ArrayList<>();
+        for (int l = 0; l < layers; l++) {
+            symmetrize(xtxA[l], d);
+            double[] aq = Linalg.ridgeSolve(xtxA[l], xtq[l], d, c, RIDGE);
+            double[] ak = Linalg.ridgeSolve(xtxA[l], xtk[l], d, c, RIDGE);
+            attn.add(AttentionPredictor.fromAffineMaps(aq, ak, c, mc.numHeads(), cfg.rank(), cfg.attnBlock()));
+            if (relu) {
+                symmetrize(xtxM[l], d);
+                double[] wm = Linalg.ridgeSolve(xtxM[l], xty[l], d, nb, RIDGE);
+                float[] weight = new float[nb * d];
+                for (int j = 0; j < nb; j++) {
+                    for (int e = 0; e < d; e++) {
+                        weight[j * d + e] = (float) wm[e * nb + j];
+                    }
+                }
+                mlp.add(new MlpPredictor(c, mc.ffnDim(), cfg.neuronBlock(), cfg.tokenBlock(), weight, 1.0));
+            }
+        }
+        // pass 2: temperatures; keep what calibration needs
+        List<List<AttentionPredictor.Scores>> scores = new ArrayList<>();
+        List<List<double[][][][]>> masses = new ArrayList<>();
+        List<List<double[][]>> mlpScores = new ArrayList<>();
+        List<List<double[][]>> mlpTruth = new ArrayList<>();
+        List<int[]> realRows = new ArrayList<>();
+        for (int l = 0; l < layers; l++) {
+            scores.add(new ArrayList<>());
+            masses.add(new ArrayList<>());
+            mlpScores.add(new ArrayList<>());
+            mlpTruth.add(new ArrayList<>());
+        }
+        for (Batch b : train) {
+            lm.forward(st, b, false);
+            int[] mask = b.attentionMask();
+            realRows.add(GroundTruth.realRows(mask, mask.length, cfg.tokenBlock()));
+            for (int l = 0; l < layers; l++) {
+                Layer a = Layer.read(be, st.layer(l), relu);
+                scores.get(l).add(attn.get(l).scores(a.attnIn(), mask, b.batchSize(), b.seqLen()));
+                masses.get(l).add(GroundTruth.tileMass(a.q(), a.k(), a.lse(), mask, b.batchSize(), b.seqLen(),
+                        mc.numHeads(), mc.headSize(), cfg.attnBlock()));
+                if (relu) {
+                    mlpScores.get(l).add(mlp.get(l).blockScores(a.mlpIn(), mask, mask.length));
+                    mlpTruth.get(l).add(GroundTruth.blockActivity(GroundTruth.tokenActivity(a.h(), mask,
+                            mask.length, mc.ffnDim(), cfg.neuronBlock()), cfg.tokenBlock()));
+                }
+            }
+        }
+        for (int l = 0; l < layers; l++) {
+            AttentionPredictor p = attn.get(l);
+            p.fitTemperature(scores.get(l), masses.get(l));
+            // pass 3: calibration of the coverage on the training micro-batches
+            List<double[][][][]> dists = new ArrayList<>();
+            for (AttentionPredictor.Scores sc : scores.get(l)) {
+                dists.add(p.distribution(sc));
+            }
+            p.coverage = 1;
+            for (int g = 30; g < 100; g++) {
+                double cov = g / 100.0;
+                double kept = 0;
+                double total = 0;
+                for (int mb = 0; mb < dists.size(); mb++) {
+                    boolean[][][] keep = AttentionPredictor.select(dists.get(mb), mc.numHeads(),
+                            scores.get(l).get(mb).nQB(), cov);
+                    double[] kt = attnKept(keep, masses.get(l).get(mb));
+                    kept += kt[0];
+                    total += kt[1];
+                }
+                if (kept >= cfg.attnMass() * total) {
+                    p.coverage = cov;
+                    break;
+                }
+            }
+            if (relu) {
+                MlpPredictor m = mlp.get(l);
+                m.coverage = 1;
+                for (int g = 30; g < 100; g++) {
+                    double cov = g / 100.0;
+                    double kept = 0;
+                    double total = 0;
+                    for (int mb = 0; mb < train.size(); mb++) {
+                        boolean[][] keep = MlpPredictor.select(mlpScores.get(l).get(mb), realRows.get(mb), cov);
+                        double[] kt = mlpKept(keep, mlpTruth.get(l).get(mb));
+                        kept += kt[0];
+                        total += kt[1];
+                    }
+                    if (kept >= cfg.mlpRecall() * total) {
+                        m.coverage = cov;
+                        break;
+                    }
+                }
+            }
+        }
+        return new Predictors(attn, mlp);
+    }
+
+    /** FᵀF += over real rows (when xtx is not null) and FᵀY += with F = [x, 1] (rows, C+1), Y (rows, m). */
+    private static void accumulate(double[] xtx, double[] xty, float[] x, float[] y, int[] mask, int c, int m) {
+        int d = c + 1;
+        double[] f = new double[d];
+        for (int t = 0; t < mask.length; t++) {
+            if (mask[t] == 0) {
+                continue;
+            }
+            for (int e = 0; e < c; e++) {
+                f[e] = x[t * c + e];
+            }
+            f[c] = 1;
+            if (xtx != null) {
+                for (int i = 0; i < d; i++) {
+                    double fi = f[i];
+                    int row = i * d;
+                    for (int j = i; j < d; j++) {   // upper triangle; symmetrize() mirrors it
+                        xtx[row + j] += fi * f[j];
+                    }
+                }
+            }
+            for (int i = 0; i < d; i++) {
+                double fi = f[i];
+                int row = i * m;
+                int yOff = t * m;
+                for (int j = 0; j < m; j++) {
+                    xty[row + j] += fi * y[yOff + j];
+                }
+            }
+        }
+    }
+
+    private static void symmetrize(double[] a, int d) {
+        for (int i = 0; i < d; i++) {
+            for (int j = 0; j < i; j++) {
+                a[i * d + j] = a[j * d + i];
+            }
+        }
+    }
+
+    /** {kept mass, total mass} of the true tile masses [B][NH][nQB][nQB] under the tile grid keep[NH][..][..]. */
+    static double[] attnKept(boolean[][][] keep, double[][][][] mass) {
+        double kept = 0;
+        double total = 0;
+        for (double[][][] seq : mass) {
+            for (int h = 0; h < seq.length; h++) {
+                for (int qb = 0; qb < seq[h].length; qb++) {
+                    for (int kb = 0; kb <= qb; kb++) {
+                        total += seq[h][qb][kb];
+                        kept += keep[h][qb][kb] ? seq[h][qb][kb] : 0;
+                    }
+                }
+            }
+        }
+        return new double[] {kept, total};
+    }
+
+    /** {kept, total} active (token, neuron) pairs of the true block counts [nTB][nb] under keep[nTB][nb]. */
+    static double[] mlpKept(boolean[][] keep, double[][] truth) {
+        double kept = 0;
+        double total = 0;
+        for (int r = 0; r < truth.length; r++) {
+            for (int j = 0; j < truth[r].length; j++) {
+                total += truth[r][j];
+                kept += keep[r][j] ? truth[r][j] : 0;
+            }
+        }
+        return new double[] {kept, total};
+    }
+
+    /** Scores {@code predictors} on the micro-batches (see the class comment). */
+    public static Report evaluate(Backend be, CausalLm lm, Predictors predictors, List<Batch> batches, Config cfg) {
+        ModelConfig mc = lm.config();
+        int layers = mc.numLayers();
+        int nh = mc.numHeads();
+        boolean relu = predictors.mlp(0) != null;
+        ForwardState st = denseState(lm, batches);
+        double[][] acc = new double[layers][7]; // attn kept, total, tiles, causal, oracle tiles; mlp kept, total
+        double[][] mlpAcc = new double[layers][3]; // computed pairs, oracle pairs, real rows × H
+        long realTokens = 0;
+        for (Batch b : batches) {
+            lm.forward(st, b, false);
+            int[] mask = b.attentionMask();
+            int bsz = b.batchSize();
+            int t = b.seqLen();
+            for (int m : mask) {
+                realTokens += m != 0 ? 1 : 0;
+            }
+            for (int l = 0; l < layers; l++) {
+                Layer a = Layer.read(be, st.layer(l), relu);
+                AttentionPredictor ap = predictors.attention(l);
+                boolean[][][] keep = ap.keep(a.attnIn(), mask, bsz, t);
+                double[][][][] mass = GroundTruth.tileMass(a.q(), a.k(), a.lse(), mask, bsz, t, nh, mc.headSize(),
+                        ap.block());
+                double[] kt = attnKept(keep, mass);
+                acc[l][0] += kt[0];
+                acc[l][1] += kt[1];
+                int nQB = keep[0].length;
+                for (int h = 0; h < nh; h++) {
+                    for (int qb = 0; qb < nQB; qb++) {
+                        for (int kb = 0; kb <= qb; kb++) {
+                            acc[l][2] += keep[h][qb][kb] ? 1 : 0;
+                        }
+                    }
+                }
+                acc[l][3] += (double) nh * nQB * (nQB + 1) / 2;
+                acc[l][4] += oracleTiles(mass, nh, nQB, cfg.attnMass());
+                if (relu) {
+                    MlpPredictor mp = predictors.mlp(l);
+                    boolean[][] mk = mp.keep(a.mlpIn(), mask, mask.length);
+                    double[][] truth = GroundTruth.blockActivity(GroundTruth.tokenActivity(a.h(), mask, mask.length,
+                            mc.ffnDim(), mp.neuronBlock()), mp.tokenBlock());
+                    double[] mkt = mlpKept(mk, truth);
+                    acc[l][5] += mkt[0];
+                    acc[l][6] += mkt[1];
+                    int[] real = GroundTruth.realRows(mask, mask.length, mp.tokenBlock());
+                    for (int r = 0; r < mk.length; r++) {
+                        for (int j = 0; j < mk[r].length; j++) {
+                            int width = Math.min(mp.neuronBlock(), mc.ffnDim() - j * mp.neuronBlock());
+                            mlpAcc[l][0] += mk[r][j] ? (double) real[r] * width : 0;
+                            mlpAcc[l][1] += truth[r][j] > 0 ? (double) real[r] * width : 0;
+                        }
+                        mlpAcc[l][2] += (double) real[r] * mc.ffnDim();
+                    }
+                }
+            }
+        }
+        List<LayerReport> out = new ArrayList<>();
+        for (int l = 0; l < layers; l++) {
+            double[] x = acc[l];
+            double[] y = mlpAcc[l];
+            out.add(new LayerReport(l, x[0] / x[1], x[2] / x[3], x[4] / x[3], predictors.attention(l).coverage(),
+                    relu ? x[5] / x[6] : Double.NaN, relu ? y[0] / y[2] : Double.NaN, relu ? y[1] / y[2] : Double.NaN,
+                    relu ? predictors.mlp(l).coverage() : Double.NaN));
+        }
+        return new Report(cfg, batches.size(), realTokens, out);
+    }
+
+    /**
+     * The fewest tiles per head and query-block row that reach {@code target} of the row's true micro-batch mass,
+     * diagonal and sink included (what a perfect predictor under the same forced tiles would keep), summed.
+     */
+    private static double oracleTiles(double[][][][] mass, int nh, int nQB, double target) {
+        double tiles = 0;
+        double[] agg = new double[nQB];
+        for (int h = 0; h < nh; h++) {
+            for (int qb = 0; qb < nQB; qb++) {
+                java.util.Arrays.fill(agg, 0);
+                double total = 0;
+                for (double[][][] seq : mass) {
+                    for (int kb = 0; kb <= qb; kb++) {
+                        agg[kb] += seq[h][qb][kb];
+                        total += seq[h][qb][kb];
+                    }
+                }
+                double covered = agg[qb] + (qb > 0 ? agg[0] : 0);
+                int kept = qb > 0 ? 2 : 1;
+                double[] rest = new double[Math.max(0, qb - 1)];
+                for (int kb = 1; kb < qb; kb++) {
+                    rest[kb - 1] = agg[kb];
+                }
+                java.util.Arrays.sort(rest);
+                for (int r = rest.length - 1; r >= 0 && covered < target * total; r--) {
+                    covered += rest[r];
+                    kept++;
+                }
+                tiles += kept;
+            }
+        }
+        return tiles;
+    }
+}

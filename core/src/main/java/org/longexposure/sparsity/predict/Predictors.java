@@ -1,0 +1,206 @@
+package org.longexposure.sparsity.predict;
+
+import com.fasterxml.jackson.databind.JsonNode;
+import com.fasterxml.jackson.databind.ObjectMapper;
+import com.fasterxml.jackson.databind.node.ArrayNode;
+import com.fasterxml.jackson.databind.node.ObjectNode;
+import java.io.IOException;
+import java.io.UncheckedIOException;
+import java.lang.foreign.Arena;
+import java.nio.file.Files;
+import java.nio.file.Path;
+import java.nio.file.StandardCopyOption;
+import java.util.ArrayList;
+import java.util.LinkedHashMap;
+import java.util.List;
+import java.util.Map;
+import org.longexposure.backend.Backend;
+import org.longexposure.backend.BlockLayout;
+import org.longexposure.backend.NeuronLayout;
+import org.longexposure.backend.Tensors;
+import org.longexposure.io.InputFormatException;
+import org.longexposure.io.safetensors.SafetensorsFile;
+import org.longexposure.io.safetensors.SafetensorsWriter;
+import org.longexposure.model.SparsityPlan;
+import org.longexposure.tensor.DType;
+import org.longexposure.tensor.Tensor;
+
+/**
+ * A model's fitted predictors, one {@link AttentionPredictor} and (ReLU models) one {@link MlpPredictor} per layer,
+ * as a {@link SparsityPlan} and as files.
+ *
+ * <p>Files, in one folder: {@code predictors.safetensors} (F32) with {@code layers.<l>.attn.q} and
+ * {@code layers.<l>.attn.k} (NH, C+1, R), {@code layers.<l>.attn.gamma} (NH) and {@code layers.<l>.mlp.weight}
+ * (nb, C+1), the last column the bias; and {@code predictors.json}: {@code format} ("longexposure-predictors"),
+ * {@code version} 1, {@code hidden_size}, {@code num_heads}, {@code ffn_dim}, {@code attn_block}, {@code rank},
+ * {@code neuron_block}, {@code token_block} and per layer {@code attn_coverage} and {@code mlp_coverage} (null when
+ * the layer has no MLP predictor). Each file is written to a temporary name and renamed into place, the JSON last,
+ * so a reader sees either the previous pair or the new one's tensors before its JSON.
+ */
+public final class Predictors {
+    public static final String TENSORS = "predictors.safetensors";
+    public static final String JSON = "predictors.json";
+    private static final String FORMAT = "longexposure-predictors";
+
+    private final List<AttentionPredictor> attention;
+    private final List<MlpPredictor> mlp;
+
+    /** @param mlp one per layer, or an empty list for a model without a ReLU MLP */
+    public Predictors(List<AttentionPredictor> attention, List<MlpPredictor> mlp) {
+        if (attention.isEmpty() || (!mlp.isEmpty() && mlp.size() != attention.size())) {
+            throw new IllegalArgumentException("predictors: need one attention predictor per layer and zero or as"
+                    + " many MLP predictors, got " + attention.size() + " and " + mlp.size());
+        }
+        this.attention = List.copyOf(attention);
+        this.mlp = List.copyOf(mlp);
+    }
+
+    public int numLayers() {
+        return attention.size();
+    }
+
+    public AttentionPredictor attention(int layer) {
+        return attention.get(layer);
+    }
+
+    /** The layer's MLP predictor, or null when the model has none (non-ReLU). */
+    public MlpPredictor mlp(int layer) {
+        return mlp.isEmpty() ? null : mlp.get(layer);
+    }
+
+    /**
+     * A plan that predicts each layer's layouts from its input on every micro-batch (host copies of the input
+     * through {@code be}); {@code sparseAttention} / {@code sparseMlp} switch the two sockets on.
+     */
+    public SparsityPlan plan(Backend be, boolean sparseAttention, boolean sparseMlp) {
+        if (sparseMlp && mlp.isEmpty()) {
+            throw new IllegalArgumentException("these predictors have no MLP predictor (the model's MLP is not ReLU)");
+        }
+        return new SparsityPlan() {
+            @Override
+            public BlockLayout attention(int layer, Input in) {
+                return sparseAttention ? attention.get(layer).layout(be, Tensors.toFloats(be, in.x()),
+                        in.attentionMask(), in.batchSize(), in.seqLen()) : null;
+            }
+
+            @Override
+            public NeuronLayout mlp(int layer, Input in) {
+                return sparseMlp ? mlp.get(layer).layout(be, Tensors.toFloats(be, in.x()), in.attentionMask(),
+                        in.rows()) : null;
+            }
+        };
+    }
+
+    /** Writes the two files into {@code dir} (created if missing). */
+    public void save(Path dir) {
+        AttentionPredictor a0 = attention.get(0);
+        try (Arena arena = Arena.ofConfined()) {
+            Map<String, Tensor> tensors = new LinkedHashMap<>();
+            for (int l = 0; l < attention.size(); l++) {
+                AttentionPredictor a = attention.get(l);
+                tensors.put("layers." + l + ".attn.q", host(arena, a.pq, a.numHeads, a.dim + 1, a.rank));
+                tensors.put("layers." + l + ".attn.k", host(arena, a.pk, a.numHeads, a.dim + 1, a.rank));
+                tensors.put("layers." + l + ".attn.gamma", host(arena, a.gamma, a.numHeads));
+                if (!mlp.isEmpty()) {
+                    MlpPredictor m = mlp.get(l);
+                    tensors.put("layers." + l + ".mlp.weight", host(arena, m.weight, m.numBlocks(), m.dim + 1));
+                }
+            }
+            Files.createDirectories(dir);
+            SafetensorsWriter.write(dir.resolve(TENSORS), tensors);
+            ObjectNode root = new ObjectMapper().createObjectNode();
+            root.put("format", FORMAT);
+            root.put("version", 1);
+            root.put("hidden_size", a0.dim);
+            root.put("num_heads", a0.numHeads);
+            root.put("attn_block", a0.block);
+            root.put("rank", a0.rank);
+            if (!mlp.isEmpty()) {
+                root.put("ffn_dim", mlp.get(0).ffn);
+                root.put("neuron_block", mlp.get(0).neuronBlock);
+                root.put("token_block", mlp.get(0).tokenBlock);
+            }
+            ArrayNode layers = root.putArray("layers");
+            for (int l = 0; l < attention.size(); l++) {
+                ObjectNode o = layers.addObject();
+                o.put("attn_coverage", attention.get(l).coverage);
+                if (mlp.isEmpty()) {
+                    o.putNull("mlp_coverage");
+                } else {
+                    o.put("mlp_coverage", mlp.get(l).coverage);
+                }
+            }
+            Path tmp = dir.resolve(JSON + ".tmp");
+            new ObjectMapper().writerWithDefaultPrettyPrinter().writeValue(tmp.toFile(), root);
+            Files.move(tmp, dir.resolve(JSON), StandardCopyOption.REPLACE_EXISTING, StandardCopyOption.ATOMIC_MOVE);
+        } catch (IOException e) {
+            throw new UncheckedIOException("writing predictors to " + dir, e);
+        }
+    }
+
+    private static Tensor host(Arena arena, float[] v, long... dims) {
+        return Tensor.allocateHost(arena, DType.F32, dims).copyFrom(v);
+    }
+
+    /** Reads the files {@link #save} wrote. */
+    public static Predictors load(Path dir) {
+        Path jsonFile = dir.resolve(JSON);
+        JsonNode root;
+        try {
+            root = new ObjectMapper().readTree(jsonFile.toFile());
+        } catch (IOException e) {
+            throw new InputFormatException(jsonFile, "predictors", "cannot be read as JSON: " + e.getMessage(), e);
+        }
+        if (root == null || !FORMAT.equals(root.path("format").asText()) || root.path("version").asInt() != 1) {
+            throw new InputFormatException(jsonFile, "format", "expected \"" + FORMAT + "\" version 1");
+        }
+        int c = intField(jsonFile, root, "hidden_size");
+        int nh = intField(jsonFile, root, "num_heads");
+        int block = intField(jsonFile, root, "attn_block");
+        int rank = intField(jsonFile, root, "rank");
+        boolean hasMlp = root.has("ffn_dim");
+        JsonNode layers = root.path("layers");
+        if (!layers.isArray() || layers.isEmpty()) {
+            throw new InputFormatException(jsonFile, "layers", "expected a non-empty array");
+        }
+        List<AttentionPredictor> attn = new ArrayList<>();
+        List<MlpPredictor> mlps = new ArrayList<>();
+        try (SafetensorsFile f = SafetensorsFile.open(dir.resolve(TENSORS))) {
+            for (int l = 0; l < layers.size(); l++) {
+                JsonNode lj = layers.get(l);
+                attn.add(new AttentionPredictor(nh, c, rank, block,
+                        floats(f, "layers." + l + ".attn.q", (long) nh * (c + 1) * rank),
+                        floats(f, "layers." + l + ".attn.k", (long) nh * (c + 1) * rank),
+                        floats(f, "layers." + l + ".attn.gamma", nh), lj.path("attn_coverage").asDouble(1)));
+                if (hasMlp) {
+                    int ffn = intField(jsonFile, root, "ffn_dim");
+                    int bn = intField(jsonFile, root, "neuron_block");
+                    int tb = intField(jsonFile, root, "token_block");
+                    long nb = (ffn + (long) bn - 1) / bn;
+                    mlps.add(new MlpPredictor(c, ffn, bn, tb, floats(f, "layers." + l + ".mlp.weight",
+                            nb * (c + 1)), lj.path("mlp_coverage").asDouble(1)));
+                }
+            }
+        }
+        return new Predictors(attn, mlps);
+    }
+
+    private static float[] floats(SafetensorsFile f, String name, long expected) {
+        if (!f.contains(name)) {
+            throw new InputFormatException(f.path(), name, "missing tensor");
+        }
+        Tensor t = f.tensor(name);
+        if (t.dtype() != DType.F32 || t.numel() != expected) {
+            throw new InputFormatException(f.path(), name, "expected " + expected + " F32 values, got " + t);
+        }
+        return t.toFloatArray();
+    }
+
+    private static int intField(Path file, JsonNode root, String name) {
+        JsonNode n = root.get(name);
+        if (n == null || !n.canConvertToInt() || n.asInt() < 1) {
+            throw new InputFormatException(file, name, "expected a positive integer, got " + n);
+        }
+        return n.asInt();
+    }
+}

@@ -1,0 +1,181 @@
+package org.longexposure.cuda.backend;
+
+import static org.assertj.core.api.Assertions.assertThat;
+import static org.assertj.core.api.Assertions.assertThatThrownBy;
+
+import java.util.SplittableRandom;
+import org.junit.jupiter.api.AfterAll;
+import org.junit.jupiter.api.BeforeAll;
+import org.junit.jupiter.api.Tag;
+import org.junit.jupiter.api.Test;
+import org.longexposure.backend.LinearOps;
+import org.longexposure.backend.cpu.CpuBackend;
+import org.longexposure.cuda.Gpu;
+import org.longexposure.tensor.DType;
+import org.longexposure.tensor.Tensor;
+
+/**
+ * {@link CudaLinear} against the CPU backend's {@code CpuLinear} on the same numbers: every input is drawn already
+ * rounded to bf16, the CPU runs in f32 on those values, the GPU in bf16 with fp32 accumulation.
+ *
+ * <p>Bounds, as ‖gpu − cpu‖₂ / ‖cpu‖₂: BF16 outputs 1e-2. The only intended difference is the single rounding of
+ * each output element to bf16 (relative error ≤ 2^-9 ≈ 2e-3) plus fp32 summation order (~1e-6); 1e-2 leaves a 5×
+ * margin, while a wrong transpose, stride, bias or alpha gives errors of order 1. F32 outputs (dWeight, dBias)
+ * have no output rounding: 1e-4.
+ */
+@Tag("gpu")
+class CudaLinearDeviceTest {
+    private static CudaBackend gpu;
+    private static CpuBackend cpu;
+
+    @BeforeAll
+    static void open() {
+        gpu = Gpu.openOrSkip();
+        cpu = new CpuBackend(1);
+    }
+
+    @AfterAll
+    static void close() {
+        if (gpu != null) {
+            gpu.close();
+        }
+        if (cpu != null) {
+            cpu.close();
+        }
+    }
+
+    private final SplittableRandom rnd = new SplittableRandom(42);
+
+    @Test
+    void forwardWithFrozenBf16WeightAndF32Bias() {
+        int b = 3;
+        int t = 13;
+        int k = 71;
+        int n = 53;
+        float[] x = Gpu.randomBf16(rnd, b * t * k, 1f);
+        float[] w = Gpu.randomBf16(rnd, n * k, 0.2f);
+        float[] bias = Gpu.randomBf16(rnd, n, 0.5f);
+
+        Tensor out = gpu.allocate(DType.BF16, b, t, n);
+        gpu.linear().linearForward(out, Gpu.upload(gpu, DType.BF16, x, b, t, k), Gpu.upload(gpu, DType.BF16, w, n, k),
+                Gpu.upload(gpu, DType.F32, bias, n));
+        Tensor ref = cpu.allocate(DType.F32, b, t, n);
+        cpu.linear().linearForward(ref, host(x, b, t, k), host(w, n, k), host(bias, n));
+
+        assertThat(Gpu.relativeError(Gpu.download(gpu, out), ref.toFloatArray())).isLessThan(1e-2);
+    }
+
+    @Test
+    void forwardWithBf16BiasAndWithoutBias() {
+        int m = 29;
+        int k = 130;
+        int n = 17;
+        float[] x = Gpu.randomBf16(rnd, m * k, 1f);
+        float[] w = Gpu.randomBf16(rnd, n * k, 0.2f);
+        float[] bias = Gpu.randomBf16(rnd, n, 0.5f);
+        Tensor xd = Gpu.upload(gpu, DType.BF16, x, m, k);
+        Tensor wd = Gpu.upload(gpu, DType.BF16, w, n, k);
+
+        Tensor withBias = gpu.allocate(DType.BF16, m, n);
+        gpu.linear().linearForward(withBias, xd, wd, Gpu.upload(gpu, DType.BF16, bias, n));
+        Tensor ref = cpu.allocate(DType.F32, m, n);
+        cpu.linear().linearForward(ref, host(x, m, k), host(w, n, k), host(bias, n));
+        assertThat(Gpu.relativeError(Gpu.download(gpu, withBias), ref.toFloatArray())).isLessThan(1e-2);
+
+        Tensor noBias = gpu.allocate(DType.BF16, m, n);
+        gpu.linear().linearForward(noBias, xd, wd, null);
+        cpu.linear().linearForward(ref, host(x, m, k), host(w, n, k), null);
+        assertThat(Gpu.relativeError(Gpu.download(gpu, noBias), ref.toFloatArray())).isLessThan(1e-2);
+    }
+
+    @Test
+    void loraForwardWithF32WeightsAccumulates() {
+        int m = 37;
+        int c = 67;
+        int r = 8;
+        float alpha = 2f;
+        float[] x = Gpu.randomBf16(rnd, m * c, 1f);
+        float[] loraA = Gpu.randomBf16(rnd, r * c, 0.3f);
+        float[] loraB = Gpu.randomBf16(rnd, c * r, 0.3f);
+        float[] base = Gpu.randomBf16(rnd, m * c, 1f);
+
+        // h = x·Aᵀ (M, R); out = base + alpha · h·Bᵀ
+        Tensor h = gpu.allocate(DType.BF16, m, r);
+        gpu.linear().linearForward(h, Gpu.upload(gpu, DType.BF16, x, m, c), Gpu.upload(gpu, DType.F32, loraA, r, c),
+                null);
+        Tensor out = Gpu.upload(gpu, DType.BF16, base, m, c);
+        gpu.linear().linearForwardAccumulate(out, h, Gpu.upload(gpu, DType.F32, loraB, c, r), alpha);
+
+        Tensor hRef = cpu.allocate(DType.F32, m, r);
+        cpu.linear().linearForward(hRef, host(x, m, c), host(loraA, r, c), null);
+        float[] hRounded = Gpu.download(gpu, h);
+        assertThat(Gpu.relativeError(hRounded, hRef.toFloatArray())).isLessThan(1e-2);
+        // the second product starts from the GPU's bf16 h, so only its own rounding is measured
+        Tensor outRef = host(base, m, c);
+        cpu.linear().linearForwardAccumulate(outRef, host(hRounded, m, r), host(loraB, c, r), alpha);
+        assertThat(Gpu.relativeError(Gpu.download(gpu, out), outRef.toFloatArray())).isLessThan(1e-2);
+    }
+
+    @Test
+    void backwardInputOverwritesOrAccumulates() {
+        int m = 41;
+        int k = 75;
+        int n = 33;
+        float[] dOut = Gpu.randomBf16(rnd, m * n, 1f);
+        float[] w = Gpu.randomBf16(rnd, n * k, 0.2f);
+        float[] prior = Gpu.randomBf16(rnd, m * k, 1f);
+        for (boolean accumulate : new boolean[] {false, true}) {
+            float alpha = accumulate ? 0.5f : 1f;
+            Tensor dInp = Gpu.upload(gpu, DType.BF16, prior, m, k);
+            gpu.linear().linearBackwardInput(dInp, Gpu.upload(gpu, DType.BF16, dOut, m, n),
+                    Gpu.upload(gpu, DType.BF16, w, n, k), alpha, accumulate);
+            Tensor ref = host(prior, m, k);
+            cpu.linear().linearBackwardInput(ref, host(dOut, m, n), host(w, n, k), alpha, accumulate);
+            assertThat(Gpu.relativeError(Gpu.download(gpu, dInp), ref.toFloatArray()))
+                    .as("accumulate=%s", accumulate).isLessThan(1e-2);
+        }
+    }
+
+    @Test
+    void backwardWeightAccumulatesF32GradientsOfWeightAndBias() {
+        int m = 45;
+        int k = 27;
+        int n = 39;
+        float alpha = 0.25f;
+        float[] dOut = Gpu.randomBf16(rnd, m * n, 1f);
+        float[] x = Gpu.randomBf16(rnd, m * k, 1f);
+        float[] dW0 = Gpu.randomBf16(rnd, n * k, 1f);
+        float[] dB0 = Gpu.randomBf16(rnd, n, 1f);
+
+        Tensor dW = Gpu.upload(gpu, DType.F32, dW0, n, k);
+        Tensor dB = Gpu.upload(gpu, DType.F32, dB0, n);
+        gpu.linear().linearBackwardWeight(dW, dB, Gpu.upload(gpu, DType.BF16, dOut, m, n),
+                Gpu.upload(gpu, DType.BF16, x, m, k), alpha);
+        Tensor dWRef = host(dW0, n, k);
+        Tensor dBRef = host(dB0, n);
+        cpu.linear().linearBackwardWeight(dWRef, dBRef, host(dOut, m, n), host(x, m, k), alpha);
+
+        assertThat(Gpu.relativeError(Gpu.download(gpu, dW), dWRef.toFloatArray())).isLessThan(1e-4);
+        assertThat(Gpu.relativeError(Gpu.download(gpu, dB), dBRef.toFloatArray())).isLessThan(1e-4);
+    }
+
+    @Test
+    void wrongDtypesAreRejectedNamingTheOperand() {
+        LinearOps lin = gpu.linear();
+        Tensor x32 = gpu.allocate(DType.F32, 4, 6);
+        Tensor w = gpu.allocate(DType.BF16, 5, 6);
+        Tensor out = gpu.allocate(DType.BF16, 4, 5);
+        assertThatThrownBy(() -> lin.linearForward(out, x32, w, null)).isInstanceOf(IllegalArgumentException.class)
+                .hasMessageContaining("linearForward (M, K) operand").hasMessageContaining("bf16");
+        Tensor w16 = gpu.allocate(DType.F16, 5, 6);
+        Tensor x = gpu.allocate(DType.BF16, 4, 6);
+        assertThatThrownBy(() -> lin.linearForward(out, x, w16, null)).isInstanceOf(IllegalArgumentException.class)
+                .hasMessageContaining("linear weight: dtype f16");
+    }
+
+    private static Tensor host(float[] v, long... dims) {
+        Tensor t = cpu.allocate(DType.F32, dims);
+        t.copyFrom(v);
+        return t;
+    }
+}
