@@ -47,6 +47,11 @@ public final class CudaBackend implements Backend {
     private final CublasGemm gemm;
     private final CudaLinear linear;
     private final CudaAttention attention;
+    private final CudaNorm norm;
+    private final CudaActivation activation;
+    private final CudaEmbedding embedding;
+    private final CudaLoss loss;
+    private final CudaOptim optim;
 
     private CudaBackend(CudaOptions options) {
         this.options = options;
@@ -59,6 +64,11 @@ public final class CudaBackend implements Backend {
             gemm = own(CublasGemm.open(ctx, options.libDirs()));
             linear = new CudaLinear(this);
             attention = new CudaAttention(this);
+            norm = new CudaNorm(this);
+            activation = new CudaActivation(this);
+            embedding = new CudaEmbedding(this);
+            loss = new CudaLoss(this);
+            optim = new CudaOptim(this, activation);
         } catch (RuntimeException e) {
             closeOwned(e);
             throw e;
@@ -219,27 +229,27 @@ public final class CudaBackend implements Backend {
 
     @Override
     public NormOps norm() {
-        throw notYet("norm");
+        return norm;
     }
 
     @Override
     public ActivationOps activation() {
-        throw notYet("activation");
+        return activation;
     }
 
     @Override
     public EmbeddingOps embedding() {
-        throw notYet("embedding");
+        return embedding;
     }
 
     @Override
     public LossOps loss() {
-        throw notYet("loss");
+        return loss;
     }
 
     @Override
     public OptimOps optim() {
-        throw notYet("optim");
+        return optim;
     }
 
     @Override
