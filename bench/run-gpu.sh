@@ -23,6 +23,10 @@ cases="${LE_CASES:-opt-1.3b:512,1024,2048 opt-2.7b:512,1024 opt-350m:512 opt-2.7
 main() {
 # --- Java runtime and class path from what travelled
 java_bin="$(find .travel -path '*/bin/java' -type f 2>/dev/null | head -n 1)"
+if [ -z "$java_bin" ] && [ -f .travel/jre.tar.xz ]; then
+  mkdir -p "$work/jre" && tar -xJf .travel/jre.tar.xz -C "$work/jre"
+  java_bin="$(find "$work/jre" -path '*/bin/java' -type f | head -n 1)"
+fi
 if [ -z "$java_bin" ]; then
   tgz="$(find .travel -name '*.tgz' -o -name '*.tar.gz' 2>/dev/null | head -n 1)"
   if [ -n "$tgz" ]; then

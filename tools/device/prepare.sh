@@ -5,7 +5,7 @@
 #   .travel/jre.tar.xz  a jlink runtime (JDK 25) with just the modules the jars need
 #   .travel/run-tests.sh  the device-side test runner (a copy of tools/device/run-tests.sh)
 # Usage: JAVA_HOME=<JDK 25> tools/device/prepare.sh [--with-bench]
-#   --with-bench  also pack the bench module and JMH (about 3 MB more)
+#   --with-bench  also pack the bench module (its GPU step benchmark; JMH stays behind)
 # The whole folder must stay small enough to travel with a GPU job (about 22 MiB); the script prints its size.
 set -euo pipefail
 
@@ -43,7 +43,8 @@ fi
 if (( with_bench )) && ls bench/target/longexposure-bench*.jar >/dev/null 2>&1; then
   cp bench/target/longexposure-bench*.jar "$out/lib/"
   [[ -d bench/target/lib ]] && for j in bench/target/lib/*.jar; do
-    case "$(basename "$j")" in longexposure-*) ;; *) cp -n "$j" "$out/lib/" ;; esac
+    # JMH and its dependencies stay behind: the device runs the plain-main GPU benchmarks only.
+    case "$(basename "$j")" in longexposure-*|jmh-*|jopt-simple-*|commons-math3-*) ;; *) cp -n "$j" "$out/lib/" ;; esac
   done
 fi
 

@@ -144,6 +144,10 @@ final class FinetuneCommand implements Callable<Integer> {
     @Option(names = "--save-every", defaultValue = "0", description = "checkpoint every N steps (0: only at the end)")
     int saveEvery;
 
+    @Option(names = "--no-plot", description = "skip loss.png (for runtimes without the plotting library, e.g. a "
+            + "trimmed runtime on a GPU machine); metrics.jsonl holds the same numbers")
+    boolean noPlot;
+
     @Mixin
     BackendOption backendOption;
 
@@ -274,9 +278,13 @@ final class FinetuneCommand implements Callable<Integer> {
                 xs.add(n.get("step").asInt());
                 ys.add(n.get("loss").asDouble());
             }
-            LossPlot.write(outDir.resolve("loss.png"), xs, ys, validSteps, validLosses);
-            pw.printf("adapter: %s%nmetrics: %s%nloss curve: %s%n", outDir.resolve("adapter"), metrics,
-                    outDir.resolve("loss.png"));
+            if (noPlot) {
+                pw.printf("adapter: %s%nmetrics: %s%n", outDir.resolve("adapter"), metrics);
+            } else {
+                LossPlot.write(outDir.resolve("loss.png"), xs, ys, validSteps, validLosses);
+                pw.printf("adapter: %s%nmetrics: %s%nloss curve: %s%n", outDir.resolve("adapter"), metrics,
+                        outDir.resolve("loss.png"));
+            }
         }
         return 0;
     }

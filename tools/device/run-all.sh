@@ -1,0 +1,63 @@
+#!/usr/bin/env bash
+# The one device command: on the GPU machine, from the repository root with .travel/ carried (made by
+# tools/device/prepare.sh --with-bench), runs
+#   1. the cuda module's tests (every op against the CPU backend, training steps of a tiny model),
+#   2. an end-to-end check of the command line on the GPU: finetune / eval / generate --backend cuda on the
+#      bundled model and data, and the same finetune on the CPU backend for comparison,
+#   3. the training-step benchmark against Hugging Face PEFT (bench/run-gpu.sh), cases from LE_CASES.
+# Logs and result files go to $OUT. Set LE_SKIP=tests,e2e,bench (any subset) to leave parts out.
+set -uo pipefail
+cd "$(dirname "$0")/../.."
+out="${OUT:-/tmp/le-out}"
+mkdir -p "$out"
+skip=",${LE_SKIP:-},"
+export PYTHONUNBUFFERED=1
+
+if [[ "$skip" != *,tests,* ]]; then
+  echo "== device tests"
+  bash .travel/run-tests.sh .travel > "$out/tests.log" 2>&1
+  echo "exit $?"
+  grep -E '✘|\[ *[0-9]+ tests (successful|failed|skipped|aborted|found)' "$out/tests.log" | head -60
+fi
+
+jre=/tmp/longexposure-jre
+if [[ ! -x "$jre/bin/java" ]]; then
+  mkdir -p "$jre" && tar -C "$jre" -xJf .travel/jre.tar.xz
+fi
+libpath=""
+for so in libnvrtc.so.13 libcublasLt.so.13; do
+  if ! ldconfig -p | grep -q "$so"; then
+    f="$(find /usr/local /usr/lib /opt -maxdepth 6 -name "$so" -print -quit 2>/dev/null)"
+    [[ -n "$f" ]] && libpath="${libpath:+$libpath:}$(dirname "$f")"
+  fi
+done
+le() {
+  "$jre/bin/java" -Xmx8g --add-modules jdk.incubator.vector --enable-native-access=ALL-UNNAMED \
+    -Dlongexposure.home="$PWD" -cp ".travel/lib/*" org.longexposure.cli.Main "$@"
+}
+
+if [[ "$skip" != *,e2e,* ]]; then
+  echo "== end to end: finetune / eval / generate on the GPU, finetune on the CPU"
+  gpu_run=/tmp/le-ft-gpu
+  cpu_run=/tmp/le-ft-cpu
+  rm -rf "$gpu_run" "$cpu_run"
+  { time le finetune --backend cuda ${libpath:+--cuda-lib-path "$libpath"} --no-plot --out "$gpu_run"; } \
+    > "$out/e2e-finetune-gpu.log" 2>&1
+  echo "gpu finetune exit $?"; tail -n 8 "$out/e2e-finetune-gpu.log"
+  { time le finetune --backend cpu --threads 16 --no-plot --out "$cpu_run"; } > "$out/e2e-finetune-cpu.log" 2>&1
+  echo "cpu finetune exit $?"; tail -n 8 "$out/e2e-finetune-cpu.log"
+  cp "$gpu_run/metrics.jsonl" "$out/e2e-metrics-gpu.jsonl" 2>/dev/null
+  cp "$cpu_run/metrics.jsonl" "$out/e2e-metrics-cpu.jsonl" 2>/dev/null
+  for be in cuda cpu; do
+    le eval --backend "$be" ${libpath:+--cuda-lib-path "$libpath"} --model models/opt-mini-256 \
+      --adapter "$gpu_run/adapter" --data data/e2e-sample/valid.jsonl 2>&1 | tail -n 3
+  done
+  le generate --backend cuda ${libpath:+--cuda-lib-path "$libpath"} --model models/opt-mini-256 \
+    --adapter "$gpu_run/adapter" --prompt "name[The Eagle] | eatType[coffee shop] | food[French] ||" \
+    --max-new-tokens 24 2>&1 | tail -n 4
+fi
+
+if [[ "$skip" != *,bench,* ]]; then
+  echo "== benchmark"
+  LE_CASES="${LE_CASES:-opt-1.3b:1024}" OUT="$out" LONGEXPOSURE_CUDA_LIB_PATH="$libpath" bash bench/run-gpu.sh
+fi
