@@ -84,7 +84,7 @@ class CudaBackendDeviceTest {
         }
         assertThat(gpu.activationDType()).isEqualTo(DType.BF16);
         assertThat(gpu.name()).isEqualTo("cuda");
-        assertThatThrownBy(gpu::norm).isInstanceOf(UnsupportedOperationException.class)
+        assertThatThrownBy(gpu::sparse).isInstanceOf(UnsupportedOperationException.class)
                 .hasMessageContaining("not yet implemented on cuda");
     }
 

@@ -39,8 +39,9 @@ import org.longexposure.train.Trainer;
  *
  * <p>Bounds: per-step loss 1e-2 relative and gradient norm 5e-2 relative (a BF16 activation carries ~2^-9 relative
  * error; through 2 layers, attention and the cross-entropy the loss moves by well under 1%, gradients by a few
- * percent); LoRA parameters after three AdamW steps within 5e-2 relative norm of the CPU's (the update is dominated
- * by lr·sign-like Adam steps that agree when gradients agree to a few percent). A wrong op (transposed weight, missing
+ * percent); each LoRA gradient of steps 2 and 3 within 5e-2 relative norm of the CPU's (the parameters themselves
+ * are not compared: Adam moves every element by about lr whatever its gradient's size, so elements whose gradient
+ * is near zero take sign-random steps on either backend). A wrong op (transposed weight, missing
  * bias, wrong mask, wrong LayerNorm statistics) moves the loss by far more than 1%.
  */
 @Tag("gpu")
@@ -68,17 +69,26 @@ class CudaTrainingStepDeviceTest {
                         .isLessThan(1e-2);
                 assertThat(Math.abs(got.gradNorm() - want.gradNorm()) / want.gradNorm())
                         .as("grad norm at step %d", s + 1).isLessThan(5e-2);
-            }
-            List<TrainableParams.Param> cpuParams = onCpu.params.all();
-            List<TrainableParams.Param> gpuParams = onGpu.params.all();
-            assertThat(gpuParams).hasSameSizeAs(cpuParams).isNotEmpty();
-            for (int i = 0; i < cpuParams.size(); i++) {
-                float[] want = Tensors.toFloats(cpu, cpuParams.get(i).value());
-                float[] got = Tensors.toFloats(gpu, gpuParams.get(i).value());
-                assertThat(Gpu.relativeError(got, want)).as(cpuParams.get(i).name()).isLessThan(5e-2);
+                if (s > 0) { // at step 1 every lora_A gradient is 0 (B starts at 0)
+                    assertGradientsClose(cpu, onCpu.params, gpu, onGpu.params, s + 1);
+                }
             }
             onCpu.lm.close();
             onGpu.lm.close();
+        }
+    }
+
+    /** Each parameter's gradient of the step just taken, ‖gpu − cpu‖ / ‖cpu‖ below 5e-2. */
+    private static void assertGradientsClose(CpuBackend cpu, TrainableParams onCpu, CudaBackend gpu,
+                                             TrainableParams onGpu, int step) {
+        List<TrainableParams.Param> cpuParams = onCpu.all();
+        List<TrainableParams.Param> gpuParams = onGpu.all();
+        assertThat(gpuParams).hasSameSizeAs(cpuParams).isNotEmpty();
+        for (int i = 0; i < cpuParams.size(); i++) {
+            float[] want = Tensors.toFloats(cpu, cpuParams.get(i).grad());
+            float[] got = Tensors.toFloats(gpu, gpuParams.get(i).grad());
+            assertThat(Gpu.relativeError(got, want)).as("%s gradient at step %d", cpuParams.get(i).name(), step)
+                    .isLessThan(5e-2);
         }
     }
 
