@@ -25,6 +25,10 @@ cd "$root"
 ./mvnw -q -B -ntp -DskipTests package
 rm -rf "$out"
 mkdir -p "$out/lib" "$out/test"
+# The source commit the jars were built from (with -dirty when the tree had changes), for the result records.
+commit="$(git -C "$root" rev-parse --short HEAD 2>/dev/null || echo unknown)"
+git -C "$root" diff --quiet HEAD 2>/dev/null || commit="$commit-dirty"
+echo "$commit" > "$out/COMMIT"
 
 # Runtime jars. xchart (plots) is left out: it needs java.desktop (AWT), which would double the runtime's size,
 # and nothing on the device draws plots.
