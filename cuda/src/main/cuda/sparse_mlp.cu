@@ -19,17 +19,17 @@
 // All four products are one templated tensor-core GEMM, C_tile(TM × 128) = A(TM × K) · B(K × 128), one CTA per
 // (output tile, token block): grid (ceil(ncols / 128), nTB), TM = TB ∈ {64, 128} rows, 8 warps as 2 (rows) × 4
 // (columns), each warp 16·MT × 32 (MT = TM / 32) in mma.sync m16n8k16 bf16 with fp32 accumulators. K runs in
-// chunks of 32 through a 3-stage cp.async pipeline (16-byte copies; rows past N and columns past C zero-filled).
+// chunks of 64 through a 3-stage cp.async pipeline (16-byte copies; rows past N and columns past C zero-filled).
 // A is always row-major with K contiguous (inp, hidden, dOut, dH). B is gathered by neuron block:
 //   MODE 0 fc1     K = C,    n = compacted column:  B(k, n) = W1[n(n), k]      "NT": BN whole contiguous W1 rows
-//   MODE 1 fc2     K = nS_r, n = output column c:   B(k, n) = W2[c, n(k)]      "NT": per c a run of 32 of a slab
+//   MODE 1 fc2     K = nS_r, n = output column c:   B(k, n) = W2[c, n(k)]      "NT": per c a run of 64 of a slab
 //   MODE 2 dH      K = C,    n = compacted column:  B(k, n) = W2[k, n(n)]      "NN": per k a run of 8-128 of a slab
 //   MODE 3 dInp    K = nS_r, n = output column c:   B(k, n) = W1[n(k), c]      "NN": per k a contiguous W1 row run
 // NT tiles are stored [n][k] (read by ldmatrix), NN tiles [k][n] (read by ldmatrix.trans), so no weight is ever
-// transposed or copied: every gathered piece is a run of ≥ 64 contiguous bytes (fc2: 32 bf16 of one W2 row slab),
+// transposed or copied: every gathered piece is a run of ≥ 128 contiguous bytes (fc2: 64 bf16 of one W2 row slab),
 // i.e. whole 32-byte sectors. Shared rows are padded by 8 bf16 so ldmatrix's eight 16-byte rows hit distinct banks.
 // The list of a K chunk (MODE 1, 3) is one broadcast load per chunk; a thread's gathered row/column in MODE 0, 2 is
-// fixed over the K loop and resolved once. Each K chunk of 32 lies inside one neuron block (BN ∈ {64, 128}).
+// fixed over the K loop and resolved once. Each K chunk of 64 lies inside one neuron block (BN ∈ {64, 128}).
 //
 // Epilogues: fc1 adds b1 in fp32, applies ReLU, rounds to bf16, and writes 0 to the compacted columns past nS_r
 // (whole tiles past nS_r skip the K loop); fc2 adds b2 in fp32 (a token block with no listed block writes b2);
@@ -42,8 +42,8 @@
 // layer), but a row's block count is clamped to HW / BN and block ids to [0, H/BN), so a malformed layout gives
 // wrong numbers, never an out-of-bounds access.
 //
-// Kernels (TB ∈ {64, 128} is the suffix; every GEMM kernel: block 256, dynamic smem 3·(TB·40 + 128·40)·2 bytes
-// for fc1/fc2 and 3·(TB·40 + 32·136)·2 for dH/dInp; CudaSparse computes the same numbers):
+// Kernels (TB ∈ {64, 128} is the suffix; every GEMM kernel: block 256, dynamic smem 3·(TB·72 + 128·72)·2 bytes
+// for fc1/fc2 and 3·(TB·72 + 64·136)·2 for dH/dInp; CudaSparse computes the same numbers):
 //  sparse_mlp_fc1_tbTB(inp, W1, b1, rowPtr, blockList, hidden, N, C, H, BN, HW)           grid (ceil(HW/128), nTB)
 //  sparse_mlp_fc2_tbTB(hidden, W2, b2, rowPtr, blockList, out, N, C, H, BN, HW)           grid (ceil(C/128), nTB)
 //  sparse_mlp_dhidden_tbTB(dOut, W2, hidden, rowPtr, blockList, dH, partial, N, C, H, BN, HW)
@@ -58,7 +58,7 @@ typedef unsigned int u32;
 namespace {
 
 constexpr int kTN = 128;          // output columns per CTA
-constexpr int kBK = 32;           // K per pipeline stage
+constexpr int kBK = 64;           // K per pipeline stage (inside one neuron block: BN ∈ {64, 128})
 constexpr int kStages = 3;
 constexpr int kThreads = 256;
 constexpr int kLdK = kBK + 8;     // [row][k] tiles: A, and B in NT modes
@@ -166,15 +166,17 @@ __device__ __forceinline__ void sparse_mlp_gemm(const Params& p) {
     }
 
     // Per-thread gather targets fixed over the K loop (MODE 0: B rows; MODE 2: B column runs).
-    // NT B tile: 128 rows × 4 chunks = 512 chunks, 2 per thread: chunk i = tid + 256·s -> row i / 4, chunk i % 4.
-    // NN B tile: 32 rows × 16 chunks = 512 chunks, 2 per thread: chunk i -> row i / 16, chunk i % 16.
-    const bf16* bFixed[2];
-    bool bOk[2];
+    // NT B tile: 128 rows × CPK chunks of 8, NN B tile: 64 rows × 16 chunks; BCH chunks per thread, chunk
+    // i = tid + 256·s -> NT row i / CPK, chunk i % CPK; NN row i / 16, chunk i % 16.
+    constexpr int CPK = kBK / 8;
+    constexpr int BCH = kTN * CPK / kThreads;
+    const bf16* bFixed[BCH];
+    bool bOk[BCH];
 #pragma unroll
-    for (int s = 0; s < 2; ++s) {
+    for (int s = 0; s < BCH; ++s) {
         int i = tid + kThreads * s;
         if (MODE == kFc1) {
-            int n = n0 + i / 4;
+            int n = n0 + i / CPK;
             bOk[s] = n < ns;
             bFixed[s] = p.w + (size_t)(bOk[s] ? neuron_of(list, n, p.BN, nb) : 0) * p.ldw;
         } else if (MODE == kDh) {
@@ -190,11 +192,11 @@ __device__ __forceinline__ void sparse_mlp_gemm(const Params& p) {
     auto load_stage = [&](int stage, int k0) {
         bf16* aS = smem + stage * STAGE;
         bf16* bS = aS + A_ELEMS;
-        // A: TM rows × 32 columns of the row-major activation.
+        // A: TM rows × kBK columns of the row-major activation.
 #pragma unroll
-        for (int s = 0; s < TM * 4 / kThreads; ++s) {
+        for (int s = 0; s < TM * CPK / kThreads; ++s) {
             int i = tid + kThreads * s;
-            int rr = i / 4, cc = (i % 4) * 8;
+            int rr = i / CPK, cc = (i % CPK) * 8;
             int row = row0 + rr, col = k0 + cc;
             bool ok = row < p.N && col < K;
             cp_async16(smem_addr(aS + rr * kLdK + cc), p.a + (ok ? (size_t)row * p.lda + col : 0), ok);
@@ -204,14 +206,14 @@ __device__ __forceinline__ void sparse_mlp_gemm(const Params& p) {
             kBase = neuron_of(list, k0, p.BN, nb);
         }
 #pragma unroll
-        for (int s = 0; s < 2; ++s) {
+        for (int s = 0; s < BCH; ++s) {
             int i = tid + kThreads * s;
             if (MODE == kFc1) {            // [n][k]: W1 row n(n0 + n), columns k0 + cc
-                int n = i / 4, cc = (i % 4) * 8;
+                int n = i / CPK, cc = (i % CPK) * 8;
                 bool ok = bOk[s] && k0 + cc < p.C;
                 cp_async16(smem_addr(bS + n * kLdK + cc), bFixed[s] + (ok ? k0 + cc : 0), ok);
             } else if (MODE == kFc2) {     // [n][k]: W2 row c = n0 + n, columns n(k0) + cc
-                int n = i / 4, cc = (i % 4) * 8;
+                int n = i / CPK, cc = (i % CPK) * 8;
                 int c = n0 + n;
                 bool ok = c < p.C;
                 cp_async16(smem_addr(bS + n * kLdK + cc), p.w + (ok ? (size_t)c * p.ldw + kBase + cc : 0), ok);
@@ -360,25 +362,25 @@ __device__ __forceinline__ void sparse_mlp_gemm(const Params& p) {
 }  // namespace
 
 #define SPARSE_MLP_KERNELS(TM)                                                                                     \
-    extern "C" __global__ void __launch_bounds__(kThreads) sparse_mlp_fc1_tb##TM(                                 \
+    extern "C" __global__ void __launch_bounds__(kThreads, 2) sparse_mlp_fc1_tb##TM(                                 \
         const bf16* inp, const bf16* w1, const float* b1, const int* rowPtr, const int* blockList, bf16* hidden,    \
         int N, int C, int H, int BN, int HW) {                                                                     \
         Params p{inp, C, w1, C, rowPtr, blockList, b1, nullptr, hidden, HW, nullptr, N, C, H, BN, HW};             \
         sparse_mlp_gemm<kFc1, TM>(p);                                                                              \
     }                                                                                                              \
-    extern "C" __global__ void __launch_bounds__(kThreads) sparse_mlp_fc2_tb##TM(                                 \
+    extern "C" __global__ void __launch_bounds__(kThreads, 2) sparse_mlp_fc2_tb##TM(                                 \
         const bf16* hidden, const bf16* w2, const float* b2, const int* rowPtr, const int* blockList, bf16* out,    \
         int N, int C, int H, int BN, int HW) {                                                                     \
         Params p{hidden, HW, w2, H, rowPtr, blockList, b2, nullptr, out, C, nullptr, N, C, H, BN, HW};             \
         sparse_mlp_gemm<kFc2, TM>(p);                                                                              \
     }                                                                                                              \
-    extern "C" __global__ void __launch_bounds__(kThreads) sparse_mlp_dhidden_tb##TM(                             \
+    extern "C" __global__ void __launch_bounds__(kThreads, 2) sparse_mlp_dhidden_tb##TM(                             \
         const bf16* dOut, const bf16* w2, const bf16* hidden, const int* rowPtr, const int* blockList, bf16* dH,    \
         float* partial, int N, int C, int H, int BN, int HW) {                                                     \
         Params p{dOut, C, w2, H, rowPtr, blockList, nullptr, hidden, dH, HW, partial, N, C, H, BN, HW};            \
         sparse_mlp_gemm<kDh, TM>(p);                                                                               \
     }                                                                                                              \
-    extern "C" __global__ void __launch_bounds__(kThreads) sparse_mlp_dinp_tb##TM(                                \
+    extern "C" __global__ void __launch_bounds__(kThreads, 2) sparse_mlp_dinp_tb##TM(                                \
         const bf16* dH, const bf16* w1, const int* rowPtr, const int* blockList, bf16* dInp, int N, int C, int H,   \
         int BN, int HW) {                                                                                          \
         Params p{dH, HW, w1, C, rowPtr, blockList, nullptr, nullptr, dInp, C, nullptr, N, C, H, BN, HW};           \

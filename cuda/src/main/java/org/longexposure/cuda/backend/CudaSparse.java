@@ -44,7 +44,7 @@ import org.longexposure.tensor.Tensor;
 final class CudaSparse implements SparseOps {
     private static final int THREADS = 256;
     private static final int TILE_N = 128;
-    private static final int BK = 32;
+    private static final int BK = 64;
     private static final int STAGES = 3;
 
     private final CudaBackend backend;
@@ -133,7 +133,7 @@ final class CudaSparse implements SparseOps {
         backend.stream().launch(function(stem + "_tb" + p.tb, smem), tiles, p.nTB, 1, THREADS, 1, 1, smem, args);
     }
 
-    /** Three pipeline stages of the A tile (TB × 32, rows padded to 40) and the B tile ([128][40] or [32][136]). */
+    /** Three pipeline stages of the A tile (TB × 64, rows padded to 72) and the B tile ([128][72] or [64][136]). */
     static int smemBytes(int tokenBlock, boolean nn) {
         int a = tokenBlock * (BK + 8);
         int b = nn ? BK * (TILE_N + 8) : TILE_N * (BK + 8);
@@ -222,7 +222,7 @@ final class CudaSparse implements SparseOps {
 
         void requireHidden(String op, Tensor t) {
             OpChecks.require(op, "hidden", t, DType.BF16);
-            if (t.shape().rank() == 0 || t.shape().idim(-1) != hw || t.shape().rows() != n) {
+            if (t.shape().rank() == 0 || t.shape().idim(-1) != hw || leadingRows(t) != n) {
                 throw new IllegalArgumentException(op + ": hidden must be (N, maxBlocks·BN) = (" + n + ", " + hw
                         + "), got " + t.shape());
             }
@@ -236,6 +236,16 @@ final class CudaSparse implements SparseOps {
                 OpChecks.require(op, name, t, DType.F32);
                 t.requireShape(op + " " + name, len);
             }
+        }
+
+        /** The product of all but the last dimension (Shape.rows() divides by the last, which may be 0 here). */
+        private static long leadingRows(Tensor t) {
+            long[] dims = t.shape().dims();
+            long r = 1;
+            for (int i = 0; i < dims.length - 1; i++) {
+                r *= dims[i];
+            }
+            return r;
         }
 
         private static void requireAligned(String op, String name, Tensor t) {
