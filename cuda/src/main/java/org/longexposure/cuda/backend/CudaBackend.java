@@ -52,6 +52,7 @@ public final class CudaBackend implements Backend {
     private final CudaEmbedding embedding;
     private final CudaLoss loss;
     private final CudaOptim optim;
+    private final CudaSparse sparse;
 
     private CudaBackend(CudaOptions options) {
         this.options = options;
@@ -69,6 +70,7 @@ public final class CudaBackend implements Backend {
             embedding = new CudaEmbedding(this);
             loss = new CudaLoss(this);
             optim = new CudaOptim(this, activation);
+            sparse = new CudaSparse(this, attention);
         } catch (RuntimeException e) {
             closeOwned(e);
             throw e;
@@ -254,11 +256,7 @@ public final class CudaBackend implements Backend {
 
     @Override
     public SparseOps sparse() {
-        throw notYet("sparse");
-    }
-
-    private static UnsupportedOperationException notYet(String family) {
-        return new UnsupportedOperationException(family + " ops are not yet implemented on cuda");
+        return sparse;
     }
 
     /** Waits for the stream, then frees everything in reverse order of creation. */

@@ -1,0 +1,419 @@
+// Long Exposure's neuron-block-sparse ReLU MLP on Hopper (sm_90a): OPT's fc2(relu(fc1(x))) restricted, per token
+// block, to the neuron blocks a NeuronLayout lists (org.longexposure.backend.SparseOps; CPU twin
+// backend/cpu/CpuSparseMlp; design note LONG_EXPOSURE.md 6.2). Frozen weights: no weight gradient anywhere.
+//
+// Shapes: inp, out, dInp, dOut (N, C) bf16; W1 (H, C) and W2 (C, H) bf16 in nn.Linear's layouts, read in place;
+// b1 (H), b2 (C) f32 or null; hidden (N, HW) bf16 with HW = maxBlocks·BN, the compacted post-ReLU activation (the
+// only thing saved for backward). Layout: rowPtr (nTB + 1), blockIdx (nnz) int32 on the device, token block r =
+// rows [r·TB, min(N, (r+1)·TB)) lists neuron blocks S_r = blockIdx[rowPtr[r] .. rowPtr[r+1]), ascending; listed
+// block q of r (neuron block j = S_r[q]) is compacted column range [q·BN, (q+1)·BN), so compacted column x of
+// token block r is neuron n(x) = S_r[x / BN]·BN + x mod BN. nS_r = |S_r|·BN.
+//
+//   forward   hidden[R, x] = relu(b1[n(x)] + inp[R, :]·W1[n(x), :])   x < nS_r;  0 for nS_r ≤ x < HW
+//             out[R, :]    = b2 + Σ_{x < nS_r} hidden[R, x]·W2[:, n(x)]
+//   backward  dH[R, x]     = (dOut[R, :]·W2[:, n(x)]) · (hidden[R, x] > 0)     (x < nS_r; a bf16 scratch)
+//             dInp[R, :]   = Σ_{x < nS_r} dH[R, x]·W1[n(x), :]                  (overwrite)
+//             dB1[n]      += Σ_r Σ_R dH[R, x] over the token blocks listing n   (f32; unlisted neurons untouched)
+//             dB2         += Σ_rows dOut                                        (linear.cu's column_sum_bf16)
+//
+// All four products are one templated tensor-core GEMM, C_tile(TM × 128) = A(TM × K) · B(K × 128), one CTA per
+// (output tile, token block): grid (ceil(ncols / 128), nTB), TM = TB ∈ {64, 128} rows, 8 warps as 2 (rows) × 4
+// (columns), each warp 16·MT × 32 (MT = TM / 32) in mma.sync m16n8k16 bf16 with fp32 accumulators. K runs in
+// chunks of 64 through a 3-stage cp.async pipeline (16-byte copies; rows past N and columns past C zero-filled).
+// A is always row-major with K contiguous (inp, hidden, dOut, dH). B is gathered by neuron block:
+//   MODE 0 fc1     K = C,    n = compacted column:  B(k, n) = W1[n(n), k]      "NT": BN whole contiguous W1 rows
+//   MODE 1 fc2     K = nS_r, n = output column c:   B(k, n) = W2[c, n(k)]      "NT": per c a run of 64 of a slab
+//   MODE 2 dH      K = C,    n = compacted column:  B(k, n) = W2[k, n(n)]      "NN": per k a run of 8-128 of a slab
+//   MODE 3 dInp    K = nS_r, n = output column c:   B(k, n) = W1[n(k), c]      "NN": per k a contiguous W1 row run
+// NT tiles are stored [n][k] (read by ldmatrix), NN tiles [k][n] (read by ldmatrix.trans), so no weight is ever
+// transposed or copied: every gathered piece is a run of ≥ 128 contiguous bytes (fc2: 64 bf16 of one W2 row slab),
+// i.e. whole 32-byte sectors. Shared rows are padded by 8 bf16 so ldmatrix's eight 16-byte rows hit distinct banks.
+// The list of a K chunk (MODE 1, 3) is one broadcast load per chunk; a thread's gathered row/column in MODE 0, 2 is
+// fixed over the K loop and resolved once. Each K chunk of 64 lies inside one neuron block (BN ∈ {64, 128}).
+//
+// Epilogues: fc1 adds b1 in fp32, applies ReLU, rounds to bf16, and writes 0 to the compacted columns past nS_r
+// (whole tiles past nS_r skip the K loop); fc2 adds b2 in fp32 (a token block with no listed block writes b2);
+// dH reads hidden for the ReLU mask, writes bf16 dH, and (when dB1 is wanted) the fp32 column sums of the masked
+// dH over the tile's rows into partial (nTB, HW) in a fixed order (thread rows, warp shuffles, then the two row
+// warps); sparse_mlp_bias1_grad then adds, per neuron, the partials of the token blocks that list it in token-block
+// order: deterministic, no float atomics. dInp rounds once to bf16.
+//
+// Robustness: the layout is read on the device and not validated (a host check would cost a round trip per
+// layer), but a row's block count is clamped to HW / BN and block ids to [0, H/BN), so a malformed layout gives
+// wrong numbers, never an out-of-bounds access.
+//
+// Kernels (TB ∈ {64, 128} is the suffix; every GEMM kernel: block 256, dynamic smem 3·(TB·72 + 128·72)·2 bytes
+// for fc1/fc2 and 3·(TB·72 + 64·136)·2 for dH/dInp; CudaSparse computes the same numbers):
+//  sparse_mlp_fc1_tbTB(inp, W1, b1, rowPtr, blockList, hidden, N, C, H, BN, HW)           grid (ceil(HW/128), nTB)
+//  sparse_mlp_fc2_tbTB(hidden, W2, b2, rowPtr, blockList, out, N, C, H, BN, HW)           grid (ceil(C/128), nTB)
+//  sparse_mlp_dhidden_tbTB(dOut, W2, hidden, rowPtr, blockList, dH, partial, N, C, H, BN, HW)
+//                                                                                         grid (ceil(HW/128), nTB)
+//  sparse_mlp_dinp_tbTB(dH, W1, rowPtr, blockList, dInp, N, C, H, BN, HW)                 grid (ceil(C/128), nTB)
+//  sparse_mlp_bias1_grad(dB1, partial, rowPtr, blockList, nTB, H, BN, HW)                 any grid over H threads
+#include <cuda_bf16.h>
+
+typedef __nv_bfloat16 bf16;
+typedef unsigned int u32;
+
+namespace {
+
+constexpr int kTN = 128;          // output columns per CTA
+constexpr int kBK = 64;           // K per pipeline stage (inside one neuron block: BN ∈ {64, 128})
+constexpr int kStages = 3;
+constexpr int kThreads = 256;
+constexpr int kLdK = kBK + 8;     // [row][k] tiles: A, and B in NT modes
+constexpr int kLdN = kTN + 8;     // [k][n] tiles: B in NN modes
+
+constexpr int kFc1 = 0, kFc2 = 1, kDh = 2, kDinp = 3;
+
+__device__ __forceinline__ u32 smem_addr(const void* p) {
+    return static_cast<u32>(__cvta_generic_to_shared(p));
+}
+// 16-byte global -> shared copy; with pred false nothing is read and the 16 bytes are zero-filled.
+__device__ __forceinline__ void cp_async16(u32 dst, const void* src, bool pred) {
+    int n = pred ? 16 : 0;
+    asm volatile("cp.async.cg.shared.global [%0], [%1], 16, %2;\n" ::"r"(dst), "l"(src), "r"(n));
+}
+__device__ __forceinline__ void cp_async_commit() { asm volatile("cp.async.commit_group;\n" ::); }
+template <int N>
+__device__ __forceinline__ void cp_async_wait() { asm volatile("cp.async.wait_group %0;\n" ::"n"(N)); }
+
+__device__ __forceinline__ void ldsm_x4(u32 addr, u32& r0, u32& r1, u32& r2, u32& r3) {
+    asm volatile("ldmatrix.sync.aligned.m8n8.x4.shared.b16 {%0,%1,%2,%3}, [%4];\n"
+                 : "=r"(r0), "=r"(r1), "=r"(r2), "=r"(r3)
+                 : "r"(addr));
+}
+__device__ __forceinline__ void ldsm_x4_t(u32 addr, u32& r0, u32& r1, u32& r2, u32& r3) {
+    asm volatile("ldmatrix.sync.aligned.m8n8.x4.trans.shared.b16 {%0,%1,%2,%3}, [%4];\n"
+                 : "=r"(r0), "=r"(r1), "=r"(r2), "=r"(r3)
+                 : "r"(addr));
+}
+
+// d(16×8 f32) += a(16×16 bf16, row) · b(16×8 bf16, col); fragments as in attention.cu (g = lane/4, t = lane%4):
+// d0,d1 at (g, 2t..2t+1), d2,d3 at (g+8, 2t..2t+1).
+__device__ __forceinline__ void mma16816(float* d, const u32* a, u32 b0, u32 b1) {
+    asm volatile(
+        "mma.sync.aligned.m16n8k16.row.col.f32.bf16.bf16.f32 {%0,%1,%2,%3}, {%4,%5,%6,%7}, {%8,%9}, "
+        "{%0,%1,%2,%3};\n"
+        : "+f"(d[0]), "+f"(d[1]), "+f"(d[2]), "+f"(d[3])
+        : "r"(a[0]), "r"(a[1]), "r"(a[2]), "r"(a[3]), "r"(b0), "r"(b1));
+}
+
+__device__ __forceinline__ u32 pack_bf16(float lo, float hi) {
+    __nv_bfloat162 v = __floats2bfloat162_rn(lo, hi);
+    return *reinterpret_cast<u32*>(&v);
+}
+
+struct Params {
+    const bf16* a;        // A (N, lda), K contiguous
+    int lda;
+    const bf16* w;        // W1 (H, C) or W2 (C, H)
+    int ldw;
+    const int* rowPtr;
+    const int* blockIdx;
+    const float* bias;    // fc1: b1 (H), fc2: b2 (C), or null
+    const bf16* hidden;   // dH: the ReLU mask source (N, HW)
+    bf16* out;            // hidden (N, HW), out (N, C), dH (N, HW), dInp (N, C)
+    int ldo;
+    float* partial;       // dH: (nTB, HW) column sums, or null
+    int N, C, H, BN, HW;
+};
+
+// Neuron of compacted column x of a token block whose list starts at list (count entries, clamped by the caller).
+__device__ __forceinline__ int neuron_of(const int* list, int x, int bn, int nb) {
+    int j = __ldg(list + x / bn);
+    j = min(max(j, 0), nb - 1);
+    return j * bn + x % bn;
+}
+
+template <int MODE, int TM>
+__device__ __forceinline__ void sparse_mlp_gemm(const Params& p) {
+    constexpr bool NN = MODE == kDh || MODE == kDinp;          // B tile stored [k][n]
+    constexpr bool COMPACT_N = MODE == kFc1 || MODE == kDh;    // output columns are compacted neurons
+    constexpr int MT = TM / 32;                       // 16-row tiles per warp (2 warps over the rows)
+    constexpr int A_ELEMS = TM * kLdK;
+    constexpr int B_ELEMS = NN ? kBK * kLdN : kTN * kLdK;
+    constexpr int STAGE = A_ELEMS + B_ELEMS;
+    extern __shared__ __align__(16) unsigned char smem_raw[];
+    bf16* smem = reinterpret_cast<bf16*>(smem_raw);
+
+    const int tid = threadIdx.x;
+    const int lane = tid & 31, warp = tid >> 5;
+    const int wm = warp >> 2, wn = warp & 3;
+    const int r = blockIdx.y;
+    const int n0 = blockIdx.x * kTN;
+    const int row0 = r * TM;
+    const int nb = p.H / p.BN;
+    const int p0 = __ldg(p.rowPtr + r);
+    const int cnt = max(0, min(__ldg(p.rowPtr + r + 1) - p0, p.HW / p.BN));
+    const int ns = cnt * p.BN;
+    const int* list = p.blockIdx + p0;
+    const int K = COMPACT_N ? p.C : ns;
+
+    if (COMPACT_N && n0 >= ns) {
+        // A tile past the token block's listed neurons: fc1 writes its zeros, dH has nothing to do.
+        if (MODE == kFc1) {
+            const int cols = min(kTN, p.HW - n0);
+            for (int c = tid; c < TM * (kTN / 8); c += kThreads) {
+                int rr = c / (kTN / 8), cc = (c % (kTN / 8)) * 8;
+                int row = row0 + rr;
+                if (row < p.N && cc < cols) {
+                    *reinterpret_cast<uint4*>(p.out + (size_t)row * p.ldo + n0 + cc) = make_uint4(0, 0, 0, 0);
+                }
+            }
+        }
+        return;
+    }
+
+    // Per-thread gather targets fixed over the K loop (MODE 0: B rows; MODE 2: B column runs).
+    // NT B tile: 128 rows × CPK chunks of 8, NN B tile: 64 rows × 16 chunks; BCH chunks per thread, chunk
+    // i = tid + 256·s -> NT row i / CPK, chunk i % CPK; NN row i / 16, chunk i % 16.
+    constexpr int CPK = kBK / 8;
+    constexpr int BCH = kTN * CPK / kThreads;
+    const bf16* bFixed[BCH];
+    bool bOk[BCH];
+#pragma unroll
+    for (int s = 0; s < BCH; ++s) {
+        int i = tid + kThreads * s;
+        if (MODE == kFc1) {
+            int n = n0 + i / CPK;
+            bOk[s] = n < ns;
+            bFixed[s] = p.w + (size_t)(bOk[s] ? neuron_of(list, n, p.BN, nb) : 0) * p.ldw;
+        } else if (MODE == kDh) {
+            int n = n0 + (i % 16) * 8;
+            bOk[s] = n < ns;
+            bFixed[s] = p.w + (bOk[s] ? neuron_of(list, n, p.BN, nb) : 0);
+        } else {
+            bOk[s] = true;
+            bFixed[s] = p.w;
+        }
+    }
+
+    auto load_stage = [&](int stage, int k0) {
+        bf16* aS = smem + stage * STAGE;
+        bf16* bS = aS + A_ELEMS;
+        // A: TM rows × kBK columns of the row-major activation.
+#pragma unroll
+        for (int s = 0; s < TM * CPK / kThreads; ++s) {
+            int i = tid + kThreads * s;
+            int rr = i / CPK, cc = (i % CPK) * 8;
+            int row = row0 + rr, col = k0 + cc;
+            bool ok = row < p.N && col < K;
+            cp_async16(smem_addr(aS + rr * kLdK + cc), p.a + (ok ? (size_t)row * p.lda + col : 0), ok);
+        }
+        int kBase = 0;  // MODE 1, 3: the chunk's first neuron (the chunk lies in one neuron block)
+        if (MODE == kFc2 || MODE == kDinp) {
+            kBase = neuron_of(list, k0, p.BN, nb);
+        }
+#pragma unroll
+        for (int s = 0; s < BCH; ++s) {
+            int i = tid + kThreads * s;
+            if (MODE == kFc1) {            // [n][k]: W1 row n(n0 + n), columns k0 + cc
+                int n = i / CPK, cc = (i % CPK) * 8;
+                bool ok = bOk[s] && k0 + cc < p.C;
+                cp_async16(smem_addr(bS + n * kLdK + cc), bFixed[s] + (ok ? k0 + cc : 0), ok);
+            } else if (MODE == kFc2) {     // [n][k]: W2 row c = n0 + n, columns n(k0) + cc
+                int n = i / CPK, cc = (i % CPK) * 8;
+                int c = n0 + n;
+                bool ok = c < p.C;
+                cp_async16(smem_addr(bS + n * kLdK + cc), p.w + (ok ? (size_t)c * p.ldw + kBase + cc : 0), ok);
+            } else if (MODE == kDh) {      // [k][n]: W2 row k0 + k, columns n(n0 + nc)
+                int k = i / 16, nc = (i % 16) * 8;
+                bool ok = bOk[s] && k0 + k < p.C;
+                cp_async16(smem_addr(bS + k * kLdN + nc), bFixed[s] + (ok ? (size_t)(k0 + k) * p.ldw : 0), ok);
+            } else {                       // [k][n]: W1 row n(k0) + k, columns n0 + nc
+                int k = i / 16, nc = (i % 16) * 8;
+                bool ok = n0 + nc < p.C;
+                cp_async16(smem_addr(bS + k * kLdN + nc),
+                           p.w + (ok ? (size_t)(kBase + k) * p.ldw + n0 + nc : 0), ok);
+            }
+        }
+    };
+
+    float acc[MT][4][4];
+#pragma unroll
+    for (int mt = 0; mt < MT; ++mt)
+#pragma unroll
+        for (int nt = 0; nt < 4; ++nt)
+#pragma unroll
+            for (int e = 0; e < 4; ++e) acc[mt][nt][e] = 0.f;
+
+    const int nk = (K + kBK - 1) / kBK;
+#pragma unroll
+    for (int s = 0; s < kStages - 1; ++s) {
+        if (s < nk) load_stage(s, s * kBK);
+        cp_async_commit();
+    }
+    for (int kt = 0; kt < nk; ++kt) {
+        cp_async_wait<kStages - 2>();
+        __syncthreads();
+        int nxt = kt + kStages - 1;
+        if (nxt < nk) load_stage(nxt % kStages, nxt * kBK);
+        cp_async_commit();
+
+        const bf16* aS = smem + (kt % kStages) * STAGE;
+        const bf16* bS = aS + A_ELEMS;
+#pragma unroll
+        for (int kk = 0; kk < kBK / 16; ++kk) {
+            u32 a[MT][4];
+#pragma unroll
+            for (int mt = 0; mt < MT; ++mt) {
+                ldsm_x4(smem_addr(aS + (wm * (TM / 2) + mt * 16 + (lane & 15)) * kLdK + kk * 16 + (lane >> 4) * 8),
+                        a[mt][0], a[mt][1], a[mt][2], a[mt][3]);
+            }
+#pragma unroll
+            for (int np = 0; np < 2; ++np) {
+                u32 b0, b1, b2, b3;
+                if (NN) {
+                    ldsm_x4_t(smem_addr(bS + (kk * 16 + (lane & 15)) * kLdN + wn * 32 + np * 16 + (lane >> 4) * 8),
+                              b0, b1, b2, b3);
+                } else {
+                    ldsm_x4(smem_addr(bS + (wn * 32 + np * 16 + (lane & 7) + (lane >> 4) * 8) * kLdK + kk * 16
+                                      + ((lane >> 3) & 1) * 8),
+                            b0, b1, b2, b3);
+                }
+#pragma unroll
+                for (int mt = 0; mt < MT; ++mt) {
+                    mma16816(acc[mt][2 * np], a[mt], b0, b1);
+                    mma16816(acc[mt][2 * np + 1], a[mt], b2, b3);
+                }
+            }
+        }
+    }
+    cp_async_wait<0>();
+
+    // ---- epilogue: thread (g, t) holds rows wm·TM/2 + 16·mt + g (+8), columns wn·32 + 8·nt + 2t (+1)
+    const int g = lane >> 2, t = lane & 3;
+    float colSum[4][2];
+#pragma unroll
+    for (int nt = 0; nt < 4; ++nt) colSum[nt][0] = colSum[nt][1] = 0.f;
+#pragma unroll
+    for (int nt = 0; nt < 4; ++nt) {
+        const int col = n0 + wn * 32 + nt * 8 + 2 * t;
+        float bias0 = 0.f, bias1 = 0.f;
+        if (MODE == kFc1) {
+            if (col >= p.HW) continue;
+            if (col < ns && p.bias != nullptr) {
+                int nrn = neuron_of(list, col, p.BN, nb);  // col and col + 1 share a block (BN even)
+                bias0 = p.bias[nrn];
+                bias1 = p.bias[nrn + 1];
+            }
+        } else if (MODE == kFc2) {
+            if (col >= p.C) continue;
+            if (p.bias != nullptr) {
+                bias0 = p.bias[col];
+                bias1 = p.bias[col + 1];
+            }
+        } else if (MODE == kDh) {
+            if (col >= ns) continue;
+        } else {
+            if (col >= p.C) continue;
+        }
+#pragma unroll
+        for (int mt = 0; mt < MT; ++mt) {
+#pragma unroll
+            for (int hf = 0; hf < 2; ++hf) {
+                const int row = row0 + wm * (TM / 2) + mt * 16 + g + 8 * hf;
+                if (row >= p.N) continue;
+                float v0 = acc[mt][nt][2 * hf], v1 = acc[mt][nt][2 * hf + 1];
+                if (MODE == kFc1) {
+                    if (col < ns) {
+                        v0 = fmaxf(v0 + bias0, 0.f);
+                        v1 = fmaxf(v1 + bias1, 0.f);
+                    } else {
+                        v0 = v1 = 0.f;
+                    }
+                } else if (MODE == kFc2) {
+                    v0 += bias0;
+                    v1 += bias1;
+                } else if (MODE == kDh) {
+                    __nv_bfloat162 h = *reinterpret_cast<const __nv_bfloat162*>(p.hidden + (size_t)row * p.ldo + col);
+                    if (!(__low2float(h) > 0.f)) v0 = 0.f;
+                    if (!(__high2float(h) > 0.f)) v1 = 0.f;
+                    colSum[nt][0] += v0;
+                    colSum[nt][1] += v1;
+                }
+                *reinterpret_cast<u32*>(p.out + (size_t)row * p.ldo + col) = pack_bf16(v0, v1);
+            }
+        }
+    }
+    if (MODE == kDh && p.partial != nullptr) {
+        // Column sums over the tile's rows: lanes with equal t (xor over g), then the two row warps in order.
+        __syncthreads();  // pipeline smem is free (all groups drained above): reuse it as red[2][128]
+        float* red = reinterpret_cast<float*>(smem_raw);
+#pragma unroll
+        for (int nt = 0; nt < 4; ++nt) {
+#pragma unroll
+            for (int e = 0; e < 2; ++e) {
+                float s = colSum[nt][e];
+                s += __shfl_xor_sync(0xffffffffu, s, 4);
+                s += __shfl_xor_sync(0xffffffffu, s, 8);
+                s += __shfl_xor_sync(0xffffffffu, s, 16);
+                if (g == 0) red[wm * kTN + wn * 32 + nt * 8 + 2 * t + e] = s;
+            }
+        }
+        __syncthreads();
+        if (tid < kTN && n0 + tid < ns) {
+            p.partial[(size_t)r * p.HW + n0 + tid] = red[tid] + red[kTN + tid];
+        }
+    }
+}
+
+}  // namespace
+
+#define SPARSE_MLP_KERNELS(TM)                                                                                     \
+    extern "C" __global__ void __launch_bounds__(kThreads, 2) sparse_mlp_fc1_tb##TM(                                 \
+        const bf16* inp, const bf16* w1, const float* b1, const int* rowPtr, const int* blockList, bf16* hidden,    \
+        int N, int C, int H, int BN, int HW) {                                                                     \
+        Params p{inp, C, w1, C, rowPtr, blockList, b1, nullptr, hidden, HW, nullptr, N, C, H, BN, HW};             \
+        sparse_mlp_gemm<kFc1, TM>(p);                                                                              \
+    }                                                                                                              \
+    extern "C" __global__ void __launch_bounds__(kThreads, 2) sparse_mlp_fc2_tb##TM(                                 \
+        const bf16* hidden, const bf16* w2, const float* b2, const int* rowPtr, const int* blockList, bf16* out,    \
+        int N, int C, int H, int BN, int HW) {                                                                     \
+        Params p{hidden, HW, w2, H, rowPtr, blockList, b2, nullptr, out, C, nullptr, N, C, H, BN, HW};             \
+        sparse_mlp_gemm<kFc2, TM>(p);                                                                              \
+    }                                                                                                              \
+    extern "C" __global__ void __launch_bounds__(kThreads, 2) sparse_mlp_dhidden_tb##TM(                             \
+        const bf16* dOut, const bf16* w2, const bf16* hidden, const int* rowPtr, const int* blockList, bf16* dH,    \
+        float* partial, int N, int C, int H, int BN, int HW) {                                                     \
+        Params p{dOut, C, w2, H, rowPtr, blockList, nullptr, hidden, dH, HW, partial, N, C, H, BN, HW};            \
+        sparse_mlp_gemm<kDh, TM>(p);                                                                               \
+    }                                                                                                              \
+    extern "C" __global__ void __launch_bounds__(kThreads, 2) sparse_mlp_dinp_tb##TM(                                \
+        const bf16* dH, const bf16* w1, const int* rowPtr, const int* blockList, bf16* dInp, int N, int C, int H,   \
+        int BN, int HW) {                                                                                          \
+        Params p{dH, HW, w1, C, rowPtr, blockList, nullptr, nullptr, dInp, C, nullptr, N, C, H, BN, HW};           \
+        sparse_mlp_gemm<kDinp, TM>(p);                                                                             \
+    }
+
+SPARSE_MLP_KERNELS(64)
+SPARSE_MLP_KERNELS(128)
+
+// dB1[n] += Σ over token blocks r (in order) listing neuron block j = n / BN at position q of
+// partial[r, q·BN + n mod BN]; neurons no token block lists are left untouched. One thread per neuron; the
+// position is a binary search in r's ascending list.
+extern "C" __global__ void __launch_bounds__(256) sparse_mlp_bias1_grad(float* dB1, const float* partial,
+                                                                       const int* rowPtr, const int* blockList,
+                                                                       int nTB, int H, int BN, int HW) {
+    for (int n = blockIdx.x * blockDim.x + threadIdx.x; n < H; n += gridDim.x * blockDim.x) {
+        const int j = n / BN, t = n % BN;
+        const int maxCount = HW / BN;
+        float s = 0.f;
+        bool touched = false;
+        for (int r = 0; r < nTB; ++r) {
+            int lo = rowPtr[r];
+            int cnt = min(rowPtr[r + 1] - lo, maxCount);
+            int a = 0, b = cnt;  // first position with blockIdx >= j
+            while (a < b) {
+                int m = (a + b) >> 1;
+                if (blockList[lo + m] < j) a = m + 1; else b = m;
+            }
+            if (a < cnt && blockList[lo + a] == j) {
+                s += partial[(size_t)r * HW + a * BN + t];
+                touched = true;
+            }
+        }
+        if (touched) dB1[n] += s;
+    }
+}
