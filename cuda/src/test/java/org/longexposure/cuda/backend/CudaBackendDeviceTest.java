@@ -84,8 +84,6 @@ class CudaBackendDeviceTest {
         }
         assertThat(gpu.activationDType()).isEqualTo(DType.BF16);
         assertThat(gpu.name()).isEqualTo("cuda");
-        assertThatThrownBy(gpu::sparse).isInstanceOf(UnsupportedOperationException.class)
-                .hasMessageContaining("not yet implemented on cuda");
     }
 
     private static byte[] bytes(Tensor t) {
