@@ -46,7 +46,11 @@ public final class Shape {
 
     /** Product of all dimensions but the last: the number of rows when the tensor is seen as a matrix. */
     public long rows() {
-        return dims.length == 0 ? 1 : numel / Math.max(1, dims[dims.length - 1]);
+        long r = 1;
+        for (int i = 0; i < dims.length - 1; i++) {
+            r *= dims[i];
+        }
+        return r;
     }
 
     @Override
