@@ -12,6 +12,7 @@ import org.longexposure.backend.LinearOps;
 import org.longexposure.backend.LossOps;
 import org.longexposure.backend.NormOps;
 import org.longexposure.backend.OptimOps;
+import org.longexposure.backend.PredictOps;
 import org.longexposure.backend.SparseOps;
 import org.longexposure.cuda.Bf16;
 import org.longexposure.cuda.DeviceArena;
@@ -52,6 +53,7 @@ public final class CudaBackend implements Backend {
     private final CudaEmbedding embedding;
     private final CudaLoss loss;
     private final CudaOptim optim;
+    private final CudaPredict predict;
 
     private CudaBackend(CudaOptions options) {
         this.options = options;
@@ -69,6 +71,7 @@ public final class CudaBackend implements Backend {
             embedding = new CudaEmbedding(this);
             loss = new CudaLoss(this);
             optim = new CudaOptim(this, activation);
+            predict = new CudaPredict(this);
         } catch (RuntimeException e) {
             closeOwned(e);
             throw e;
@@ -250,6 +253,11 @@ public final class CudaBackend implements Backend {
     @Override
     public OptimOps optim() {
         return optim;
+    }
+
+    @Override
+    public PredictOps predict() {
+        return predict;
     }
 
     @Override
