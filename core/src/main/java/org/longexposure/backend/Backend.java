@@ -84,6 +84,9 @@ public interface Backend extends AutoCloseable {
 
     SparseOps sparse();
 
+    /** Applying fitted sparsity predictors on this backend (layouts built where the model runs). */
+    PredictOps predict();
+
     @Override
     void close();
 }

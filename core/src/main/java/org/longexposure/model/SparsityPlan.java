@@ -20,7 +20,9 @@ import org.longexposure.tensor.Tensor;
  * </ul>
  * With full layouts (every causal tile, every neuron block) the model computes what the dense model computes.
  *
- * <p>Implementations read {@code Input.x} through their backend (it may live on a device) and must not write it.
+ * <p>Implementations read {@code Input.x} through their backend (it may live on a device) and must not write it;
+ * a plan that builds its layouts with the backend's ops ({@link org.longexposure.backend.PredictOps}) from
+ * {@code x} and {@code keyMask} moves nothing through the host.
  */
 public interface SparsityPlan {
     /** Every layer dense: the model's default. */
@@ -44,8 +46,10 @@ public interface SparsityPlan {
      * @param x             (N, C) activation dtype: the attention's input (pre-LN: LN1 of the layer input; post-LN:
      *                      the layer input) or the MLP's input (pre-LN: LN2 of the residual; post-LN: LN1 of it)
      * @param attentionMask (B·T) the batch's attention mask on the host, nonzero for real tokens; not to be modified
+     * @param keyMask       (B·T) I32 the same mask on the backend (where the model's ops read it); not to be
+     *                      modified
      */
-    record Input(int batchSize, int seqLen, Tensor x, int[] attentionMask) {
+    record Input(int batchSize, int seqLen, Tensor x, int[] attentionMask, Tensor keyMask) {
         public int rows() {
             return batchSize * seqLen;
         }

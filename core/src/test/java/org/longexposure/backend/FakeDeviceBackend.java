@@ -42,6 +42,7 @@ public final class FakeDeviceBackend implements Backend {
     private final LossOps loss;
     private final OptimOps optim;
     private final SparseOps sparse;
+    private final PredictOps predict;
     private long bytesWritten;
     private long bytesRead;
     private int adoptedWeights;
@@ -66,6 +67,7 @@ public final class FakeDeviceBackend implements Backend {
         this.loss = unwrapping(LossOps.class, cpu.loss());
         this.optim = unwrapping(OptimOps.class, cpu.optim());
         this.sparse = unwrapping(SparseOps.class, cpu.sparse());
+        this.predict = unwrapping(PredictOps.class, cpu.predict());
     }
 
     @Override
@@ -159,6 +161,11 @@ public final class FakeDeviceBackend implements Backend {
     @Override
     public SparseOps sparse() {
         return sparse;
+    }
+
+    @Override
+    public PredictOps predict() {
+        return predict;
     }
 
     /** Bytes moved host → device and device → host so far. */

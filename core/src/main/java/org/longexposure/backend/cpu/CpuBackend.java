@@ -10,6 +10,7 @@ import org.longexposure.backend.LinearOps;
 import org.longexposure.backend.LossOps;
 import org.longexposure.backend.NormOps;
 import org.longexposure.backend.OptimOps;
+import org.longexposure.backend.PredictOps;
 import org.longexposure.backend.SparseOps;
 import org.longexposure.tensor.DType;
 import org.longexposure.tensor.Tensor;
@@ -29,6 +30,7 @@ public final class CpuBackend implements Backend {
     private final CpuLoss loss;
     private final CpuOptim optim;
     private final CpuSparse sparse;
+    private final CpuPredict predict;
 
     /** A backend with {@code threadCount} worker threads. */
     public CpuBackend(int threadCount) {
@@ -42,6 +44,7 @@ public final class CpuBackend implements Backend {
         this.loss = new CpuLoss(threads);
         this.optim = new CpuOptim(threads);
         this.sparse = new CpuSparse(threads, gemm);
+        this.predict = new CpuPredict(threads);
     }
 
     @Override
@@ -143,6 +146,11 @@ public final class CpuBackend implements Backend {
     @Override
     public SparseOps sparse() {
         return sparse;
+    }
+
+    @Override
+    public PredictOps predict() {
+        return predict;
     }
 
     @Override

@@ -336,7 +336,8 @@ public final class OptModel implements CausalLm {
             lw.k.forward(be, k, attnIn, training);
             lw.v.forward(be, v, attnIn, training);
             Tensor att = s.att[l].slice(0, n);
-            BlockLayout layout = plan.attention(l, new SparsityPlan.Input(bsz, t, attnIn, mask));
+            BlockLayout layout = plan.attention(l, new SparsityPlan.Input(bsz, t, attnIn, mask,
+                    s.keyMask.slice(0, n)));
             s.attnLayout[l] = layout;
             if (layout == null) {
                 be.attention().attentionForward(att.view(bsz, t, cfg.hiddenSize()), lse(s, l),
@@ -395,7 +396,8 @@ public final class OptModel implements CausalLm {
     private void mlpForward(State s, int l, OptWeights.Layer lw, Tensor mlpIn, Tensor out, boolean training,
                             int[] mask) {
         int n = s.curB * s.curT;
-        NeuronLayout layout = plan.mlp(l, new SparsityPlan.Input(s.curB, s.curT, mlpIn, mask));
+        NeuronLayout layout = plan.mlp(l, new SparsityPlan.Input(s.curB, s.curT, mlpIn, mask,
+                s.keyMask.slice(0, n)));
         s.mlpLayout[l] = layout;
         if (layout != null) {
             requireSparseMlp(l, lw, layout, n);

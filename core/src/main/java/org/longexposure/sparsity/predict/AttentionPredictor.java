@@ -284,12 +284,14 @@ public final class AttentionPredictor {
                     continue;
                 }
                 Arrays.fill(agg, 0);
-                double total = 0;
                 for (double[][][] seq : dist) {
                     for (int kb = 0; kb <= qb; kb++) {
                         agg[kb] += seq[h][qb][kb];
-                        total += seq[h][qb][kb];
                     }
+                }
+                double total = 0;   // summed over the aggregated row, kb ascending: PredictOps' rule
+                for (int kb = 0; kb <= qb; kb++) {
+                    total += agg[kb];
                 }
                 if (total <= 0) {
                     continue;

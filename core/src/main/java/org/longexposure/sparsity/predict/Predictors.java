@@ -15,9 +15,6 @@ import java.util.LinkedHashMap;
 import java.util.List;
 import java.util.Map;
 import org.longexposure.backend.Backend;
-import org.longexposure.backend.BlockLayout;
-import org.longexposure.backend.NeuronLayout;
-import org.longexposure.backend.Tensors;
 import org.longexposure.io.InputFormatException;
 import org.longexposure.io.safetensors.SafetensorsFile;
 import org.longexposure.io.safetensors.SafetensorsWriter;
@@ -69,26 +66,15 @@ public final class Predictors {
     }
 
     /**
-     * A plan that predicts each layer's layouts from its input on every micro-batch (host copies of the input
-     * through {@code be}); {@code sparseAttention} / {@code sparseMlp} switch the two sockets on.
+     * A plan that predicts each layer's layouts from its input on every micro-batch, entirely with {@code be}'s
+     * ops ({@link PredictorPlan}: nothing goes through the host per layer); {@code sparseAttention} /
+     * {@code sparseMlp} switch the two sockets on. The plan's layouts and work tensors live on {@code be}.
      */
     public SparsityPlan plan(Backend be, boolean sparseAttention, boolean sparseMlp) {
         if (sparseMlp && mlp.isEmpty()) {
             throw new IllegalArgumentException("these predictors have no MLP predictor (the model's MLP is not ReLU)");
         }
-        return new SparsityPlan() {
-            @Override
-            public BlockLayout attention(int layer, Input in) {
-                return sparseAttention ? attention.get(layer).layout(be, Tensors.toFloats(be, in.x()),
-                        in.attentionMask(), in.batchSize(), in.seqLen()) : null;
-            }
-
-            @Override
-            public NeuronLayout mlp(int layer, Input in) {
-                return sparseMlp ? mlp.get(layer).layout(be, Tensors.toFloats(be, in.x()), in.attentionMask(),
-                        in.rows()) : null;
-            }
-        };
+        return new PredictorPlan(this, be, sparseAttention, sparseMlp);
     }
 
     /** Writes the two files into {@code dir} (created if missing). */

@@ -12,6 +12,7 @@ import org.longexposure.backend.LinearOps;
 import org.longexposure.backend.LossOps;
 import org.longexposure.backend.NormOps;
 import org.longexposure.backend.OptimOps;
+import org.longexposure.backend.PredictOps;
 import org.longexposure.backend.SparseOps;
 import org.longexposure.cuda.Bf16;
 import org.longexposure.cuda.DeviceArena;
@@ -53,6 +54,7 @@ public final class CudaBackend implements Backend {
     private final CudaLoss loss;
     private final CudaOptim optim;
     private final CudaSparse sparse;
+    private final CudaPredict predict;
 
     private CudaBackend(CudaOptions options) {
         this.options = options;
@@ -71,6 +73,7 @@ public final class CudaBackend implements Backend {
             loss = new CudaLoss(this);
             optim = new CudaOptim(this, activation);
             sparse = new CudaSparse(this, attention);
+            predict = new CudaPredict(this);
         } catch (RuntimeException e) {
             closeOwned(e);
             throw e;
@@ -252,6 +255,11 @@ public final class CudaBackend implements Backend {
     @Override
     public OptimOps optim() {
         return optim;
+    }
+
+    @Override
+    public PredictOps predict() {
+        return predict;
     }
 
     @Override

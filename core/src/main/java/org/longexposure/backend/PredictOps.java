@@ -1,0 +1,101 @@
+package org.longexposure.backend;
+
+import org.longexposure.tensor.Tensor;
+
+/**
+ * Applying Long Exposure's fitted predictors (design note 5) where the model runs, so that a layout is built from
+ * a layer's input without the input or the layout passing through the host. The predictors' GEMMs (pooled input
+ * times the per-head projections, MLP input times the neuron-block scorer) go through {@link LinearOps}; this
+ * family holds the rest:
+ *
+ * <pre>
+ * attention  x (B·T, C) ─blockMeanPool→ pooled (B·nB, C), counts (B·nB)
+ *            pooled ─LinearOps→ q̃, k̃ (B·nB, NH·R)        (bias = the projections' constant row)
+ *            q̃, k̃, counts, γ ─tileMass→ mass (NH, nB, nB) = Σ_b p̂[b]
+ *            mass ─selectTiles→ BlockLayout (rowPtr, colIdx)
+ * MLP        x (N, C) ─LinearOps→ z (N, nb) ─neuronBlockScores→ Ŝ (nTB, nb) ─selectNeuronBlocks→ NeuronLayout
+ * </pre>
+ * nB = ceil(T / block), nTB = ceil(N / tokenBlock). Masses and scores are F64: the selection compares them and
+ * sums them, and doing so in double on every backend makes the layouts depend only on the inputs' values, not on
+ * the backend's accumulation order, except through the exp/log of {@link #tileMass} (last-ulp differences).
+ *
+ * <p>The selection rule ({@link #selectTiles}, {@link #selectNeuronBlocks}) is the predictors' host rule: over one
+ * row's candidate values v_0..v_{n-1} (all ≥ 0), with {@code total = Σ v_i} summed in ascending i, visit the
+ * candidates by descending value, equal values by ascending index, adding each visited value to a running sum
+ * {@code covered} (starting at 0, in visiting order); a candidate is kept iff {@code covered < coverage·total}
+ * just before it is visited. So coverage 0 keeps none of them and a row of zeros keeps none.
+ *
+ * <p>ACT is the backend's activation dtype; masks are I32, nonzero for real tokens.
+ */
+public interface PredictOps {
+    /**
+     * Mean of the real tokens of each block of {@code block} tokens of each sequence (overwrite): pooled[b·nB + i] =
+     * mean of x[b·T + t] over t in [i·block, min(T, (i+1)·block)) with keyMask[b·T + t] ≠ 0 (0 when none), the sum
+     * accumulated in ascending t; counts[b·nB + i] = the number of those tokens.
+     *
+     * @param pooled (B·nB, C) ACT
+     * @param counts (B·nB) I32
+     * @param x      (B·T, C) ACT
+     * @param keyMask (B·T) I32
+     */
+    void blockMeanPool(Tensor pooled, Tensor counts, Tensor x, Tensor keyMask, int batchSize, int seqLen, int block);
+
+    /**
+     * The attention predictor's tile distribution summed over the micro-batch (overwrite): for head h and
+     * query block qb, mass[h][qb][kb] = Σ_b p̂[b][h][qb][kb] (b ascending, starting from 0) with
+     * <pre>
+     * s      = Σ_r q̃[b·nB + qb][h·R + r] · k̃[b·nB + kb][h·R + r]                      (double, r ascending)
+     * p̂[kb]  = softmax over kb ≤ qb with counts[b·nB + kb] &gt; 0 of  γ_h·s + log(n_kb),
+     *          n_kb = counts[b·nB + kb], on the diagonal (n_kb + 1)/2; 0 elsewhere
+     * </pre>
+     * and p̂ = 0 for a query block without real tokens (counts[b·nB + qb] = 0). The softmax subtracts the row max,
+     * sums the exponentials in ascending kb and divides. Entries above the diagonal are 0.
+     *
+     * @param mass   (NH, nB, nB) F64
+     * @param qt     (B·nB, NH·R) ACT, the pooled input's query-side projection
+     * @param kt     (B·nB, NH·R) ACT, the key-side projection
+     * @param counts (B·nB) I32, from {@link #blockMeanPool}
+     * @param gamma  (NH) F32, the fitted temperatures
+     */
+    void tileMass(Tensor mass, Tensor qt, Tensor kt, Tensor counts, Tensor gamma, int batchSize, int numHeads,
+                  int rank);
+
+    /**
+     * Writes {@code layout}'s rowPtr and colIdx (overwrite) from the tile masses: row (h, qb) keeps key block qb
+     * (the diagonal) and key block 0 (the sink) always; with {@code coverage ≥ 1} every kb ≤ qb; otherwise, when
+     * the row's total mass is &gt; 0, the candidates kb ≤ qb chosen by the class rule on mass[h][qb][0..qb]
+     * (a kept forced tile still counts towards {@code covered} when visited). colIdx lists each row's key blocks
+     * ascending; its elements past rowPtr[NH·nB] are left unspecified.
+     *
+     * @param layout the target: NH, T and the block size give nB; colIdx must hold at least NH·nB·(nB+1)/2
+     *               elements (the full causal layout)
+     * @param mass   (NH, nB, nB) F64, from {@link #tileMass}
+     */
+    void selectTiles(BlockLayout layout, Tensor mass, double coverage);
+
+    /**
+     * The MLP predictor's scores per token block (overwrite): scores[R][j] = Σ over the real rows t of token block
+     * R (ascending t) of clamp(z[t][j], 0, w_j), with w_j = min(BN, H − j·BN) the width of neuron block j; summed
+     * in double.
+     *
+     * @param scores  (nTB, nb) F64, nTB = ceil(N / tokenBlock)
+     * @param z       (N, nb) ACT, the scorer's output x·Wᵀ + b
+     * @param keyMask (N) I32
+     * @param ffn     H
+     * @param neuronBlock BN, with nb = ceil(H / BN)
+     */
+    void neuronBlockScores(Tensor scores, Tensor z, Tensor keyMask, int tokenBlock, int ffn, int neuronBlock);
+
+    /**
+     * Writes {@code layout}'s rowPtr and blockIdx (overwrite) from the scores: a token block without a real row
+     * lists nothing; otherwise with {@code coverage ≥ 1} every neuron block, else the blocks chosen by the class
+     * rule on scores[R][0..nb). blockIdx lists each row's blocks ascending; its elements past rowPtr[nTB] are left
+     * unspecified.
+     *
+     * @param layout  the target: rows N and tokenBlock give nTB; maxBlocks must be ≥ nb and blockIdx must hold at
+     *                least nTB·nb elements
+     * @param scores  (nTB, nb) F64, from {@link #neuronBlockScores}
+     * @param keyMask (N) I32
+     */
+    void selectNeuronBlocks(NeuronLayout layout, Tensor scores, Tensor keyMask, double coverage);
+}

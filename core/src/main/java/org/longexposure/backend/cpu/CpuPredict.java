@@ -1,0 +1,304 @@
+package org.longexposure.backend.cpu;
+
+import java.lang.foreign.MemorySegment;
+import java.lang.foreign.ValueLayout;
+import java.util.Arrays;
+import org.longexposure.backend.BlockLayout;
+import org.longexposure.backend.NeuronLayout;
+import org.longexposure.backend.PredictOps;
+import org.longexposure.tensor.DType;
+import org.longexposure.tensor.Tensor;
+
+/**
+ * The predictor ops on the CPU ({@link PredictOps} documents the formulas and the selection rule): F32
+ * activations, F64 masses and scores, I32 masks and layouts. Pooling runs in parallel over the B·nB pooled rows,
+ * the tile masses over the NH·nB query-block rows and the neuron-block scores over the token blocks; each output
+ * element is computed by one thread in the documented order, so results do not depend on the thread count.
+ * The selections are tiny (at most nB or nb candidates per row) and run on the calling thread. Nothing is saved.
+ */
+final class CpuPredict implements PredictOps {
+    private static final ValueLayout.OfFloat F = ValueLayout.JAVA_FLOAT_UNALIGNED;
+    private static final ValueLayout.OfInt I = ValueLayout.JAVA_INT_UNALIGNED;
+    private static final ValueLayout.OfDouble D = ValueLayout.JAVA_DOUBLE_UNALIGNED;
+
+    private final CpuThreads threads;
+
+    CpuPredict(CpuThreads threads) {
+        this.threads = threads;
+    }
+
+    @Override
+    public void blockMeanPool(Tensor pooled, Tensor counts, Tensor x, Tensor keyMask, int batchSize, int seqLen,
+                              int block) {
+        String op = "blockMeanPool";
+        positive(op, "batchSize", batchSize);
+        positive(op, "seqLen", seqLen);
+        positive(op, "block", block);
+        int c = CpuChecks.lastDim(op, "x", CpuChecks.require(op, "x", x, DType.F32));
+        long n = (long) batchSize * seqLen;
+        int nB = (seqLen + block - 1) / block;
+        long rows = (long) batchSize * nB;
+        CpuChecks.numel(op, "x", x, n * c, "(B·T, C) = (" + n + ", " + c + ")");
+        CpuChecks.numel(op, "keyMask", CpuChecks.require(op, "keyMask", keyMask, DType.I32), n, "(B·T)");
+        CpuChecks.numel(op, "pooled", CpuChecks.require(op, "pooled", pooled, DType.F32), rows * c,
+                "(B·nB, C) = (" + rows + ", " + c + ")");
+        CpuChecks.numel(op, "counts", CpuChecks.require(op, "counts", counts, DType.I32), rows, "(B·nB)");
+        MemorySegment xs = x.host();
+        MemorySegment ms = keyMask.host();
+        MemorySegment ps = pooled.host();
+        MemorySegment cs = counts.host();
+        threads.parallelFor(CpuChecks.toInt(op, "B·nB", rows), row -> {
+            int b = row / nB;
+            int i = row % nB;
+            double[] sum = new double[c];
+            int count = 0;
+            for (int t = i * block; t < Math.min(seqLen, (i + 1) * block); t++) {
+                long tok = (long) b * seqLen + t;
+                if (ms.getAtIndex(I, tok) == 0) {
+                    continue;
+                }
+                count++;
+                for (int e = 0; e < c; e++) {
+                    sum[e] += xs.getAtIndex(F, tok * c + e);
+                }
+            }
+            for (int e = 0; e < c; e++) {
+                ps.setAtIndex(F, (long) row * c + e, count == 0 ? 0f : (float) (sum[e] / count));
+            }
+            cs.setAtIndex(I, row, count);
+        });
+    }
+
+    @Override
+    public void tileMass(Tensor mass, Tensor qt, Tensor kt, Tensor counts, Tensor gamma, int batchSize, int numHeads,
+                         int rank) {
+        String op = "tileMass";
+        positive(op, "batchSize", batchSize);
+        positive(op, "numHeads", numHeads);
+        positive(op, "rank", rank);
+        CpuChecks.require(op, "counts", counts, DType.I32);
+        if (counts.numel() % batchSize != 0) {
+            throw new IllegalArgumentException(op + ": counts " + counts + " must hold B·nB elements, B = "
+                    + batchSize);
+        }
+        int nB = CpuChecks.toInt(op, "nB", counts.numel() / batchSize);
+        int w = numHeads * rank;
+        long rows = (long) batchSize * nB;
+        CpuChecks.numel(op, "qt", CpuChecks.require(op, "qt", qt, DType.F32), rows * w,
+                "(B·nB, NH·R) = (" + rows + ", " + w + ")");
+        CpuChecks.numel(op, "kt", CpuChecks.require(op, "kt", kt, DType.F32), rows * w,
+                "(B·nB, NH·R) = (" + rows + ", " + w + ")");
+        CpuChecks.numel(op, "gamma", CpuChecks.require(op, "gamma", gamma, DType.F32), numHeads, "(NH)");
+        CpuChecks.numel(op, "mass", CpuChecks.require(op, "mass", mass, DType.F64), (long) numHeads * nB * nB,
+                "(NH, nB, nB) = (" + numHeads + ", " + nB + ", " + nB + ")");
+        MemorySegment qs = qt.host();
+        MemorySegment ks = kt.host();
+        MemorySegment cs = counts.host();
+        MemorySegment out = mass.host();
+        float[] g = new float[numHeads];
+        for (int h = 0; h < numHeads; h++) {
+            g[h] = gamma.host().getAtIndex(F, h);
+        }
+        threads.parallelFor(numHeads * nB, hq -> {
+            int h = hq / nB;
+            int qb = hq % nB;
+            double[] agg = new double[nB];
+            double[] row = new double[qb + 1];
+            for (int b = 0; b < batchSize; b++) {
+                if (cs.getAtIndex(I, (long) b * nB + qb) == 0) {
+                    continue;
+                }
+                long qOff = ((long) b * nB + qb) * w + (long) h * rank;
+                double max = Double.NEGATIVE_INFINITY;
+                for (int kb = 0; kb <= qb; kb++) {
+                    int n = cs.getAtIndex(I, (long) b * nB + kb);
+                    if (n == 0) {
+                        continue;
+                    }
+                    long kOff = ((long) b * nB + kb) * w + (long) h * rank;
+                    double s = 0;
+                    for (int r = 0; r < rank; r++) {
+                        s += (double) qs.getAtIndex(F, qOff + r) * ks.getAtIndex(F, kOff + r);
+                    }
+                    row[kb] = g[h] * s + Math.log(qb == kb ? (n + 1) / 2.0 : n);
+                    max = Math.max(max, row[kb]);
+                }
+                double sum = 0;
+                for (int kb = 0; kb <= qb; kb++) {
+                    row[kb] = cs.getAtIndex(I, (long) b * nB + kb) > 0 ? Math.exp(row[kb] - max) : 0;
+                    sum += row[kb];
+                }
+                for (int kb = 0; kb <= qb; kb++) {
+                    agg[kb] += row[kb] / sum;
+                }
+            }
+            for (int kb = 0; kb < nB; kb++) {
+                out.setAtIndex(D, (long) hq * nB + kb, agg[kb]);
+            }
+        });
+    }
+
+    @Override
+    public void selectTiles(BlockLayout layout, Tensor mass, double coverage) {
+        String op = "selectTiles";
+        int nh = layout.numHeads();
+        int nB = layout.numBlocks();
+        CpuChecks.numel(op, "mass", CpuChecks.require(op, "mass", mass, DType.F64), (long) nh * nB * nB,
+                "(NH, nB, nB) = (" + nh + ", " + nB + ", " + nB + ")");
+        Tensor rowPtr = CpuChecks.require(op, "layout rowPtr", layout.rowPtr(), DType.I32);
+        Tensor colIdx = CpuChecks.require(op, "layout colIdx", layout.colIdx(), DType.I32);
+        long full = (long) nh * nB * (nB + 1) / 2;
+        if (colIdx.numel() < full) {
+            throw new IllegalArgumentException(op + ": layout colIdx " + colIdx + " must hold at least NH·nB·(nB+1)/2"
+                    + " = " + full + " elements (the full causal layout)");
+        }
+        coverage(op, coverage);
+        MemorySegment ms = mass.host();
+        MemorySegment rp = rowPtr.host();
+        MemorySegment ci = colIdx.host();
+        double[] v = new double[nB];
+        boolean[] keep = new boolean[nB];
+        int nnz = 0;
+        rp.setAtIndex(I, 0, 0);
+        for (int hq = 0; hq < nh * nB; hq++) {
+            int qb = hq % nB;
+            for (int kb = 0; kb <= qb; kb++) {
+                v[kb] = ms.getAtIndex(D, (long) hq * nB + kb);
+            }
+            Arrays.fill(keep, 0, qb + 1, coverage >= 1);
+            keep[qb] = true;
+            keep[0] = true;
+            if (coverage < 1) {
+                choose(v, qb + 1, coverage, keep);
+            }
+            for (int kb = 0; kb <= qb; kb++) {
+                if (keep[kb]) {
+                    ci.setAtIndex(I, nnz++, kb);
+                }
+            }
+            rp.setAtIndex(I, hq + 1, nnz);
+        }
+    }
+
+    @Override
+    public void neuronBlockScores(Tensor scores, Tensor z, Tensor keyMask, int tokenBlock, int ffn,
+                                  int neuronBlock) {
+        String op = "neuronBlockScores";
+        positive(op, "tokenBlock", tokenBlock);
+        positive(op, "ffn", ffn);
+        positive(op, "neuronBlock", neuronBlock);
+        int nb = (int) ((ffn + (long) neuronBlock - 1) / neuronBlock);
+        int rows = CpuChecks.toInt(op, "N", CpuChecks.require(op, "keyMask", keyMask, DType.I32).numel());
+        int nTB = (rows + tokenBlock - 1) / tokenBlock;
+        CpuChecks.numel(op, "z", CpuChecks.require(op, "z", z, DType.F32), (long) rows * nb,
+                "(N, nb) = (" + rows + ", " + nb + ")");
+        CpuChecks.numel(op, "scores", CpuChecks.require(op, "scores", scores, DType.F64), (long) nTB * nb,
+                "(nTB, nb) = (" + nTB + ", " + nb + ")");
+        MemorySegment zs = z.host();
+        MemorySegment ms = keyMask.host();
+        MemorySegment out = scores.host();
+        threads.parallelFor(nTB, r -> {
+            double[] s = new double[nb];
+            for (int t = r * tokenBlock; t < Math.min(rows, (r + 1) * tokenBlock); t++) {
+                if (ms.getAtIndex(I, t) == 0) {
+                    continue;
+                }
+                for (int j = 0; j < nb; j++) {
+                    double width = Math.min(neuronBlock, ffn - j * neuronBlock);
+                    s[j] += Math.min(Math.max((double) zs.getAtIndex(F, (long) t * nb + j), 0), width);
+                }
+            }
+            for (int j = 0; j < nb; j++) {
+                out.setAtIndex(D, (long) r * nb + j, s[j]);
+            }
+        });
+    }
+
+    @Override
+    public void selectNeuronBlocks(NeuronLayout layout, Tensor scores, Tensor keyMask, double coverage) {
+        String op = "selectNeuronBlocks";
+        int rows = layout.rows();
+        int tb = layout.tokenBlock();
+        int nTB = layout.numTokenBlocks();
+        CpuChecks.numel(op, "keyMask", CpuChecks.require(op, "keyMask", keyMask, DType.I32), rows, "(N)");
+        CpuChecks.require(op, "scores", scores, DType.F64);
+        if (scores.numel() % nTB != 0 || scores.numel() == 0) {
+            throw new IllegalArgumentException(op + ": scores " + scores + " must be (nTB, nb) with nTB = " + nTB);
+        }
+        int nb = CpuChecks.toInt(op, "nb", scores.numel() / nTB);
+        if (layout.maxBlocks() < nb) {
+            throw new IllegalArgumentException(op + ": layout maxBlocks = " + layout.maxBlocks() + " must be >= nb = "
+                    + nb + " (any selection must fit)");
+        }
+        Tensor rowPtr = CpuChecks.require(op, "layout rowPtr", layout.rowPtr(), DType.I32);
+        Tensor blockIdx = CpuChecks.require(op, "layout blockIdx", layout.blockIdx(), DType.I32);
+        if (blockIdx.numel() < (long) nTB * nb) {
+            throw new IllegalArgumentException(op + ": layout blockIdx " + blockIdx + " must hold at least nTB·nb = "
+                    + (long) nTB * nb + " elements");
+        }
+        coverage(op, coverage);
+        MemorySegment ss = scores.host();
+        MemorySegment ms = keyMask.host();
+        MemorySegment rp = rowPtr.host();
+        MemorySegment bi = blockIdx.host();
+        double[] v = new double[nb];
+        boolean[] keep = new boolean[nb];
+        int nnz = 0;
+        rp.setAtIndex(I, 0, 0);
+        for (int r = 0; r < nTB; r++) {
+            boolean real = false;
+            for (int t = r * tb; t < Math.min(rows, (r + 1) * tb) && !real; t++) {
+                real = ms.getAtIndex(I, t) != 0;
+            }
+            Arrays.fill(keep, real && coverage >= 1);
+            if (real && coverage < 1) {
+                for (int j = 0; j < nb; j++) {
+                    v[j] = ss.getAtIndex(D, (long) r * nb + j);
+                }
+                choose(v, nb, coverage, keep);
+            }
+            for (int j = 0; j < nb; j++) {
+                if (keep[j]) {
+                    bi.setAtIndex(I, nnz++, j);
+                }
+            }
+            rp.setAtIndex(I, r + 1, nnz);
+        }
+    }
+
+    /**
+     * The class rule of {@link PredictOps} on v[0..n): marks the kept candidates in {@code keep} (leaving marks
+     * already set). Visiting order = a stable sort of the indices by descending value.
+     */
+    private static void choose(double[] v, int n, double coverage, boolean[] keep) {
+        double total = 0;
+        for (int i = 0; i < n; i++) {
+            total += v[i];
+        }
+        if (!(total > 0)) {
+            return;
+        }
+        Integer[] order = new Integer[n];
+        for (int i = 0; i < n; i++) {
+            order[i] = i;
+        }
+        Arrays.sort(order, (a, b) -> Double.compare(v[b], v[a]));
+        double covered = 0;
+        for (int r = 0; r < n && covered < coverage * total; r++) {
+            keep[order[r]] = true;
+            covered += v[order[r]];
+        }
+    }
+
+    private static void coverage(String op, double coverage) {
+        if (!(coverage >= 0)) {
+            throw new IllegalArgumentException(op + ": coverage must be >= 0, got " + coverage);
+        }
+    }
+
+    private static void positive(String op, String name, int v) {
+        if (v < 1) {
+            throw new IllegalArgumentException(op + ": " + name + " must be >= 1, got " + v);
+        }
+    }
+}

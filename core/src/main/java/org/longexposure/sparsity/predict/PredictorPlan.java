@@ -1,0 +1,215 @@
+package org.longexposure.sparsity.predict;
+
+import java.lang.foreign.Arena;
+import java.util.HashMap;
+import java.util.Map;
+import org.longexposure.backend.Backend;
+import org.longexposure.backend.BlockLayout;
+import org.longexposure.backend.NeuronLayout;
+import org.longexposure.backend.Tensors;
+import org.longexposure.model.SparsityPlan;
+import org.longexposure.tensor.DType;
+import org.longexposure.tensor.Tensor;
+
+/**
+ * The fitted predictors applied on the backend that runs the model ({@link Predictors#plan}): each layer's layouts
+ * are computed from its input with {@link org.longexposure.backend.PredictOps} and {@link
+ * org.longexposure.backend.LinearOps} only, so on a device backend neither the input nor the layout goes through
+ * the host (no {@code Backend.read}, no {@code Backend.write} per layer).
+ *
+ * <pre>
+ * attention  pooled, counts = blockMeanPool(x, keyMask)                 (B·nB, C) ACT, (B·nB) I32
+ *            q̃ = pooled·Wqᵀ + bq,  k̃ = pooled·Wkᵀ + bk               (B·nB, NH·R) ACT
+ *            mass = tileMass(q̃, k̃, counts, γ)                          (NH, nB, nB) F64
+ *            layout = selectTiles(mass, coverage)
+ * MLP        z = x·Wᵀ + b                                                (N, nb) ACT
+ *            Ŝ = neuronBlockScores(z, keyMask)                           (nTB, nb) F64
+ *            layout = selectNeuronBlocks(Ŝ, keyMask, coverage)
+ * </pre>
+ * Wq (NH·R, C) holds the host form's Pq (NH, D, R) transposed per head, row h·R + r being Pq[h][0..C)[r], and bq
+ * its constant row Pq[h][C][r] (likewise Wk, bk); the MLP's W (nb, C) and b (nb) are the scorer's weight without
+ * and with its last column. A block without real tokens gets the bias instead of the host form's 0 as its
+ * projection, which no selection reads: tileMass skips such blocks. The projections are uploaded with {@link
+ * Backend#adoptWeight} on a layer's first use (BF16 on a device), the temperatures and biases as F32.
+ *
+ * <p>Against the host form ({@link AttentionPredictor#keep}, {@link MlpPredictor#keep}), which pools and projects
+ * in double, the pooled input and the projections are rounded to the activation dtype; the masses, scores and
+ * the selection are computed in double with the same rule, so the layouts differ only where those roundings
+ * reorder two nearly equal masses or move a running sum across the coverage threshold.
+ *
+ * <p>Memory: the work tensors are shared by the layers and reallocated only when (B, T) grows; each layer keeps
+ * its own layout tensors, which the next micro-batch's forward overwrites in place (the model reads a layout only
+ * between its forward and its backward). The NeuronLayout's maxBlocks is nb, every block: the count a device
+ * selected is not known on the host, so the sparse MLP's compacted hidden state has the dense width.
+ * Coverages are read from the predictors on every call.
+ */
+final class PredictorPlan implements SparsityPlan {
+    private final Predictors predictors;
+    private final Backend be;
+    private final boolean sparseAttention;
+    private final boolean sparseMlp;
+    private final AttnWeights[] attnWeights;
+    private final MlpWeights[] mlpWeights;
+    private final BlockLayout[] attnLayouts;
+    private final NeuronLayout[] mlpLayouts;
+    private final Map<String, Tensor> work = new HashMap<>();
+
+    private record AttnWeights(Tensor wq, Tensor bq, Tensor wk, Tensor bk, Tensor gamma) {
+    }
+
+    private record MlpWeights(Tensor w, Tensor b) {
+    }
+
+    PredictorPlan(Predictors predictors, Backend be, boolean sparseAttention, boolean sparseMlp) {
+        this.predictors = predictors;
+        this.be = be;
+        this.sparseAttention = sparseAttention;
+        this.sparseMlp = sparseMlp;
+        int layers = predictors.numLayers();
+        this.attnWeights = new AttnWeights[layers];
+        this.mlpWeights = new MlpWeights[layers];
+        this.attnLayouts = new BlockLayout[layers];
+        this.mlpLayouts = new NeuronLayout[layers];
+    }
+
+    @Override
+    public BlockLayout attention(int layer, Input in) {
+        if (!sparseAttention) {
+            return null;
+        }
+        AttentionPredictor ap = predictors.attention(layer);
+        check("attention", layer, in, ap.dim);
+        AttnWeights w = attnWeights(layer, ap);
+        int bsz = in.batchSize();
+        int t = in.seqLen();
+        int nB = (t + ap.block - 1) / ap.block;
+        long pooledRows = (long) bsz * nB;
+        Tensor pooled = work("pooled", be.activationDType(), pooledRows, ap.dim);
+        Tensor counts = work("counts", DType.I32, pooledRows);
+        Tensor qt = work("qt", be.activationDType(), pooledRows, (long) ap.numHeads * ap.rank);
+        Tensor kt = work("kt", be.activationDType(), pooledRows, (long) ap.numHeads * ap.rank);
+        Tensor mass = work("mass", DType.F64, ap.numHeads, nB, nB);
+        be.predict().blockMeanPool(pooled, counts, in.x(), in.keyMask(), bsz, t, ap.block);
+        be.linear().linearForward(qt, pooled, w.wq, w.bq);
+        be.linear().linearForward(kt, pooled, w.wk, w.bk);
+        be.predict().tileMass(mass, qt, kt, counts, w.gamma, bsz, ap.numHeads, ap.rank);
+        BlockLayout layout = attnLayouts[layer];
+        if (layout == null || layout.seqLen() != t) {
+            long full = (long) ap.numHeads * nB * (nB + 1) / 2;
+            layout = new BlockLayout(ap.block, ap.numHeads, t, be.allocate(DType.I32, (long) ap.numHeads * nB + 1),
+                    be.allocate(DType.I32, full));
+            attnLayouts[layer] = layout;
+        }
+        be.predict().selectTiles(layout, mass, ap.coverage);
+        return layout;
+    }
+
+    @Override
+    public NeuronLayout mlp(int layer, Input in) {
+        if (!sparseMlp) {
+            return null;
+        }
+        MlpPredictor mp = predictors.mlp(layer);
+        check("MLP", layer, in, mp.dim);
+        MlpWeights w = mlpWeights(layer, mp);
+        int rows = in.rows();
+        int nb = mp.numBlocks();
+        int nTB = (rows + mp.tokenBlock - 1) / mp.tokenBlock;
+        Tensor z = work("z", be.activationDType(), rows, nb);
+        Tensor scores = work("scores", DType.F64, nTB, nb);
+        be.linear().linearForward(z, in.x(), w.w, w.b);
+        be.predict().neuronBlockScores(scores, z, in.keyMask(), mp.tokenBlock, mp.ffn, mp.neuronBlock);
+        NeuronLayout layout = mlpLayouts[layer];
+        if (layout == null || layout.rows() != rows) {
+            layout = new NeuronLayout(mp.neuronBlock, mp.tokenBlock, rows, nb, be.allocate(DType.I32, nTB + 1L),
+                    be.allocate(DType.I32, (long) nTB * nb));
+            mlpLayouts[layer] = layout;
+        }
+        be.predict().selectNeuronBlocks(layout, scores, in.keyMask(), mp.coverage);
+        return layout;
+    }
+
+    private static void check(String what, int layer, Input in, int dim) {
+        if (in.keyMask() == null) {
+            throw new IllegalArgumentException("layer " + layer + " " + what + " predictor: the plan input carries"
+                    + " no keyMask tensor on the backend");
+        }
+        if (in.x().shape().rank() != 2 || in.x().shape().dim(0) != in.rows() || in.x().shape().dim(1) != dim) {
+            throw new IllegalArgumentException("layer " + layer + " " + what + " predictor: expected an input of ("
+                    + in.rows() + ", " + dim + "), got " + in.x());
+        }
+    }
+
+    /** A work tensor of exactly these dims: a view of a buffer kept per name, regrown when too small. */
+    private Tensor work(String name, DType dtype, long... dims) {
+        long numel = 1;
+        for (long d : dims) {
+            numel *= d;
+        }
+        Tensor t = work.get(name);
+        if (t == null || t.numel() < numel || t.dtype() != dtype) {
+            t = be.allocate(dtype, numel);
+            work.put(name, t);
+        }
+        return t.slice(0, numel).view(dims);
+    }
+
+    private AttnWeights attnWeights(int layer, AttentionPredictor ap) {
+        if (attnWeights[layer] == null) {
+            String base = "predictor layers." + layer + ".attn.";
+            int c = ap.dim;
+            int w = ap.numHeads * ap.rank;
+            float[][] wq = transposed(ap.pq, ap.numHeads, c, ap.rank);
+            float[][] wk = transposed(ap.pk, ap.numHeads, c, ap.rank);
+            attnWeights[layer] = new AttnWeights(weight(wq[0], w, c, base + "q"), vector(wq[1]),
+                    weight(wk[0], w, c, base + "k"), vector(wk[1]), vector(ap.gamma));
+        }
+        return attnWeights[layer];
+    }
+
+    private MlpWeights mlpWeights(int layer, MlpPredictor mp) {
+        if (mlpWeights[layer] == null) {
+            int nb = mp.numBlocks();
+            int d = mp.dim + 1;
+            float[] w = new float[nb * mp.dim];
+            float[] b = new float[nb];
+            for (int j = 0; j < nb; j++) {
+                System.arraycopy(mp.weight, j * d, w, j * mp.dim, mp.dim);
+                b[j] = mp.weight[j * d + mp.dim];
+            }
+            mlpWeights[layer] = new MlpWeights(weight(w, nb, mp.dim, "predictor layers." + layer + ".mlp.weight"),
+                    vector(b));
+        }
+        return mlpWeights[layer];
+    }
+
+    /** P (NH, C+1, R) → {W (NH·R, C) with W[h·R + r][e] = P[h][e][r], b (NH·R) with b[h·R + r] = P[h][C][r]}. */
+    private static float[][] transposed(float[] p, int nh, int c, int rank) {
+        int d = c + 1;
+        float[] w = new float[nh * rank * c];
+        float[] b = new float[nh * rank];
+        for (int h = 0; h < nh; h++) {
+            for (int r = 0; r < rank; r++) {
+                int row = h * rank + r;
+                for (int e = 0; e < c; e++) {
+                    w[row * c + e] = p[(h * d + e) * rank + r];
+                }
+                b[row] = p[(h * d + c) * rank + r];
+            }
+        }
+        return new float[][] {w, b};
+    }
+
+    /** A frozen (rows, cols) matrix handed to the backend like a checkpoint weight. */
+    private Tensor weight(float[] v, int rows, int cols, String name) {
+        // An automatic arena: on the CPU the adopted tensor is this host tensor and keeps it reachable.
+        Tensor host = Tensor.allocateHost(Arena.ofAuto(), DType.F32, rows, cols).copyFrom(v);
+        return be.adoptWeight(host, name);
+    }
+
+    private Tensor vector(float[] v) {
+        Tensor t = be.allocate(DType.F32, v.length);
+        Tensors.copyFrom(be, t, v);
+        return t;
+    }
+}

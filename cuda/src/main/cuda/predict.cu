@@ -1,0 +1,299 @@
+// Long Exposure's fitted predictors applied on the device (org.longexposure.backend.PredictOps; CPU twin
+// backend/cpu/CpuPredict, same formulas and the same selection rule), so that a layer's layouts are built from its
+// input without a host round trip. The predictors' GEMMs run on cuBLASLt (LinearOps); these kernels do the rest.
+//
+//   x, pooled, qt, kt, z: bf16 activations; counts, keyMask, rowPtr, colIdx: int32; gamma: f32; mass, scores: f64.
+//   nB = ceil(T / block) sequence blocks, nTB = ceil(N / tokenBlock) token blocks, nb neuron blocks.
+//
+// Selection rule (both layouts): over one row's candidates v[0..n) (non-negative, finite), total = Σ v[i] summed
+// in ascending i; visit the candidates by descending value, equal values by ascending index, adding each visited
+// value to `covered` (from 0, in visiting order); a candidate is kept iff covered < coverage·total just before it
+// is visited. The visiting order is a rank by counting: rank(i) = #{j : v[j] > v[i] or (v[j] == v[i] and j < i)},
+// a permutation equal to the stable descending sort the host uses. The running sum is one thread's sequential
+// loop in visiting order, so it rounds exactly as the host's does. All sums and comparisons are in double.
+//
+// Kernels:
+//  predict_block_mean_pool_bf16(pooled, counts, x, keyMask, B, T, C, block)
+//     grid (B·nB, ceil(C / 256)), block 256: one CTA per (sequence block, 256-column chunk), one thread per column.
+//     pooled (B·nB, C) = the mean of the block's real rows of x (B·T, C), summed in double in ascending t, 0 for a
+//     block without real rows; counts (B·nB) = its real rows (written by the chunk-0 CTA).
+//  predict_tile_mass_bf16(mass, qt, kt, counts, gamma, B, nB, NH, R)
+//     grid (nB, NH), block 64, dynamic smem 2·nB doubles: one CTA per (query block, head) walks b = 0..B−1 in order;
+//     threads over key blocks compute the logits γ_h·(q̃·k̃) + log n_kb, thread 0 takes the max and the sum of the
+//     exponentials in ascending kb, every thread adds its p̂ to the row's running Σ_b. mass (NH, nB, nB).
+//  predict_neuron_block_scores_bf16(scores, z, keyMask, N, tokenBlock, ffn, BN, nb)
+//     grid (nTB, ceil(nb / 256)), block 256: one thread per (token block, neuron block) sums clamp(z, 0, w_j) over
+//     the token block's real rows in ascending order, in double; w_j = min(BN, ffn − j·BN). scores (nTB, nb).
+//  predict_select_tiles(flags, rowCounts, mass, nB, coverage)
+//     grid (nB, NH), block 64, dynamic smem nB·(8 + 4 + 1) bytes: one CTA per (head, query-block row). Writes the
+//     row's keep flags (NH·nB, nB) bytes (diagonal and sink always; every kb ≤ qb when coverage ≥ 1) and its count.
+//  predict_select_neuron_blocks(flags, rowCounts, scores, keyMask, N, tokenBlock, nb, coverage)
+//     grid nTB, block 256, dynamic smem nb·(8 + 4 + 1) bytes: one CTA per token block; nothing for a token block
+//     without a real row, every block when coverage ≥ 1. flags (nTB, nb) bytes.
+//  predict_csr_from_flags(rowPtr, colIdx, flags, rowCounts, rows, width)
+//     grid 1, block 1024: each thread owns a contiguous run of rows; an exclusive scan of the runs' counts
+//     (Hillis-Steele in shared memory) gives rowPtr (rows + 1); each thread then lists its rows' flagged columns in
+//     ascending order into colIdx. The second, tiny kernel of each selection.
+#include <cuda_bf16.h>
+
+typedef __nv_bfloat16 bf16;
+
+namespace {
+
+constexpr int SCAN_THREADS = 1024;
+
+// The selection rule on v[0..n) (shared memory), called by every thread of the CTA. `order` is n ints of shared
+// memory; keep[i] is set for the chosen candidates (flags already set are left). Ends with a barrier.
+__device__ void choose_by_coverage(const double* v, int* order, unsigned char* keep, int n, double coverage,
+                                   double* total_shared) {
+    if (threadIdx.x == 0) {
+        double total = 0;
+        for (int i = 0; i < n; i++) {
+            total += v[i];
+        }
+        *total_shared = total;
+    }
+    __syncthreads();
+    double total = *total_shared;
+    if (!(total > 0)) {
+        return;   // uniform over the CTA
+    }
+    for (int i = threadIdx.x; i < n; i += blockDim.x) {
+        double vi = v[i];
+        int rank = 0;
+        for (int j = 0; j < n; j++) {
+            double vj = v[j];
+            rank += (vj > vi || (vj == vi && j < i)) ? 1 : 0;
+        }
+        order[rank] = i;
+    }
+    __syncthreads();
+    if (threadIdx.x == 0) {
+        double covered = 0;
+        double target = coverage * total;
+        for (int r = 0; r < n && covered < target; r++) {
+            keep[order[r]] = 1;
+            covered += v[order[r]];
+        }
+    }
+    __syncthreads();
+}
+
+} // namespace
+
+extern "C" __global__ void predict_block_mean_pool_bf16(bf16* pooled, int* counts, const bf16* x, const int* keyMask,
+                                                        int B, int T, int C, int block) {
+    int nB = (T + block - 1) / block;
+    int row = blockIdx.x;   // b·nB + i
+    if (row >= B * nB) {
+        return;
+    }
+    int b = row / nB;
+    int i = row % nB;
+    int e = blockIdx.y * blockDim.x + threadIdx.x;
+    int t0 = i * block;
+    int t1 = min(T, t0 + block);
+    double sum = 0;
+    int n = 0;
+    for (int t = t0; t < t1; t++) {
+        long long tok = (long long) b * T + t;
+        if (keyMask[tok] == 0) {
+            continue;
+        }
+        n++;
+        if (e < C) {
+            sum += (double) __bfloat162float(x[tok * C + e]);
+        }
+    }
+    if (e < C) {
+        pooled[(long long) row * C + e] = __double2bfloat16(n == 0 ? 0.0 : sum / n);
+    }
+    if (blockIdx.y == 0 && threadIdx.x == 0) {
+        counts[row] = n;
+    }
+}
+
+extern "C" __global__ void predict_tile_mass_bf16(double* mass, const bf16* qt, const bf16* kt, const int* counts,
+                                                  const float* gamma, int B, int nB, int NH, int R) {
+    extern __shared__ double smem[];
+    double* row = smem;         // nB: logits, then exponentials
+    double* agg = smem + nB;    // nB: Σ_b p̂
+    __shared__ double stat[2];  // max, sum
+    int qb = blockIdx.x;
+    int h = blockIdx.y;
+    int W = NH * R;
+    double g = (double) gamma[h];
+    for (int kb = threadIdx.x; kb < nB; kb += blockDim.x) {
+        agg[kb] = 0;
+    }
+    __syncthreads();
+    for (int b = 0; b < B; b++) {
+        if (counts[b * nB + qb] == 0) {
+            continue;   // uniform over the CTA: p̂ = 0 for a query block without real tokens
+        }
+        const bf16* q = qt + ((long long) b * nB + qb) * W + h * R;
+        for (int kb = threadIdx.x; kb <= qb; kb += blockDim.x) {
+            int n = counts[b * nB + kb];
+            if (n > 0) {
+                const bf16* k = kt + ((long long) b * nB + kb) * W + h * R;
+                double s = 0;
+                for (int r = 0; r < R; r++) {
+                    s += (double) __bfloat162float(q[r]) * (double) __bfloat162float(k[r]);
+                }
+                row[kb] = g * s + log(kb == qb ? (n + 1) / 2.0 : (double) n);
+            }
+        }
+        __syncthreads();
+        if (threadIdx.x == 0) {
+            double m = -INFINITY;
+            for (int kb = 0; kb <= qb; kb++) {
+                if (counts[b * nB + kb] > 0) {
+                    m = fmax(m, row[kb]);
+                }
+            }
+            stat[0] = m;
+        }
+        __syncthreads();
+        for (int kb = threadIdx.x; kb <= qb; kb += blockDim.x) {
+            row[kb] = counts[b * nB + kb] > 0 ? exp(row[kb] - stat[0]) : 0.0;
+        }
+        __syncthreads();
+        if (threadIdx.x == 0) {
+            double sum = 0;
+            for (int kb = 0; kb <= qb; kb++) {
+                sum += row[kb];
+            }
+            stat[1] = sum;
+        }
+        __syncthreads();
+        for (int kb = threadIdx.x; kb <= qb; kb += blockDim.x) {
+            agg[kb] += row[kb] / stat[1];
+        }
+        __syncthreads();
+    }
+    double* out = mass + ((long long) h * nB + qb) * nB;
+    for (int kb = threadIdx.x; kb < nB; kb += blockDim.x) {
+        out[kb] = kb <= qb ? agg[kb] : 0.0;
+    }
+}
+
+extern "C" __global__ void predict_neuron_block_scores_bf16(double* scores, const bf16* z, const int* keyMask, int N,
+                                                            int tokenBlock, int ffn, int BN, int nb) {
+    int r = blockIdx.x;
+    int j = blockIdx.y * blockDim.x + threadIdx.x;
+    if (j >= nb) {
+        return;
+    }
+    double width = (double) min(BN, ffn - j * BN);
+    int t1 = min(N, (r + 1) * tokenBlock);
+    double s = 0;
+    for (int t = r * tokenBlock; t < t1; t++) {
+        if (keyMask[t] != 0) {
+            s += fmin(fmax((double) __bfloat162float(z[(long long) t * nb + j]), 0.0), width);
+        }
+    }
+    scores[(long long) r * nb + j] = s;
+}
+
+extern "C" __global__ void predict_select_tiles(unsigned char* flags, int* rowCounts, const double* mass, int nB,
+                                                double coverage) {
+    extern __shared__ double smem[];
+    double* v = smem;                                            // nB
+    int* order = reinterpret_cast<int*>(v + nB);                 // nB
+    unsigned char* keep = reinterpret_cast<unsigned char*>(order + nB);   // nB
+    __shared__ double total;
+    int qb = blockIdx.x;
+    long long rowIndex = (long long) blockIdx.y * nB + qb;
+    int n = qb + 1;
+    const double* in = mass + rowIndex * nB;
+    for (int kb = threadIdx.x; kb < nB; kb += blockDim.x) {
+        v[kb] = kb < n ? in[kb] : 0.0;
+        keep[kb] = kb < n && (coverage >= 1 || kb == qb || kb == 0) ? 1 : 0;
+    }
+    __syncthreads();
+    if (coverage < 1) {
+        choose_by_coverage(v, order, keep, n, coverage, &total);
+    }
+    __syncthreads();
+    for (int kb = threadIdx.x; kb < nB; kb += blockDim.x) {
+        flags[rowIndex * nB + kb] = keep[kb];
+    }
+    if (threadIdx.x == 0) {
+        int c = 0;
+        for (int kb = 0; kb < n; kb++) {
+            c += keep[kb];
+        }
+        rowCounts[rowIndex] = c;
+    }
+}
+
+extern "C" __global__ void predict_select_neuron_blocks(unsigned char* flags, int* rowCounts, const double* scores,
+                                                        const int* keyMask, int N, int tokenBlock, int nb,
+                                                        double coverage) {
+    extern __shared__ double smem[];
+    double* v = smem;                                            // nb
+    int* order = reinterpret_cast<int*>(v + nb);                 // nb
+    unsigned char* keep = reinterpret_cast<unsigned char*>(order + nb);   // nb
+    __shared__ double total;
+    int r = blockIdx.x;
+    int t0 = r * tokenBlock;
+    int t1 = min(N, t0 + tokenBlock);
+    int anyReal = 0;
+    for (int t = t0 + threadIdx.x; t < t1; t += blockDim.x) {
+        anyReal |= keyMask[t] != 0;
+    }
+    int real = __syncthreads_or(anyReal);
+    const double* in = scores + (long long) r * nb;
+    for (int j = threadIdx.x; j < nb; j += blockDim.x) {
+        v[j] = in[j];
+        keep[j] = real && coverage >= 1 ? 1 : 0;
+    }
+    __syncthreads();
+    if (real && coverage < 1) {
+        choose_by_coverage(v, order, keep, nb, coverage, &total);
+    }
+    __syncthreads();
+    for (int j = threadIdx.x; j < nb; j += blockDim.x) {
+        flags[(long long) r * nb + j] = keep[j];
+    }
+    if (threadIdx.x == 0) {
+        int c = 0;
+        for (int j = 0; j < nb; j++) {
+            c += keep[j];
+        }
+        rowCounts[r] = c;
+    }
+}
+
+extern "C" __global__ void __launch_bounds__(SCAN_THREADS) predict_csr_from_flags(int* rowPtr, int* colIdx,
+        const unsigned char* flags, const int* rowCounts, int rows, int width) {
+    __shared__ int scan[SCAN_THREADS];
+    int per = (rows + SCAN_THREADS - 1) / SCAN_THREADS;
+    int lo = min(rows, threadIdx.x * per);
+    int hi = min(rows, lo + per);
+    int mine = 0;
+    for (int r = lo; r < hi; r++) {
+        mine += rowCounts[r];
+    }
+    scan[threadIdx.x] = mine;
+    __syncthreads();
+    for (int off = 1; off < SCAN_THREADS; off <<= 1) {
+        int add = threadIdx.x >= off ? scan[threadIdx.x - off] : 0;
+        __syncthreads();
+        scan[threadIdx.x] += add;
+        __syncthreads();
+    }
+    int p = scan[threadIdx.x] - mine;   // exclusive prefix of this thread's run
+    if (threadIdx.x == SCAN_THREADS - 1) {
+        rowPtr[rows] = scan[threadIdx.x];
+    }
+    for (int r = lo; r < hi; r++) {
+        rowPtr[r] = p;
+        const unsigned char* f = flags + (long long) r * width;
+        for (int j = 0; j < width; j++) {
+            if (f[j]) {
+                colIdx[p++] = j;
+            }
+        }
+    }
+}

@@ -1,0 +1,344 @@
+package org.longexposure.cuda.backend;
+
+import static org.assertj.core.api.Assertions.assertThat;
+import static org.longexposure.cuda.backend.DeviceTestSupport.assertBf16Within;
+import static org.longexposure.cuda.backend.DeviceTestSupport.floats;
+import static org.longexposure.cuda.backend.DeviceTestSupport.randomBf16;
+import static org.longexposure.cuda.backend.DeviceTestSupport.tensor;
+
+import com.fasterxml.jackson.databind.ObjectMapper;
+import com.fasterxml.jackson.databind.node.ArrayNode;
+import com.fasterxml.jackson.databind.node.ObjectNode;
+import java.lang.foreign.Arena;
+import java.lang.foreign.MemorySegment;
+import java.lang.foreign.ValueLayout;
+import java.nio.file.Files;
+import java.nio.file.Path;
+import java.util.Arrays;
+import java.util.LinkedHashMap;
+import java.util.Map;
+import java.util.SplittableRandom;
+import org.junit.jupiter.api.Tag;
+import org.junit.jupiter.api.Test;
+import org.junit.jupiter.api.io.TempDir;
+import org.longexposure.backend.Backend;
+import org.longexposure.backend.BlockLayout;
+import org.longexposure.backend.NeuronLayout;
+import org.longexposure.backend.Tensors;
+import org.longexposure.io.safetensors.SafetensorsWriter;
+import org.longexposure.model.SparsityPlan;
+import org.longexposure.sparsity.mask.BlockLayouts;
+import org.longexposure.sparsity.predict.Predictors;
+import org.longexposure.tensor.DType;
+import org.longexposure.tensor.Tensor;
+
+/**
+ * CudaPredict against CpuPredict, op by op and through the whole predictor plan:
+ * <ul>
+ *   <li>blockMeanPool: counts exactly; pooled values are the CPU's double mean rounded to BF16 (the CPU rounds it
+ *       to F32 first: one BF16 half-ulp plus the F32 rounding);</li>
+ *   <li>tileMass: the same BF16 projections give the CPU's masses to 1e-12 relative (CUDA's double exp/log against
+ *       Java's, a few ulps);</li>
+ *   <li>neuronBlockScores: the same values summed in the same order in double: exactly the CPU's;</li>
+ *   <li>selectTiles / selectNeuronBlocks: the same masses and scores give exactly the CPU's CSR (rowPtr and the
+ *       listed indices), including exact ties, all-zero rows, coverage 0 and 1, nB = 1 and 64, nb = 70;</li>
+ *   <li>the predictor plan on both backends from the same inputs gives the same layouts. The inputs are chosen so
+ *       that no rounding separates the backends: integer weights and activations, activations constant over each
+ *       sequence block (so means are exact), all projections small integers (exact in BF16 and in any fp32
+ *       accumulation order). Masses then differ only by the exp/log ulps above, far from any selection boundary
+ *       for these seeds; with general inputs BF16 rounding of the pooled input and projections can legitimately
+ *       flip near-ties, which is why this test does not use them.</li>
+ * </ul>
+ */
+@Tag("gpu")
+class CudaPredictDeviceTest extends DeviceTestBase {
+
+    private static Tensor doubles(Backend be, double[] v, long... dims) {
+        Tensor t = be.allocate(DType.F64, dims);
+        try (Arena a = Arena.ofConfined()) {
+            MemorySegment s = a.allocate(8L * v.length);
+            MemorySegment.copy(v, 0, s, ValueLayout.JAVA_DOUBLE_UNALIGNED, 0, v.length);
+            be.write(t, s);
+        }
+        return t;
+    }
+
+    private static double[] doubles(Backend be, Tensor t) {
+        try (Arena a = Arena.ofConfined()) {
+            MemorySegment s = a.allocate(t.byteSize());
+            be.read(t, s);
+            return s.toArray(ValueLayout.JAVA_DOUBLE);
+        }
+    }
+
+    private static Tensor ints(Backend be, int[] v) {
+        Tensor t = be.allocate(DType.I32, v.length);
+        Tensors.copyFrom(be, t, v);
+        return t;
+    }
+
+    /** rowPtr and the listed indices up to rowPtr's last entry. */
+    private static int[][] csr(Backend be, Tensor rowPtr, Tensor idx) {
+        int[] ptr = Tensors.toInts(be, rowPtr);
+        int[] all = Tensors.toInts(be, idx);
+        return new int[][] {ptr, Arrays.copyOf(all, ptr[ptr.length - 1])};
+    }
+
+    /** Sequence b has its last 5·b tokens padded (whole padded blocks for the later sequences). */
+    private static int[] paddedMask(int bsz, int t) {
+        int[] mask = new int[bsz * t];
+        for (int b = 0; b < bsz; b++) {
+            for (int i = 0; i < t; i++) {
+                mask[b * t + i] = i < Math.max(1, t - 5 * b * (b + 1)) ? 1 : 0;
+            }
+        }
+        return mask;
+    }
+
+    @Test
+    void poolingMatchesTheCpu() {
+        SplittableRandom r = new SplittableRandom(21);
+        for (int[] dims : new int[][] {{3, 70, 300, 16}, {2, 64, 64, 64}, {1, 5, 7, 64}}) {
+            int bsz = dims[0];
+            int t = dims[1];
+            int c = dims[2];
+            int block = dims[3];
+            int nB = (t + block - 1) / block;
+            float[] x = randomBf16(r, bsz * t * c, -3, 3);
+            int[] mask = paddedMask(bsz, t);
+            Tensor pc = cpu.allocate(DType.F32, (long) bsz * nB, c);
+            Tensor cc = cpu.allocate(DType.I32, (long) bsz * nB);
+            cpu.predict().blockMeanPool(pc, cc, tensor(cpu, DType.F32, x, (long) bsz * t, c), ints(cpu, mask), bsz,
+                    t, block);
+            Tensor pg = gpu.allocate(DType.BF16, (long) bsz * nB, c);
+            Tensor cg = gpu.allocate(DType.I32, (long) bsz * nB);
+            gpu.predict().blockMeanPool(pg, cg, tensor(gpu, DType.BF16, x, (long) bsz * t, c), ints(gpu, mask), bsz,
+                    t, block);
+            String what = "pool B " + bsz + " T " + t + " C " + c + " block " + block;
+            assertThat(Tensors.toInts(gpu, cg)).as(what + " counts").containsExactly(Tensors.toInts(cpu, cc));
+            float[] expect = floats(cpu, pc);
+            double[] delta = new double[expect.length];
+            Arrays.fill(delta, 1e-30);
+            for (int i = 0; i < expect.length; i++) {
+                delta[i] = 0x1.0p-24 * Math.abs(expect[i]) + 1e-30;
+            }
+            assertBf16Within(what, floats(gpu, pg), expect, delta);
+        }
+    }
+
+    @Test
+    void tileMassMatchesTheCpuOnTheSameProjections() {
+        SplittableRandom r = new SplittableRandom(22);
+        int bsz = 3;
+        int t = 150;
+        int block = 16;   // nB = 10, the last block partial; padding empties whole blocks of sequence 2
+        int nB = 10;
+        int nh = 5;
+        int rank = 6;
+        int[] mask = paddedMask(bsz, t);
+        int[] counts = new int[bsz * nB];
+        for (int i = 0; i < mask.length; i++) {
+            counts[(i / t) * nB + (i % t) / block] += mask[i] != 0 ? 1 : 0;
+        }
+        float[] qt = randomBf16(r, bsz * nB * nh * rank, -1.5, 1.5);
+        float[] kt = randomBf16(r, bsz * nB * nh * rank, -1.5, 1.5);
+        float[] gamma = {0.5f, 1f, 2f, 0.25f, 3f};
+        long rows = (long) bsz * nB;
+        Tensor mc = cpu.allocate(DType.F64, nh, nB, nB);
+        cpu.predict().tileMass(mc, tensor(cpu, DType.F32, qt, rows, (long) nh * rank),
+                tensor(cpu, DType.F32, kt, rows, (long) nh * rank), ints(cpu, counts),
+                tensor(cpu, DType.F32, gamma, nh), bsz, nh, rank);
+        Tensor mg = gpu.allocate(DType.F64, nh, nB, nB);
+        gpu.predict().tileMass(mg, tensor(gpu, DType.BF16, qt, rows, (long) nh * rank),
+                tensor(gpu, DType.BF16, kt, rows, (long) nh * rank), ints(gpu, counts),
+                tensor(gpu, DType.F32, gamma, nh), bsz, nh, rank);
+        double[] expect = doubles(cpu, mc);
+        double[] got = doubles(gpu, mg);
+        for (int i = 0; i < expect.length; i++) {
+            assertThat(got[i]).as("mass %d", i).isCloseTo(expect[i],
+                    org.assertj.core.data.Offset.offset(1e-12 * Math.max(1, Math.abs(expect[i]))));
+        }
+    }
+
+    /** Random masses with exact ties, zero rows and zeros, upper triangle 0. */
+    private static double[] masses(SplittableRandom r, int nh, int nB) {
+        double[] m = new double[nh * nB * nB];
+        for (int hq = 0; hq < nh * nB; hq++) {
+            int qb = hq % nB;
+            if (r.nextInt(7) == 0) {
+                continue;   // a row of zeros: only the forced tiles
+            }
+            for (int kb = 0; kb <= qb; kb++) {
+                int kind = r.nextInt(4);
+                m[hq * nB + kb] = kind == 0 ? 0 : kind == 1 ? 0.125 : r.nextDouble();
+            }
+        }
+        return m;
+    }
+
+    @Test
+    void tileSelectionEqualsTheCpuExactly() {
+        SplittableRandom r = new SplittableRandom(23);
+        for (int[] dims : new int[][] {{5, 4096, 64}, {3, 150, 16}, {2, 7, 64}}) {
+            int nh = dims[0];
+            int t = dims[1];
+            int block = dims[2];
+            int nB = (t + block - 1) / block;
+            double[] m = masses(r, nh, nB);
+            for (double coverage : new double[] {0, 0.3, 0.77, 0.95, 1}) {
+                long full = (long) nh * nB * (nB + 1) / 2;
+                BlockLayout lc = new BlockLayout(block, nh, t, cpu.allocate(DType.I32, (long) nh * nB + 1),
+                        cpu.allocate(DType.I32, full));
+                BlockLayout lg = new BlockLayout(block, nh, t, gpu.allocate(DType.I32, (long) nh * nB + 1),
+                        gpu.allocate(DType.I32, full));
+                cpu.predict().selectTiles(lc, doubles(cpu, m, nh, nB, nB), coverage);
+                gpu.predict().selectTiles(lg, doubles(gpu, m, nh, nB, nB), coverage);
+                int[][] want = csr(cpu, lc.rowPtr(), lc.colIdx());
+                int[][] got = csr(gpu, lg.rowPtr(), lg.colIdx());
+                String what = "NH " + nh + " nB " + nB + " coverage " + coverage;
+                assertThat(got[0]).as(what + " rowPtr").containsExactly(want[0]);
+                assertThat(got[1]).as(what + " colIdx").containsExactly(want[1]);
+            }
+        }
+    }
+
+    @Test
+    void neuronScoresAndSelectionEqualTheCpuExactly() {
+        SplittableRandom r = new SplittableRandom(24);
+        int rows = 103;
+        int tb = 8;      // nTB = 13, the last token block partial
+        int ffn = 555;
+        int bn = 8;      // nb = 70, the last block 3 wide
+        int nb = 70;
+        int nTB = 13;
+        int[] mask = new int[rows];
+        for (int i = 0; i < rows; i++) {
+            mask[i] = (i >= 16 && i < 24) || i >= 97 ? 0 : 1;   // token block 2 is all padding
+        }
+        float[] z = randomBf16(r, rows * nb, -2, 10);
+        Tensor sc = cpu.allocate(DType.F64, nTB, nb);
+        Tensor sg = gpu.allocate(DType.F64, nTB, nb);
+        cpu.predict().neuronBlockScores(sc, tensor(cpu, DType.F32, z, rows, nb), ints(cpu, mask), tb, ffn, bn);
+        gpu.predict().neuronBlockScores(sg, tensor(gpu, DType.BF16, z, rows, nb), ints(gpu, mask), tb, ffn, bn);
+        double[] scores = doubles(cpu, sc);
+        assertThat(doubles(gpu, sg)).as("neuron-block scores").containsExactly(scores);
+        // the selection, on these scores and on scores with exact ties
+        double[] tied = scores.clone();
+        for (int i = 0; i < tied.length; i += 3) {
+            tied[i] = 4;
+        }
+        for (double[] s : new double[][] {scores, tied}) {
+            for (double coverage : new double[] {0, 0.37, 0.8, 1}) {
+                NeuronLayout lc = new NeuronLayout(bn, tb, rows, nb, cpu.allocate(DType.I32, nTB + 1),
+                        cpu.allocate(DType.I32, (long) nTB * nb));
+                NeuronLayout lg = new NeuronLayout(bn, tb, rows, nb, gpu.allocate(DType.I32, nTB + 1),
+                        gpu.allocate(DType.I32, (long) nTB * nb));
+                cpu.predict().selectNeuronBlocks(lc, doubles(cpu, s, nTB, nb), ints(cpu, mask), coverage);
+                gpu.predict().selectNeuronBlocks(lg, doubles(gpu, s, nTB, nb), ints(gpu, mask), coverage);
+                int[][] want = csr(cpu, lc.rowPtr(), lc.blockIdx());
+                int[][] got = csr(gpu, lg.rowPtr(), lg.blockIdx());
+                String what = (s == tied ? "tied " : "") + "coverage " + coverage;
+                assertThat(got[0]).as(what + " rowPtr").containsExactly(want[0]);
+                assertThat(got[1]).as(what + " blockIdx").containsExactly(want[1]);
+                assertThat(want[0][3] - want[0][2]).as("a token block of padding lists nothing").isZero();
+            }
+        }
+    }
+
+    /** Small integers in [-k, k] as floats. */
+    private static float[] integers(SplittableRandom r, int n, int k) {
+        float[] v = new float[n];
+        for (int i = 0; i < n; i++) {
+            v[i] = r.nextInt(2 * k + 1) - k;
+        }
+        return v;
+    }
+
+    @Test
+    void thePredictorPlanBuildsTheCpusLayoutsOnTheGpu(@TempDir Path dir) throws Exception {
+        SplittableRandom r = new SplittableRandom(25);
+        int c = 24;
+        int nh = 4;
+        int rank = 3;
+        int block = 16;
+        int ffn = 70;
+        int bn = 8;     // nb = 9, the last block 6 wide
+        int nb = 9;
+        int tb = 16;
+        double[] attnCoverage = {0, 0.4, 0.8, 1};
+        double[] mlpCoverage = {0.3, 0.6, 0.9, 1};
+        int layers = attnCoverage.length;
+        Map<String, Tensor> tensors = new LinkedHashMap<>();
+        try (Arena arena = Arena.ofConfined()) {
+            for (int l = 0; l < layers; l++) {
+                tensors.put("layers." + l + ".attn.q", host(arena, integers(r, nh * (c + 1) * rank, 1), nh, c + 1,
+                        rank));
+                tensors.put("layers." + l + ".attn.k", host(arena, integers(r, nh * (c + 1) * rank, 1), nh, c + 1,
+                        rank));
+                // temperatures keep the logits O(1): projections are integers up to about ±50
+                tensors.put("layers." + l + ".attn.gamma", host(arena, new float[] {0.01f, 0.02f, 0.005f, 0.03f},
+                        nh));
+                tensors.put("layers." + l + ".mlp.weight", host(arena, integers(r, nb * (c + 1), 2), nb, c + 1));
+            }
+            SafetensorsWriter.write(dir.resolve(Predictors.TENSORS), tensors);
+        }
+        ObjectMapper json = new ObjectMapper();
+        ObjectNode root = json.createObjectNode();
+        root.put("format", "longexposure-predictors");
+        root.put("version", 1);
+        root.put("hidden_size", c);
+        root.put("num_heads", nh);
+        root.put("attn_block", block);
+        root.put("rank", rank);
+        root.put("ffn_dim", ffn);
+        root.put("neuron_block", bn);
+        root.put("token_block", tb);
+        ArrayNode ls = root.putArray("layers");
+        for (int l = 0; l < layers; l++) {
+            ls.addObject().put("attn_coverage", attnCoverage[l]).put("mlp_coverage", mlpCoverage[l]);
+        }
+        Files.writeString(dir.resolve(Predictors.JSON), json.writeValueAsString(root));
+        Predictors p = Predictors.load(dir);
+
+        int bsz = 3;
+        int t = 150;   // nB = 10, the last block partial; later sequences padded over whole blocks
+        int n = bsz * t;
+        int[] mask = paddedMask(bsz, t);
+        // activations constant over each sequence block, so every block mean is exact
+        float[] x = new float[n * c];
+        for (int b = 0; b < bsz; b++) {
+            for (int i = 0; i < (t + block - 1) / block; i++) {
+                float[] rowValues = integers(r, c, 2);
+                for (int tok = i * block; tok < Math.min(t, (i + 1) * block); tok++) {
+                    System.arraycopy(rowValues, 0, x, (b * t + tok) * c, c);
+                }
+            }
+        }
+        SparsityPlan onCpu = p.plan(cpu, true, true);
+        SparsityPlan onGpu = p.plan(gpu, true, true);
+        SparsityPlan.Input inCpu = new SparsityPlan.Input(bsz, t, tensor(cpu, DType.F32, x, n, c), mask,
+                ints(cpu, mask));
+        SparsityPlan.Input inGpu = new SparsityPlan.Input(bsz, t, tensor(gpu, DType.BF16, x, n, c), mask,
+                ints(gpu, mask));
+        long dropped = 0;
+        for (int l = 0; l < layers; l++) {
+            BlockLayout ac = onCpu.attention(l, inCpu);
+            BlockLayout ag = onGpu.attention(l, inGpu);
+            boolean[][][] want = BlockLayouts.toBooleans(cpu, ac);
+            assertThat(BlockLayouts.toBooleans(gpu, ag)).as("layer %d attention layout", l).isDeepEqualTo(want);
+            dropped += Math.round((1 - BlockLayouts.density(cpu, ac)) * nh * 55);
+            NeuronLayout mc = onCpu.mlp(l, inCpu);
+            NeuronLayout mg = onGpu.mlp(l, inGpu);
+            int[][] wantN = csr(cpu, mc.rowPtr(), mc.blockIdx());
+            int[][] gotN = csr(gpu, mg.rowPtr(), mg.blockIdx());
+            assertThat(gotN[0]).as("layer %d MLP rowPtr", l).containsExactly(wantN[0]);
+            assertThat(gotN[1]).as("layer %d MLP blockIdx", l).containsExactly(wantN[1]);
+            assertThat(mg.maxBlocks()).isEqualTo(nb);
+        }
+        assertThat(dropped).as("the sparse layers drop tiles").isPositive();
+    }
+
+    private static Tensor host(Arena arena, float[] v, long... dims) {
+        return Tensor.allocateHost(arena, DType.F32, dims).copyFrom(v);
+    }
+}
