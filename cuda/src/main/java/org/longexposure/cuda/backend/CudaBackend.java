@@ -61,7 +61,7 @@ public final class CudaBackend implements Backend {
             arena = own(new DeviceArena(ctx, stream));
             staging = own(new PinnedStaging(ctx, stream, STAGING_CHUNK_BYTES));
             kernels = own(new KernelLibrary(ctx, options.kernelCacheDir(), options.cudaHomes()));
-            gemm = own(CublasGemm.open(ctx, options.libDirs()));
+            gemm = own(CublasGemm.open(ctx, options.libDirs(), options.gemmAutotune()));
             linear = new CudaLinear(this);
             attention = new CudaAttention(this);
             norm = new CudaNorm(this);
