@@ -149,6 +149,11 @@ public final class CudaBackend implements Backend {
         staging.upload(ptr(dst), src);
     }
 
+    /** Host bytes → device address {@code dst} (staged, queued on the stream; {@code src} reusable on return). */
+    void upload(long dst, MemorySegment src) {
+        staging.upload(dst, src);
+    }
+
     /** Device tensor → host bytes; waits for queued work and the copy. */
     @Override
     public void read(Tensor src, MemorySegment dst) {
