@@ -39,10 +39,12 @@ import org.longexposure.train.Trainer;
  *
  * <p>Bounds: per-step loss 1e-2 relative and gradient norm 5e-2 relative (a BF16 activation carries ~2^-9 relative
  * error; through 2 layers, attention and the cross-entropy the loss moves by well under 1%, gradients by a few
- * percent); each LoRA gradient of steps 2 and 3 within 5e-2 relative norm of the CPU's (the parameters themselves
- * are not compared: Adam moves every element by about lr whatever its gradient's size, so elements whose gradient
- * is near zero take sign-random steps on either backend). A wrong op (transposed weight, missing
- * bias, wrong mask, wrong LayerNorm statistics) moves the loss by far more than 1%.
+ * percent); each LoRA gradient of steps 2 and 3 within 5e-2 relative norm of the CPU's, both backends starting
+ * each step from the CPU's parameters (copied over after every step: the parameters themselves are not compared,
+ * since Adam moves every element by about lr whatever its gradient's size, so elements whose gradient is near zero
+ * take sign-random steps on either backend, and the next step's gradients would be those of different weights).
+ * A wrong op (transposed weight, missing bias, wrong mask, wrong LayerNorm statistics) moves the loss by far more
+ * than 1%.
  */
 @Tag("gpu")
 class CudaTrainingStepDeviceTest {
@@ -73,9 +75,29 @@ class CudaTrainingStepDeviceTest {
                 if (s > 0) { // at step 1 every lora_A gradient is 0 (B starts at 0)
                     assertGradientsClose(cpu, onCpu.params, gpu, onGpu.params, s + 1);
                 }
+                alignParameters(cpu, onCpu.params, gpu, onGpu.params);
             }
             onCpu.lm.close();
             onGpu.lm.close();
+        }
+    }
+
+    /**
+     * Copies the CPU's parameters and AdamW moments into the GPU's, so the next step starts both backends from the
+     * same point and its gradients differ only by that step's arithmetic. Without it the backends drift apart:
+     * Adam moves every element by about lr whatever its gradient's size, so elements whose gradient is near zero
+     * take sign-random steps, and the next step's gradients are those of different parameters.
+     */
+    private static void alignParameters(CpuBackend cpu, TrainableParams onCpu, CudaBackend gpu,
+                                        TrainableParams onGpu) {
+        List<TrainableParams.Param> cpuParams = onCpu.all();
+        List<TrainableParams.Param> gpuParams = onGpu.all();
+        for (int i = 0; i < cpuParams.size(); i++) {
+            TrainableParams.Param c = cpuParams.get(i);
+            TrainableParams.Param g = gpuParams.get(i);
+            Tensors.copyFrom(gpu, g.value(), Tensors.toFloats(cpu, c.value()));
+            Tensors.copyFrom(gpu, g.m(), Tensors.toFloats(cpu, c.m()));
+            Tensors.copyFrom(gpu, g.v(), Tensors.toFloats(cpu, c.v()));
         }
     }
 
