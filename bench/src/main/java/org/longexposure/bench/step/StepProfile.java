@@ -55,12 +55,12 @@ final class StepProfile {
         p.put("gpu_idle_ms_per_step", span - opGpu);
         p.put("op_host_ms_per_step", opHost);
         p.put("op_calls_per_step", calls);
-        p.put("kernel_launches_per_step", launches);
+        p.put("kernel_launches_per_step", launches); // the stream's own launches, without the cuBLASLt products
         p.put("gemm_calls_per_step", gemms);
         ObjectNode cats = p.putObject("categories");
         StringBuilder out = new StringBuilder();
         out.append(String.format("%nprofile (%d steps): wall %.2f ms/step, GPU span %.2f, ops %.2f (idle %.2f),"
-                        + " host inside ops %.2f ms; %.0f calls, %.0f kernel launches (%.0f GEMMs) per step%n", steps,
+                        + " host inside ops %.2f ms; %.0f calls, %.0f kernel launches + %.0f cuBLASLt products per step%n", steps,
                 wall, span, opGpu, span - opGpu, opHost, calls, launches, gemms));
         out.append(String.format("%-28s %9s %6s %9s %7s %8s%n", "category", "gpu ms", "%", "host ms", "calls",
                 "launch"));
