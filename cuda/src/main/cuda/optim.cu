@@ -131,3 +131,116 @@ extern "C" __global__ void __launch_bounds__(SUMSQ_BLOCKS) sum_squares_final(dou
         total[0] = sh[0];
     }
 }
+
+/*
+ * Multi-tensor versions: one launch for a whole list of tensors, described by a device table built and cached
+ * by the host (CudaOptim). Each tensor's elements get exactly the arithmetic of the one-tensor kernels above, so
+ * the results are bit-identical to one launch per tensor.
+ */
+struct AdamWEntry {
+    float* param;
+    const float* grad;
+    float* m;
+    float* v;
+    long long n;
+};
+
+struct SpanEntry {
+    float* data;
+    long long n;
+};
+
+/*
+ * adamw_f32_multi: tensor blockIdx.y of the table, grid-stride over its elements along x with float4 accesses
+ * where the four bases are 16-byte aligned. grid (any, count), any block size.
+ */
+extern "C" __global__ void adamw_f32_multi(const AdamWEntry* table, float decay, float beta1, float beta2,
+                                           float oneMinusBeta1, float oneMinusBeta2, float stepSize,
+                                           float bc2Sqrt, float eps) {
+    AdamWEntry e = table[blockIdx.y];
+    AdamW a{decay, beta1, beta2, oneMinusBeta1, oneMinusBeta2, stepSize, bc2Sqrt, eps};
+    long long tid = (long long) blockIdx.x * blockDim.x + threadIdx.x;
+    long long stride = (long long) gridDim.x * blockDim.x;
+    long long done = 0;
+    if (aligned16(e.param) && aligned16(e.grad) && aligned16(e.m) && aligned16(e.v)) {
+        long long vecs = e.n / 4;
+        for (long long i = tid; i < vecs; i += stride) {
+            float4 p4 = reinterpret_cast<float4*>(e.param)[i];
+            float4 g4 = reinterpret_cast<const float4*>(e.grad)[i];
+            float4 m4 = reinterpret_cast<float4*>(e.m)[i];
+            float4 v4 = reinterpret_cast<float4*>(e.v)[i];
+            a.step(p4.x, g4.x, m4.x, v4.x);
+            a.step(p4.y, g4.y, m4.y, v4.y);
+            a.step(p4.z, g4.z, m4.z, v4.z);
+            a.step(p4.w, g4.w, m4.w, v4.w);
+            reinterpret_cast<float4*>(e.param)[i] = p4;
+            reinterpret_cast<float4*>(e.m)[i] = m4;
+            reinterpret_cast<float4*>(e.v)[i] = v4;
+        }
+        done = vecs * 4;
+    }
+    for (long long i = done + tid; i < e.n; i += stride) {
+        float p = e.param[i];
+        float mi = e.m[i];
+        float vi = e.v[i];
+        a.step(p, e.grad[i], mi, vi);
+        e.param[i] = p;
+        e.m[i] = mi;
+        e.v[i] = vi;
+    }
+}
+
+/* scale_f32_multi: data[i] *= factor for every tensor of the table (tensor blockIdx.y). grid (any, count). */
+extern "C" __global__ void scale_f32_multi(const SpanEntry* table, float factor) {
+    SpanEntry e = table[blockIdx.y];
+    long long stride = (long long) gridDim.x * blockDim.x;
+    for (long long i = (long long) blockIdx.x * blockDim.x + threadIdx.x; i < e.n; i += stride) {
+        e.data[i] = __fmul_rn(e.data[i], factor);
+    }
+}
+
+/* zero_f32_multi: data[i] = 0 for every tensor of the table (tensor blockIdx.y). grid (any, count). */
+extern "C" __global__ void zero_f32_multi(const SpanEntry* table) {
+    SpanEntry e = table[blockIdx.y];
+    long long stride = (long long) gridDim.x * blockDim.x;
+    for (long long i = (long long) blockIdx.x * blockDim.x + threadIdx.x; i < e.n; i += stride) {
+        e.data[i] = 0.0f;
+    }
+}
+
+/*
+ * sum_squares_partial_f32_multi: partials[blockIdx.x] = Σ over the tensors in table order of this block's share
+ * of Σ g² (the same element subset and shared-memory tree per tensor as sum_squares_partial_f32, added onto the
+ * slot in the same order), so the partials equal those of one launch per tensor after a zeroing. Overwrites the
+ * slots: no zeroing needed. grid = SUMSQ_BLOCKS, block = SUMSQ_THREADS (both exactly).
+ */
+extern "C" __global__ void __launch_bounds__(SUMSQ_THREADS) sum_squares_partial_f32_multi(
+        double* partials, const SpanEntry* table, int count) {
+    __shared__ double sh[SUMSQ_THREADS];
+    int tid = threadIdx.x;
+    double slot = 0.0;
+    for (int t = 0; t < count; t++) {
+        SpanEntry e = table[t];
+        double s = 0.0;
+        for (long long i = (long long) blockIdx.x * SUMSQ_THREADS + tid; i < e.n;
+             i += (long long) SUMSQ_BLOCKS * SUMSQ_THREADS) {
+            double x = e.data[i];
+            s = fma(x, x, s);
+        }
+        sh[tid] = s;
+        __syncthreads();
+        for (int half = SUMSQ_THREADS / 2; half > 0; half >>= 1) {
+            if (tid < half) {
+                sh[tid] += sh[tid + half];
+            }
+            __syncthreads();
+        }
+        if (tid == 0) {
+            slot += sh[0];
+        }
+        __syncthreads();
+    }
+    if (tid == 0) {
+        partials[blockIdx.x] = slot;
+    }
+}

@@ -20,6 +20,18 @@ public interface LinearOps {
     void linearForward(Tensor out, Tensor inp, Tensor weight, Tensor bias);
 
     /**
+     * {@code out = relu(inp·weightᵀ + bias)} (overwrite): a linear layer and its ReLU in one op, the same values as
+     * {@link #linearForward} followed by {@code ActivationOps.activationForward(out, out, RELU)}, so that a device
+     * backend can apply the ReLU inside the product's epilogue instead of another pass over out.
+     *
+     * @param out    (M, N) ACT
+     * @param inp    (M, K) ACT
+     * @param weight (N, K) F32/F16/BF16
+     * @param bias   (N) F32, or null
+     */
+    void linearForwardRelu(Tensor out, Tensor inp, Tensor weight, Tensor bias);
+
+    /**
      * {@code out += alpha · inp·weightᵀ} (accumulate): the second half of a LoRA forward.
      *
      * @param out    (M, N) ACT

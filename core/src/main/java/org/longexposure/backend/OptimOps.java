@@ -19,6 +19,19 @@ public interface OptimOps {
     void adamwUpdate(Tensor param, Tensor grad, Tensor m, Tensor v, float lr, float beta1, float beta2,
                      float eps, float weightDecay, long step);
 
+    /**
+     * {@link #adamwUpdate(Tensor, Tensor, Tensor, Tensor, float, float, float, float, float, long)} for every index
+     * of the four lists (same length, same shapes pairwise): the whole optimizer step in one call, which a device
+     * backend runs as one launch. Each element's result is that of the one-tensor update.
+     */
+    default void adamwUpdate(List<Tensor> params, List<Tensor> grads, List<Tensor> m, List<Tensor> v, float lr,
+                             float beta1, float beta2, float eps, float weightDecay, long step) {
+        requireSameSize("adamwUpdate", params, grads, m, v);
+        for (int i = 0; i < params.size(); i++) {
+            adamwUpdate(params.get(i), grads.get(i), m.get(i), v.get(i), lr, beta1, beta2, eps, weightDecay, step);
+        }
+    }
+
     /** Σ g² over the tensor, accumulated in double. */
     double sumOfSquares(Tensor grad);
 
@@ -39,4 +52,26 @@ public interface OptimOps {
 
     /** {@code t = 0}. */
     void zero(Tensor t);
+
+    /** {@link #scale(Tensor, float)} of every tensor of the list. */
+    default void scale(List<Tensor> ts, float factor) {
+        for (Tensor t : ts) {
+            scale(t, factor);
+        }
+    }
+
+    /** {@link #zero(Tensor)} of every tensor of the list. */
+    default void zero(List<Tensor> ts) {
+        for (Tensor t : ts) {
+            zero(t);
+        }
+    }
+
+    private static void requireSameSize(String op, List<Tensor> params, List<Tensor> grads, List<Tensor> m,
+                                        List<Tensor> v) {
+        if (grads.size() != params.size() || m.size() != params.size() || v.size() != params.size()) {
+            throw new IllegalArgumentException(op + ": lists of params, grads, m, v must have one length, got "
+                    + params.size() + ", " + grads.size() + ", " + m.size() + ", " + v.size());
+        }
+    }
 }

@@ -52,8 +52,6 @@ public final class TrainableParams {
     }
 
     public void zeroGrad(Backend backend) {
-        for (Param p : params) {
-            backend.optim().zero(p.grad);
-        }
+        backend.optim().zero(params.stream().map(p -> p.grad).toList());
     }
 }

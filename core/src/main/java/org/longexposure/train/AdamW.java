@@ -1,5 +1,6 @@
 package org.longexposure.train;
 
+import java.util.List;
 import org.longexposure.backend.Backend;
 import org.longexposure.peft.TrainableParams;
 
@@ -28,9 +29,11 @@ public final class AdamW {
 
     public void update(Backend be, TrainableParams params, float lr) {
         step++;
-        for (TrainableParams.Param p : params.all()) {
-            be.optim().adamwUpdate(p.value(), p.grad(), p.m(), p.v(), lr, beta1, beta2, eps, weightDecay, step);
-        }
+        List<TrainableParams.Param> all = params.all();
+        be.optim().adamwUpdate(all.stream().map(TrainableParams.Param::value).toList(),
+                all.stream().map(TrainableParams.Param::grad).toList(),
+                all.stream().map(TrainableParams.Param::m).toList(),
+                all.stream().map(TrainableParams.Param::v).toList(), lr, beta1, beta2, eps, weightDecay, step);
     }
 
     public long step() {

@@ -25,9 +25,7 @@ public final class GradClip {
         if (maxNorm > 0) {
             double coef = maxNorm / (norm + 1e-6);
             if (coef < 1.0) {
-                for (TrainableParams.Param p : params.all()) {
-                    be.optim().scale(p.grad(), (float) coef);
-                }
+                be.optim().scale(params.all().stream().map(TrainableParams.Param::grad).toList(), (float) coef);
             }
         }
         return norm;

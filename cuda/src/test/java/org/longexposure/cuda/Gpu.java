@@ -20,8 +20,13 @@ public final class Gpu {
 
     /** A backend on device 0 with libraries from the loader path; skips the calling test when there is no GPU. */
     public static CudaBackend openOrSkip() {
+        return openOrSkip(CudaOptions.defaults());
+    }
+
+    /** As {@link #openOrSkip()} with the given options. */
+    public static CudaBackend openOrSkip(CudaOptions options) {
         try {
-            return CudaBackend.open(CudaOptions.defaults());
+            return CudaBackend.open(options);
         } catch (CudaException e) {
             String why = "SKIPPED: no usable CUDA GPU here: " + e.getMessage();
             System.err.println(why);

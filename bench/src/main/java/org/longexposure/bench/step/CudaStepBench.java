@@ -13,6 +13,7 @@ import org.longexposure.backend.cpu.CpuBackend;
 import org.longexposure.bench.BenchInfo;
 import org.longexposure.cuda.backend.CudaBackend;
 import org.longexposure.cuda.backend.CudaOptions;
+import org.longexposure.cuda.backend.ProfilingBackend;
 import org.longexposure.cuda.driver.CudaContext;
 import org.longexposure.io.config.HfConfig;
 import org.longexposure.io.data.Batch;
@@ -50,10 +51,14 @@ import org.longexposure.train.Trainer;
  * java ... org.longexposure.bench.step.CudaStepBench --config bench/configs/opt-1.3b/config.json [--batch 4]
  *      [--seq 1024] [--rank 8] [--alpha 16] [--targets q_proj,v_proj] [--warmup 3] [--iters 9] [--lr 1e-4]
  *      [--max-grad-norm 1.0] [--seed 0] [--device 0] [--cuda-lib-path DIR[:DIR]] [--peak-tflops X]
- *      [--backend cuda|cpu] [--commit SHA] [--out FILE.json]
+ *      [--backend cuda|cpu] [--commit SHA] [--out FILE.json] [--profile STEPS] [--gemm-autotune on|off]
  * </pre>
  * {@code --backend cpu} runs the same measurement on the CPU backend (no memory figures): a dry run of the
- * benchmark itself on a small config where no GPU is at hand.
+ * benchmark itself on a small config where no GPU is at hand. {@code --profile STEPS} builds the run on a
+ * {@link ProfilingBackend} and, after the timed steps, runs STEPS more with every op timed by CUDA events: the
+ * per-op table goes to stdout and to the result's {@code profile} object ({@link StepProfile}).
+ * {@code --gemm-autotune off} keeps cuBLASLt's first heuristic choice per GEMM shape instead of timing the
+ * candidates.
  */
 public final class CudaStepBench {
     private static final double GIB = 1024.0 * 1024 * 1024;
@@ -64,7 +69,7 @@ public final class CudaStepBench {
     /** Parsed command line. */
     record Options(String backend, Path config, int batch, int seq, int rank, float alpha, List<String> targets, int warmup,
                    int iters, float lr, float maxGradNorm, long seed, int device, List<Path> libDirs,
-                   double peakTflops, String commit, Path out) {
+                   double peakTflops, String commit, Path out, int profile, boolean gemmAutotune) {
     }
 
     public static void main(String[] args) throws Exception {
@@ -76,7 +81,8 @@ public final class CudaStepBench {
             System.err.println("usage: CudaStepBench --config DIR/config.json [--batch 4] [--seq 1024] [--rank 8]"
                     + " [--alpha 16] [--targets q_proj,v_proj] [--warmup 3] [--iters 9] [--lr 1e-4]"
                     + " [--max-grad-norm 1.0] [--seed 0] [--device 0] [--cuda-lib-path DIR[:DIR]]"
-                    + " [--peak-tflops X] [--backend cuda|cpu] [--commit SHA] [--out FILE.json]");
+                    + " [--peak-tflops X] [--backend cuda|cpu] [--commit SHA] [--out FILE.json] [--profile STEPS]"
+                    + " [--gemm-autotune on|off]");
             System.exit(2);
             return;
         }
@@ -105,6 +111,8 @@ public final class CudaStepBench {
         double peak = Double.NaN;
         String commit = "unknown";
         Path out = null;
+        int profile = 0;
+        boolean autotune = true;
         for (int i = 0; i < args.length; i += 2) {
             if (i + 1 >= args.length) {
                 throw new IllegalArgumentException("option " + args[i] + " needs a value");
@@ -128,6 +136,12 @@ public final class CudaStepBench {
                 case "--peak-tflops" -> peak = Double.parseDouble(v);
                 case "--commit" -> commit = v;
                 case "--out" -> out = Path.of(v);
+                case "--profile" -> profile = Integer.parseInt(v);
+                case "--gemm-autotune" -> autotune = switch (v) {
+                    case "on" -> true;
+                    case "off" -> false;
+                    default -> throw new IllegalArgumentException("--gemm-autotune: expected on or off, got " + v);
+                };
                 default -> throw new IllegalArgumentException("unknown option " + args[i]);
             }
         }
@@ -141,7 +155,7 @@ public final class CudaStepBench {
             throw new IllegalArgumentException("--backend: expected cuda or cpu, got " + backend);
         }
         return new Options(backend, config, batch, seq, rank, alpha, targets, warmup, iters, lr, maxGradNorm, seed, device,
-                libDirs, peak, commit, out);
+                libDirs, peak, commit, out, profile, autotune);
     }
 
     static List<Path> splitPath(String s) {
@@ -162,7 +176,8 @@ public final class CudaStepBench {
             }
             return result;
         }
-        try (CudaBackend be = CudaBackend.open(new CudaOptions(o.device(), o.libDirs(), null, List.of()))) {
+        try (CudaBackend be = CudaBackend.open(new CudaOptions(o.device(), o.libDirs(), null, List.of(),
+                o.gemmAutotune()))) {
             CudaContext ctx = be.context();
             ObjectNode gpu = ((ObjectNode) result.get("machine")).putObject("gpu");
             gpu.put("name", ctx.name());
@@ -170,10 +185,17 @@ public final class CudaStepBench {
             gpu.put("multiprocessors", ctx.multiprocessorCount());
             gpu.put("memory_gib", ctx.totalMemory() / GIB);
             gpu.put("driver_version", ctx.driverVersion());
-            measure(o, be, new MemoryProbe(() -> be.arena().liveBytes(), () -> {
+            MemoryProbe probe = new MemoryProbe(() -> be.arena().liveBytes(), () -> {
                 long[] info = ctx.memInfo();
                 return info[1] - info[0];
-            }), result);
+            });
+            if (o.profile() > 0) {
+                try (ProfilingBackend prof = new ProfilingBackend(be)) {
+                    measure(o, prof, probe, result);
+                }
+            } else {
+                measure(o, be, probe, result);
+            }
         }
         return result;
     }
@@ -213,6 +235,9 @@ public final class CudaStepBench {
                 ms[i] = r.seconds() * 1e3;
                 losses.add(r.loss());
                 sample(mem, peaks);
+            }
+            if (o.profile() > 0 && be instanceof ProfilingBackend prof) {
+                StepProfile.run(prof, trainer, batch, o.profile(), result);
             }
             double[] sorted = ms.clone();
             Arrays.sort(sorted);

@@ -46,6 +46,18 @@ public final class CpuLinear implements LinearOps {
                 bias != null);
     }
 
+    /** linearForward, then max(x, 0) over out in place (CpuActivation's ReLU formula). */
+    @Override
+    public void linearForwardRelu(Tensor out, Tensor inp, Tensor weight, Tensor bias) {
+        linearForward(out, inp, weight, bias);
+        MemorySegment y = out.host();
+        CpuPointwise.run(threads, out.numel(), (lo, hi) -> {
+            for (long i = lo; i < hi; i++) {
+                y.setAtIndex(ValueLayout.JAVA_FLOAT, i, Math.max(y.getAtIndex(ValueLayout.JAVA_FLOAT, i), 0f));
+            }
+        });
+    }
+
     @Override
     public void linearForwardAccumulate(Tensor out, Tensor inp, Tensor weight, float alpha) {
         Dims d = check(out, inp, weight, "linearForwardAccumulate");

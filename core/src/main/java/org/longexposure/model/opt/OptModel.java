@@ -406,7 +406,10 @@ public final class OptModel implements CausalLm {
             return;
         }
         Tensor h = s.h[l].slice(0, n);
-        if (s.hPre[l] == null) {
+        if (s.hPre[l] == null && lw.fc1.adapter() == null) {
+            // ReLU with a plain fc1: one op, so the ReLU can ride in the product's epilogue
+            be.linear().linearForwardRelu(h, mlpIn, lw.fc1.weight(), lw.fc1.bias());
+        } else if (s.hPre[l] == null) {
             lw.fc1.forward(be, h, mlpIn, training);
             be.activation().activationForward(h, h, cfg.activation());
         } else {

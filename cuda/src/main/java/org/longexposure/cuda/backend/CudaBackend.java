@@ -64,7 +64,7 @@ public final class CudaBackend implements Backend {
             arena = own(new DeviceArena(ctx, stream));
             staging = own(new PinnedStaging(ctx, stream, STAGING_CHUNK_BYTES));
             kernels = own(new KernelLibrary(ctx, options.kernelCacheDir(), options.cudaHomes()));
-            gemm = own(CublasGemm.open(ctx, options.libDirs()));
+            gemm = own(CublasGemm.open(ctx, options.libDirs(), options.gemmAutotune()));
             linear = new CudaLinear(this);
             attention = new CudaAttention(this);
             norm = new CudaNorm(this);
@@ -152,6 +152,11 @@ public final class CudaBackend implements Backend {
                     + dst.byteSize() + " bytes)");
         }
         staging.upload(ptr(dst), src);
+    }
+
+    /** Host bytes → device address {@code dst} (staged, queued on the stream; {@code src} reusable on return). */
+    void upload(long dst, MemorySegment src) {
+        staging.upload(dst, src);
     }
 
     /** Device tensor → host bytes; waits for queued work and the copy. */

@@ -23,7 +23,9 @@ import org.longexposure.tensor.Tensor;
  *   <li>dWeight, dBias: F32, accumulated ({@code +=}): dWeight by the GEMM with beta = 1 into an F32 output,
  *       dBias by the deterministic column sum {@code column_sum_bf16}.</li>
  * </ul>
- * Nothing is saved for backward here: the caller keeps x.
+ * {@code linearForwardRelu} applies the ReLU in the same epilogue, after the bias, in fp32 (rounding commutes with
+ * max(x, 0), so the values equal linearForward followed by the ReLU kernel). Nothing is saved for backward here:
+ * the caller keeps x.
  */
 final class CudaLinear implements LinearOps {
     private static final int CONVERT_BLOCK = 256;
@@ -39,21 +41,31 @@ final class CudaLinear implements LinearOps {
 
     @Override
     public void linearForward(Tensor out, Tensor inp, Tensor weight, Tensor bias) {
-        Dims d = check(out, inp, weight, "linearForward");
+        forward(out, inp, weight, bias, false, "linearForward");
+    }
+
+    /** As linearForward with cuBLASLt's RELU_BIAS (or RELU) epilogue: max(x, 0) in fp32 before the rounding. */
+    @Override
+    public void linearForwardRelu(Tensor out, Tensor inp, Tensor weight, Tensor bias) {
+        forward(out, inp, weight, bias, true, "linearForwardRelu");
+    }
+
+    private void forward(Tensor out, Tensor inp, Tensor weight, Tensor bias, boolean relu, String op) {
+        Dims d = check(out, inp, weight, op);
         long weightScratch = weightScratchBytes(weight);
         reserveScratch(weightScratch + (bias != null ? alignUp(2L * d.n) : 0));
         long w = weightBf16(weight);
         long b = 0;
         if (bias != null) {
-            bias.requireShape("linearForward bias", d.n);
+            bias.requireShape(op + " bias", d.n);
             b = switch (bias.dtype()) {
                 case BF16 -> ptr(bias);
                 case F32 -> convertToBf16(bias, weightScratch);
-                default -> throw new IllegalArgumentException("linearForward bias: dtype " + bias.dtype()
+                default -> throw new IllegalArgumentException(op + " bias: dtype " + bias.dtype()
                         + " not supported (f32 or bf16)");
             };
         }
-        product(false, true, d.m, d.n, d.k, 1f, ptr(inp), d.k, w, d.k, 0f, ptr(out), d.n, b, DType.BF16);
+        product(false, true, d.m, d.n, d.k, 1f, ptr(inp), d.k, w, d.k, 0f, ptr(out), d.n, b, DType.BF16, relu);
     }
 
     @Override
@@ -61,7 +73,7 @@ final class CudaLinear implements LinearOps {
         Dims d = check(out, inp, weight, "linearForwardAccumulate");
         reserveScratch(weightScratchBytes(weight));
         long w = weightBf16(weight);
-        product(false, true, d.m, d.n, d.k, alpha, ptr(inp), d.k, w, d.k, 1f, ptr(out), d.n, 0, null);
+        product(false, true, d.m, d.n, d.k, alpha, ptr(inp), d.k, w, d.k, 1f, ptr(out), d.n, 0, null, false);
     }
 
     @Override
@@ -71,7 +83,7 @@ final class CudaLinear implements LinearOps {
         long w = weightBf16(weight);
         // dInp (M, K) (+)= alpha · dOut (M, N) · W (N, K)
         product(false, false, d.m, d.k, d.n, alpha, ptr(dOut), d.n, w, d.k, accumulate ? 1f : 0f, ptr(dInp), d.k,
-                0, null);
+                0, null, false);
     }
 
     @Override
@@ -105,7 +117,7 @@ final class CudaLinear implements LinearOps {
     }
 
     private void product(boolean transA, boolean transB, int m, int n, int k, float alpha, long a, int lda, long b,
-                         int ldb, float beta, long d, int ldd, long bias, DType biasType) {
+                         int ldb, float beta, long d, int ldd, long bias, DType biasType, boolean relu) {
         if (m == 0 || n == 0) {
             return;
         }
@@ -119,7 +131,7 @@ final class CudaLinear implements LinearOps {
             }
             return;
         }
-        gemm.matmul(transA, transB, m, n, k, alpha, a, lda, b, ldb, beta, d, ldd, DType.BF16, bias, biasType, false,
+        gemm.matmul(transA, transB, m, n, k, alpha, a, lda, b, ldb, beta, d, ldd, DType.BF16, bias, biasType, relu,
                 backend.stream());
     }
 

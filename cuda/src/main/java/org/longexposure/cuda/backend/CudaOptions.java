@@ -11,11 +11,19 @@ import java.util.List;
  * @param libDirs        folders searched for libcuda/libnvrtc/libcublasLt after the loader's own search path
  * @param kernelCacheDir folder for NVRTC-compiled kernels on GPUs without prebuilt cubins, or null (no disk cache)
  * @param cudaHomes      toolkit folders searched for the CUDA headers NVRTC needs (cuda_bf16.h)
+ * @param gemmAutotune   time cuBLASLt's candidate algorithms once per GEMM shape and keep the fastest (default);
+ *                       false keeps the heuristic's first choice
  */
-public record CudaOptions(int deviceOrdinal, List<Path> libDirs, Path kernelCacheDir, List<Path> cudaHomes) {
+public record CudaOptions(int deviceOrdinal, List<Path> libDirs, Path kernelCacheDir, List<Path> cudaHomes,
+                          boolean gemmAutotune) {
     public CudaOptions {
         libDirs = List.copyOf(libDirs);
         cudaHomes = List.copyOf(cudaHomes);
+    }
+
+    /** With GEMM autotuning on. */
+    public CudaOptions(int deviceOrdinal, List<Path> libDirs, Path kernelCacheDir, List<Path> cudaHomes) {
+        this(deviceOrdinal, libDirs, kernelCacheDir, cudaHomes, true);
     }
 
     /** Device 0, libraries from the loader path only, no kernel cache. */
@@ -24,6 +32,6 @@ public record CudaOptions(int deviceOrdinal, List<Path> libDirs, Path kernelCach
     }
 
     public CudaOptions withDevice(int ordinal) {
-        return new CudaOptions(ordinal, libDirs, kernelCacheDir, cudaHomes);
+        return new CudaOptions(ordinal, libDirs, kernelCacheDir, cudaHomes, gemmAutotune);
     }
 }

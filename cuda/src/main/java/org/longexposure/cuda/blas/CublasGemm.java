@@ -11,6 +11,7 @@ import java.util.List;
 import java.util.Map;
 import org.longexposure.cuda.CudaException;
 import org.longexposure.cuda.driver.CudaContext;
+import org.longexposure.cuda.driver.CudaEvent;
 import org.longexposure.cuda.driver.CudaStream;
 import org.longexposure.tensor.DType;
 
@@ -32,6 +33,10 @@ import org.longexposure.tensor.DType;
 public final class CublasGemm implements AutoCloseable {
     /** 32 MiB: what cuBLAS recommends for Hopper (its own default there). */
     public static final long DEFAULT_WORKSPACE_BYTES = 32L << 20;
+    /** Candidates asked of the heuristic when autotuning. */
+    static final int AUTOTUNE_CANDIDATES = 8;
+    /** Timed runs per candidate (after one untimed run). */
+    static final int AUTOTUNE_RUNS = 3;
 
     private final CudaContext ctx;
     private final CublasLt lt;
@@ -40,11 +45,25 @@ public final class CublasGemm implements AutoCloseable {
     private final long workspaceBytes;
     private final Map<PlanKey, Plan> plans = new HashMap<>();
     private final Arena planArena = Arena.ofShared();
+    private final boolean autotune;
+    private CudaEvent tuneStart;
+    private CudaEvent tuneEnd;
+    private long matmuls;
     private boolean closed;
 
     public CublasGemm(CudaContext ctx, CublasLt lt, long workspaceBytes) {
+        this(ctx, lt, workspaceBytes, true);
+    }
+
+    /**
+     * @param autotune when a shape is first seen, time up to {@link #AUTOTUNE_CANDIDATES} of the heuristic's
+     *                 algorithms on the call's own operands (writing into a scratch output, so D is untouched) and
+     *                 keep the fastest; false keeps the heuristic's first choice
+     */
+    public CublasGemm(CudaContext ctx, CublasLt lt, long workspaceBytes, boolean autotune) {
         this.ctx = ctx;
         this.lt = lt;
+        this.autotune = autotune;
         this.handle = lt.create();
         this.workspaceBytes = workspaceBytes;
         this.workspace = workspaceBytes > 0 ? ctx.memAlloc(workspaceBytes) : 0;
@@ -56,7 +75,11 @@ public final class CublasGemm implements AutoCloseable {
     }
 
     public static CublasGemm open(CudaContext ctx, List<Path> libDirs) {
-        return new CublasGemm(ctx, CublasLt.load(libDirs), DEFAULT_WORKSPACE_BYTES);
+        return open(ctx, libDirs, true);
+    }
+
+    public static CublasGemm open(CudaContext ctx, List<Path> libDirs, boolean autotune) {
+        return new CublasGemm(ctx, CublasLt.load(libDirs), DEFAULT_WORKSPACE_BYTES, autotune);
     }
 
     public CublasLt library() {
@@ -99,16 +122,17 @@ public final class CublasGemm implements AutoCloseable {
         PlanKey key = new PlanKey(transA, transB, m, n, k, lda, ldb, ldd, dType, bias != 0 ? biasType : null,
                 epilogue, alignment(a), alignment(b), alignment(d));
         Plan plan = plans.get(key);
-        if (plan == null) {
-            plan = createPlan(key, cm);
-            plans.put(key, plan);
-        }
-        if (bias != 0) {
-            lt.matmulDescSetPointer(plan.desc, CublasLt.MATMUL_DESC_BIAS_POINTER, bias);
-        }
         try (Arena arena = Arena.ofConfined()) {
             MemorySegment alphaSeg = arena.allocateFrom(JAVA_FLOAT, alpha);
             MemorySegment betaSeg = arena.allocateFrom(JAVA_FLOAT, beta);
+            if (plan == null) {
+                plan = createPlan(key, cm, new Operands(a, b, bias, alphaSeg, betaSeg, s));
+                plans.put(key, plan);
+            }
+            matmuls++;
+            if (bias != 0) {
+                lt.matmulDescSetPointer(plan.desc, CublasLt.MATMUL_DESC_BIAS_POINTER, bias);
+            }
             Plan p = plan;
             lt.matmul(handle, plan.desc, alphaSeg, b, plan.first, a, plan.second, betaSeg, d, plan.out, d, plan.out,
                     plan.algo, workspace, workspaceBytes, s.handle(), () -> describe(p.key) + ", alpha " + alpha
@@ -116,12 +140,21 @@ public final class CublasGemm implements AutoCloseable {
         }
     }
 
+    /** cublasLtMatmul calls queued so far (each launches one kernel, or two when the algorithm splits K). */
+    public long matmulCount() {
+        return matmuls;
+    }
+
     /** Number of cached plans (tests and diagnostics). */
     public int planCount() {
         return plans.size();
     }
 
-    private Plan createPlan(PlanKey key, ColumnMajorGemm cm) {
+    /** The first call's operands, for timing candidate algorithms. */
+    private record Operands(long a, long b, long bias, MemorySegment alpha, MemorySegment beta, CudaStream s) {
+    }
+
+    private Plan createPlan(PlanKey key, ColumnMajorGemm cm, Operands ops) {
         List<Runnable> undo = new ArrayList<>();
         try {
             MemorySegment desc = lt.matmulDescCreate(CublasLt.CUBLAS_COMPUTE_32F, CublasLt.CUDA_R_32F);
@@ -138,7 +171,8 @@ public final class CublasGemm implements AutoCloseable {
             MemorySegment out = lt.matrixLayoutCreate(cudaType(key.dType), cm.outRows(), cm.outCols(), cm.outLd());
             undo.add(() -> lt.matrixLayoutDestroy(out));
             MemorySegment pref = lt.preferenceCreate();
-            MemorySegment results = planArena.allocate(CublasLt.HEURISTIC_RESULT_BYTES, 8);
+            int requested = autotune ? AUTOTUNE_CANDIDATES : 1;
+            MemorySegment results = planArena.allocate(CublasLt.HEURISTIC_RESULT_BYTES * requested, 8);
             int found;
             try {
                 lt.preferenceSetLong(pref, CublasLt.PREF_MAX_WORKSPACE_BYTES, workspaceBytes);
@@ -147,7 +181,7 @@ public final class CublasGemm implements AutoCloseable {
                 lt.preferenceSetInt(pref, CublasLt.PREF_MIN_ALIGNMENT_B_BYTES, key.alignA);
                 lt.preferenceSetInt(pref, CublasLt.PREF_MIN_ALIGNMENT_C_BYTES, key.alignD);
                 lt.preferenceSetInt(pref, CublasLt.PREF_MIN_ALIGNMENT_D_BYTES, key.alignD);
-                found = lt.algoGetHeuristic(handle, desc, first, second, out, out, pref, 1, results,
+                found = lt.algoGetHeuristic(handle, desc, first, second, out, out, pref, requested, results,
                         () -> describe(key));
             } finally {
                 lt.preferenceDestroy(pref);
@@ -156,13 +190,66 @@ public final class CublasGemm implements AutoCloseable {
                 throw new CudaException("cuBLASLt has no algorithm for " + describe(key) + " within a "
                         + workspaceBytes + "-byte workspace");
             }
-            return new Plan(key, desc, first, second, out, results.asSlice(0, 64));
+            int best = found > 1 ? fastest(key, cm, desc, first, second, out, results, found, ops) : 0;
+            return new Plan(key, desc, first, second, out,
+                    results.asSlice(best * CublasLt.HEURISTIC_RESULT_BYTES, 64));
         } catch (RuntimeException e) {
             for (int i = undo.size() - 1; i >= 0; i--) {
                 undo.get(i).run();
             }
             throw e;
         }
+    }
+
+    /**
+     * Times each of the {@code found} candidate algorithms on the call's operands with the output going to a
+     * zero-filled scratch buffer of D's size (so D, which beta may read, is left as it was) and returns the index
+     * of the fastest; candidates that fail to run are skipped. The scratch is freed after the stream drains.
+     */
+    private int fastest(PlanKey key, ColumnMajorGemm cm, MemorySegment desc, MemorySegment first,
+                        MemorySegment second, MemorySegment out, MemorySegment results, int found, Operands ops) {
+        long elem = key.dType == DType.F32 ? 4 : 2;
+        long bytes = (long) cm.outLd() * cm.outCols() * elem;
+        long scratch = ctx.memAlloc(bytes);
+        if (tuneStart == null) {
+            tuneStart = ctx.createEvent();
+            tuneEnd = ctx.createEvent();
+        }
+        int best = 0;
+        float bestMs = Float.POSITIVE_INFINITY;
+        try {
+            ops.s.memsetD8(scratch, (byte) 0, bytes);
+            if (ops.bias != 0) {
+                lt.matmulDescSetPointer(desc, CublasLt.MATMUL_DESC_BIAS_POINTER, ops.bias);
+            }
+            for (int i = 0; i < found; i++) {
+                MemorySegment algo = results.asSlice(i * CublasLt.HEURISTIC_RESULT_BYTES, 64);
+                try {
+                    for (int r = 0; r <= AUTOTUNE_RUNS; r++) {
+                        if (r == 1) {
+                            tuneStart.record(ops.s);
+                        }
+                        lt.matmul(handle, desc, ops.alpha, ops.b, first, ops.a, second, ops.beta, scratch, out,
+                                scratch, out, algo, workspace, workspaceBytes, ops.s.handle(),
+                                () -> "autotune candidate of " + describe(key));
+                    }
+                    tuneEnd.record(ops.s);
+                    tuneEnd.sync();
+                } catch (CudaException e) {
+                    ops.s.sync();
+                    continue;
+                }
+                float ms = tuneEnd.elapsedMillisSince(tuneStart);
+                if (ms < bestMs) {
+                    bestMs = ms;
+                    best = i;
+                }
+            }
+        } finally {
+            ops.s.sync();
+            ctx.memFree(scratch);
+        }
+        return best;
     }
 
     /** The problem in row-major words, for messages. */
@@ -204,6 +291,10 @@ public final class CublasGemm implements AutoCloseable {
         }
         plans.clear();
         planArena.close();
+        if (tuneStart != null) {
+            tuneStart.close();
+            tuneEnd.close();
+        }
         if (workspace != 0) {
             ctx.memFree(workspace);
         }

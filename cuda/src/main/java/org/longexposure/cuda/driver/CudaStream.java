@@ -10,6 +10,7 @@ import java.lang.foreign.MemorySegment;
 public final class CudaStream implements AutoCloseable {
     private final CudaDriver driver;
     private final MemorySegment handle;
+    private long launches;
     private boolean closed;
 
     CudaStream(CudaDriver driver, MemorySegment handle) {
@@ -29,12 +30,18 @@ public final class CudaStream implements AutoCloseable {
      */
     public void launch(CudaFunction f, int gx, int gy, int gz, int bx, int by, int bz, int sharedBytes,
                        KernelArgs args) {
+        launches++;
         try (Arena a = Arena.ofConfined()) {
             MemorySegment params = args.marshal(a);
             driver.launchKernel(f.handle(), gx, gy, gz, bx, by, bz, sharedBytes, handle, params,
                     () -> f.name() + "<<<(" + gx + "," + gy + "," + gz + "), (" + bx + "," + by + "," + bz + "), "
                             + sharedBytes + ">>>" + args);
         }
+    }
+
+    /** Kernels launched through {@link #launch} on this stream so far (library kernels not included). */
+    public long launchCount() {
+        return launches;
     }
 
     /** Host → device, {@code src.byteSize()} bytes; {@code src} must be a native segment. */

@@ -8,6 +8,7 @@ import org.junit.jupiter.api.AfterAll;
 import org.junit.jupiter.api.BeforeAll;
 import org.junit.jupiter.api.Tag;
 import org.junit.jupiter.api.Test;
+import org.longexposure.backend.Activation;
 import org.longexposure.backend.LinearOps;
 import org.longexposure.backend.cpu.CpuBackend;
 import org.longexposure.cuda.Gpu;
@@ -63,6 +64,38 @@ class CudaLinearDeviceTest {
         cpu.linear().linearForward(ref, host(x, b, t, k), host(w, n, k), host(bias, n));
 
         assertThat(Gpu.relativeError(Gpu.download(gpu, out), ref.toFloatArray())).isLessThan(1e-2);
+    }
+
+    /**
+     * The fused ReLU: against the CPU's linearForwardRelu (1e-2 as above), and bit-equal to the GPU's own
+     * linearForward followed by the ReLU kernel (rounding to bf16 commutes with max(x, 0)); with and without bias,
+     * awkward sizes, about half the outputs negative before the ReLU.
+     */
+    @Test
+    void forwardReluMatchesForwardThenRelu() {
+        int m = 37;
+        int k = 90;
+        int n = 45;
+        float[] x = Gpu.randomBf16(rnd, m * k, 1f);
+        float[] w = Gpu.randomBf16(rnd, n * k, 0.2f);
+        float[] bias = Gpu.randomBf16(rnd, n, 0.5f);
+        Tensor xd = Gpu.upload(gpu, DType.BF16, x, m, k);
+        Tensor wd = Gpu.upload(gpu, DType.BF16, w, n, k);
+        Tensor bd = Gpu.upload(gpu, DType.F32, bias, n);
+        for (boolean withBias : new boolean[] {true, false}) {
+            Tensor fused = gpu.allocate(DType.BF16, m, n);
+            gpu.fillUniform(fused, -9f, 9f, 3); // poison: every element must be written
+            gpu.linear().linearForwardRelu(fused, xd, wd, withBias ? bd : null);
+            Tensor twoOps = gpu.allocate(DType.BF16, m, n);
+            gpu.linear().linearForward(twoOps, xd, wd, withBias ? bd : null);
+            gpu.activation().activationForward(twoOps, twoOps, Activation.RELU);
+            Tensor ref = cpu.allocate(DType.F32, m, n);
+            cpu.linear().linearForwardRelu(ref, host(x, m, k), host(w, n, k), withBias ? host(bias, n) : null);
+
+            float[] got = Gpu.download(gpu, fused);
+            assertThat(got).as("bias %s", withBias).containsExactly(Gpu.download(gpu, twoOps));
+            assertThat(Gpu.relativeError(got, ref.toFloatArray())).as("bias %s", withBias).isLessThan(1e-2);
+        }
     }
 
     @Test

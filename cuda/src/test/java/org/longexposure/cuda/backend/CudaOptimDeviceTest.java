@@ -108,6 +108,56 @@ class CudaOptimDeviceTest extends DeviceTestBase {
         }
     }
 
+    /**
+     * The list forms (one launch over a table) against the one-tensor forms, bit for bit: AdamW over tensors of
+     * awkward sizes, some misaligned (the scalar path), two steps so the cached table is reused; then scale and
+     * zero over the same list.
+     */
+    @Test
+    void listFormsEqualOneTensorForms() {
+        SplittableRandom r = new SplittableRandom(53);
+        List<Tensor> pa = new ArrayList<>();
+        List<Tensor> ga = new ArrayList<>();
+        List<Tensor> ma = new ArrayList<>();
+        List<Tensor> va = new ArrayList<>();
+        List<Tensor[]> single = new ArrayList<>();
+        for (int n : SIZES) {
+            float[] p = randomF32(r, n, -1, 1);
+            float[] g = randomF32(r, n, -1, 1);
+            float[] m = randomF32(r, n, -0.1f, 0.1f);
+            float[] v = randomF32(r, n, 0, 0.01f);
+            boolean odd = n % 2 == 1;
+            pa.add(odd ? misaligned(gpu, DType.F32, p) : tensor(gpu, DType.F32, p, n));
+            ga.add(tensor(gpu, DType.F32, g, n));
+            ma.add(tensor(gpu, DType.F32, m, n));
+            va.add(tensor(gpu, DType.F32, v, n));
+            single.add(new Tensor[] {odd ? misaligned(gpu, DType.F32, p) : tensor(gpu, DType.F32, p, n),
+                tensor(gpu, DType.F32, g, n), tensor(gpu, DType.F32, m, n), tensor(gpu, DType.F32, v, n)});
+        }
+        for (int step = 1; step <= 2; step++) {
+            gpu.optim().adamwUpdate(pa, ga, ma, va, 1e-3f, 0.9f, 0.999f, 1e-8f, 0.01f, step);
+            for (Tensor[] t : single) {
+                gpu.optim().adamwUpdate(t[0], t[1], t[2], t[3], 1e-3f, 0.9f, 0.999f, 1e-8f, 0.01f, step);
+            }
+        }
+        for (int i = 0; i < SIZES.length; i++) {
+            assertExact("param n=" + SIZES[i], floats(gpu, pa.get(i)), floats(gpu, single.get(i)[0]));
+            assertExact("m n=" + SIZES[i], floats(gpu, ma.get(i)), floats(gpu, single.get(i)[2]));
+            assertExact("v n=" + SIZES[i], floats(gpu, va.get(i)), floats(gpu, single.get(i)[3]));
+        }
+        gpu.optim().scale(pa, 0.37f);
+        for (int i = 0; i < SIZES.length; i++) {
+            gpu.optim().scale(single.get(i)[0], 0.37f);
+            assertExact("scale n=" + SIZES[i], floats(gpu, pa.get(i)), floats(gpu, single.get(i)[0]));
+        }
+        gpu.optim().zero(pa);
+        for (int i = 0; i < SIZES.length; i++) {
+            assertThat(floats(gpu, pa.get(i))).as("zero n=" + SIZES[i]).containsOnly(0f);
+        }
+        assertThatThrownBy(() -> gpu.optim().adamwUpdate(pa, ga, ma, va.subList(0, 2), 1e-3f, 0.9f, 0.999f, 1e-8f,
+                0f, 1)).isInstanceOf(IllegalArgumentException.class).hasMessageContaining("one length");
+    }
+
     @Test
     void rejectsWrongOperands() {
         Tensor p = gpu.allocate(DType.F32, 10);

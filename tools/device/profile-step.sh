@@ -1,0 +1,37 @@
+#!/usr/bin/env bash
+# Per-op GPU-time breakdown of the LoRA training step (CudaStepBench --profile) on the GPU machine, from the
+# repository root with .travel/ carried (tools/device/prepare.sh --with-bench). Cases: LE_PROFILE_CASES, words
+# of model:seq[:autotune], e.g. "opt-1.3b:1024 opt-1.3b:1024:off opt-2.7b:1024" (autotune on unless ":off").
+# Batch 4, LoRA r=8 alpha=16 on q_proj,v_proj, AdamW, random weights; 3 warm-up, 9 timed, LE_PROFILE_STEPS
+# (default 3) profiled steps. Each case's JSON and log go to $OUT/profile-<model>-<seq>[-off].{json,log}; the
+# tables print as they come.
+set -uo pipefail
+cd "$(dirname "$0")/../.."
+out="${OUT:-/tmp/le-out}"
+mkdir -p "$out"
+jre=/tmp/longexposure-jre
+if [[ ! -x "$jre/bin/java" ]]; then
+  mkdir -p "$jre" && tar -C "$jre" -xJf .travel/jre.tar.xz
+fi
+libpath=""
+for so in libnvrtc.so.13 libcublasLt.so.13; do
+  if ! ldconfig -p | grep -q "$so"; then
+    f="$(find /usr/local /usr/lib /opt -maxdepth 6 -name "$so" -print -quit 2>/dev/null)"
+    [[ -n "$f" ]] && libpath="${libpath:+$libpath:}$(dirname "$f")"
+  fi
+done
+commit="$(cat .travel/COMMIT 2>/dev/null || echo unknown)"
+for c in ${LE_PROFILE_CASES:-opt-1.3b:1024}; do
+  IFS=: read -r model seq tune <<< "$c"
+  tune="${tune:-on}"
+  name="profile-$model-$seq$([[ "$tune" == off ]] && echo -off)"
+  echo "== $name"
+  timeout 150 "$jre/bin/java" -Xmx16g --add-modules jdk.incubator.vector --enable-native-access=ALL-UNNAMED \
+    -cp ".travel/lib/*" org.longexposure.bench.step.CudaStepBench --config "bench/configs/$model/config.json" \
+    --batch 4 --seq "$seq" --rank 8 --alpha 16 --targets q_proj,v_proj --warmup 3 --iters 9 \
+    --profile "${LE_PROFILE_STEPS:-3}" --gemm-autotune "$tune" ${libpath:+--cuda-lib-path "$libpath"} \
+    --commit "$commit" --out "$out/$name.json" > "$out/$name.log" 2>&1
+  echo "exit $?"
+  grep -E 'ms/step|^profile' "$out/$name.log"
+  sed -n '/^category/,/^ *gpu ms/p' "$out/$name.log" | head -30
+done
