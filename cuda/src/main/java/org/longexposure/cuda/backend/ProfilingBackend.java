@@ -18,6 +18,7 @@ import org.longexposure.backend.LinearOps;
 import org.longexposure.backend.LossOps;
 import org.longexposure.backend.NormOps;
 import org.longexposure.backend.OptimOps;
+import org.longexposure.backend.PredictOps;
 import org.longexposure.backend.SparseOps;
 import org.longexposure.cuda.driver.CudaEvent;
 import org.longexposure.tensor.DType;
@@ -34,6 +35,7 @@ import org.longexposure.tensor.Tensor;
  * <p>Use: build the model and trainer on this backend, {@link #enabled(boolean) enable} it, run steps with
  * {@link #beginStep()} / {@link #endStep()} around each, then read {@link #report()}. Events add a few µs of host
  * work per call, so profiled steps run slightly slower than plain ones; the per-op GPU times are what it is for.
+ * The sparse and predictor families are passed through unmeasured for now (their time shows as idle/other).
  */
 public final class ProfilingBackend implements Backend {
     private final CudaBackend be;
@@ -333,6 +335,11 @@ public final class ProfilingBackend implements Backend {
     @Override
     public SparseOps sparse() {
         return be.sparse();
+    }
+
+    @Override
+    public PredictOps predict() {
+        return be.predict();
     }
 
     /** Frees the events; the wrapped backend stays open (its owner closes it). */
