@@ -2,10 +2,12 @@ package org.longexposure.cli;
 
 import com.fasterxml.jackson.databind.JsonNode;
 import com.fasterxml.jackson.databind.ObjectMapper;
+import com.fasterxml.jackson.databind.node.ArrayNode;
 import com.fasterxml.jackson.databind.node.ObjectNode;
 import java.io.BufferedWriter;
 import java.io.IOException;
 import java.io.PrintWriter;
+import java.io.UncheckedIOException;
 import java.nio.charset.StandardCharsets;
 import java.nio.file.Files;
 import java.nio.file.Path;
@@ -14,6 +16,7 @@ import java.nio.file.StandardOpenOption;
 import java.time.LocalDateTime;
 import java.time.format.DateTimeFormatter;
 import java.util.ArrayList;
+import java.util.Arrays;
 import java.util.Iterator;
 import java.util.List;
 import java.util.Locale;
@@ -30,6 +33,7 @@ import org.longexposure.io.peft.PeftAdapterIO;
 import org.longexposure.io.tokenizer.Tokenizer;
 import org.longexposure.model.Architecture;
 import org.longexposure.model.CausalLm;
+import org.longexposure.model.Linear;
 import org.longexposure.model.MlpPermutation;
 import org.longexposure.model.SparsityPlan;
 import org.longexposure.peft.LoraConfig;
@@ -56,6 +60,16 @@ import picocli.CommandLine.Model.CommandSpec;
  * arguments it fine-tunes the bundled small model on the bundled E2E sample (the README's main job).
  * Writes {@code <out>/metrics.jsonl} (one object per optimizer step), {@code <out>/loss.png},
  * {@code <out>/adapter/} (HF PEFT layout) and {@code <out>/checkpoints/step-N/}; a folder with a checkpoint resumes.
+ *
+ * <p>Sparsity ({@code --sparsity on|auto}, docs/SPARSITY.md): an {@link OnlineSparsity} plan, with predictors from
+ * {@code --predictors} or fitted on the first micro-batches of the training order; refresh steps (the first one in
+ * auto mode, then every {@code --predictor-refresh} steps) run dense and refit the attention predictors on their
+ * ground truth. Each metrics line then carries a {@code sparsity} object: realised attention and MLP density per
+ * layer and, on refresh steps, the stale and refreshed recall, coverage and dense fallbacks; validation reports the
+ * loss with the sparse plan ({@code valid_loss_sparse}) and dense. Predictors are not checkpointed: a resumed run
+ * refits or reloads them and starts with a refresh. {@code --permutation} (or a permutation inside the predictors
+ * folder) reorders the FFN neurons at load time; the function is the same, so the written adapter (q/v) is one for
+ * the stored base model, and fc1/fc2 targets are refused with it.
  */
 @Command(name = "finetune", mixinStandardHelpOptions = true,
         description = "Fine-tune a model with LoRA (defaults: the bundled model and E2E sample, on the CPU).")
@@ -255,7 +269,7 @@ final class FinetuneCommand implements Callable<Integer> {
         if (so.permutation() != null) {
             try {
                 permutation = MlpPermutation.load(so.permutation());
-            } catch (java.io.UncheckedIOException e) {
+            } catch (UncheckedIOException e) {
                 throw new Main.UserException("--permutation " + so.permutation() + ": cannot be read ("
                         + e.getMessage() + ")");
             }
@@ -292,7 +306,7 @@ final class FinetuneCommand implements Callable<Integer> {
                     : new LoraConfig(loraR, loraAlpha, loraDropout, targetModules, useRslora);
             List<LoraLayer> loraLayers = Lora.apply(lm, lora, be, params, seed);
             if (permutation != null) {
-                for (org.longexposure.model.Linear lin : lm.linears()) {
+                for (Linear lin : lm.linears()) {
                     if (lin.adapter() != null && (lin.path().endsWith(".fc1") || lin.path().endsWith(".fc2"))) {
                         throw new Main.UserException("the MLP permutation " + so.permutation() + " reorders fc1/fc2,"
                                 + " and the adapter targets " + lin.path() + ": its LoRA factors would be saved in"
@@ -359,7 +373,7 @@ final class FinetuneCommand implements Callable<Integer> {
                 } else {
                     // the first step after a (re)start calibrates in auto mode; then every --predictor-refresh steps
                     boolean refresh = (predictorRefresh > 0 && (step - 1) % predictorRefresh == 0)
-                            || (step == start + 1 && so.mode() == OnlineSparsity.Mode.AUTO);
+                            || (step == start + 1 && (so.mode() == OnlineSparsity.Mode.AUTO || start > 0));
                     if (refresh) {
                         lm.sparsity(SparsityPlan.DENSE);
                         r = trainer.step(micro);
@@ -392,6 +406,13 @@ final class FinetuneCommand implements Callable<Integer> {
                 }
             }
             PeftAdapterIO.write(be, outDir.resolve("adapter"), lora, params, modelDir.toString());
+            if (online != null) {
+                // the predictors as the last refresh left them, for eval --sparsity on and later runs
+                online.predictors().save(outDir.resolve("predictors"));
+                if (permutation != null) {
+                    permutation.save(outDir.resolve("predictors").resolve(MlpPermutation.FILE));
+                }
+            }
             List<Integer> validSteps = new ArrayList<>();
             List<Double> validLosses = new ArrayList<>();
             List<Example> validExamples = validFile != null ? JsonlDataset.read(validFile, enc) : heldOut;
@@ -543,7 +564,7 @@ final class FinetuneCommand implements Callable<Integer> {
         ObjectNode o = JSON.createObjectNode();
         o.put("dense_step", true);
         double[] ones = new double[layers];
-        java.util.Arrays.fill(ones, 1.0);
+        Arrays.fill(ones, 1.0);
         putArray(o, "attn_density", ones);
         putArray(o, "mlp_density", ones);
         o.put("refresh_ms", ms);
@@ -555,11 +576,11 @@ final class FinetuneCommand implements Callable<Integer> {
         putArray(o, "mlp_recall", rf.mlpRecall());
         putArray(o, "mlp_predicted_density", rf.mlpDensity());
         putArray(o, "mlp_coverage", rf.mlpCoverage());
-        com.fasterxml.jackson.databind.node.ArrayNode ad = o.putArray("attn_dense");
+        ArrayNode ad = o.putArray("attn_dense");
         for (boolean b : rf.attnDense()) {
             ad.add(b);
         }
-        com.fasterxml.jackson.databind.node.ArrayNode md = o.putArray("mlp_dense");
+        ArrayNode md = o.putArray("mlp_dense");
         for (boolean b : rf.mlpDense()) {
             md.add(b);
         }
@@ -568,7 +589,7 @@ final class FinetuneCommand implements Callable<Integer> {
 
     /** Numbers as a JSON array, NaN (a part without predictor or never consulted) as null. */
     private static void putArray(ObjectNode o, String key, double[] v) {
-        com.fasterxml.jackson.databind.node.ArrayNode a = o.putArray(key);
+        ArrayNode a = o.putArray(key);
         for (double x : v) {
             if (Double.isNaN(x)) {
                 a.addNull();

@@ -89,6 +89,19 @@ class SparseFinetuneCommandTest {
         JsonNode v = JSON.readTree(out.resolve("validation.json").toFile());
         assertThat(v.get("valid_loss_sparse").asDouble()).isFinite();
         assertThat(v.get("valid_loss").asDouble()).isFinite();
+        // the refreshed predictors are saved; eval runs sparse with them and reports what it computed
+        Path few = dir.resolve("few.jsonl");
+        Files.write(few, Files.readAllLines(CliRun.VALID).subList(0, 12));
+        CliRun.Result ev = run("eval", "--model", MODEL.toString(), "--adapter", out.resolve("adapter").toString(),
+                "--data", few.toString(), "--pack", "--seq-len", "70", "--batch-size", "2", "--predictors",
+                out.resolve("predictors").toString(), "--threads", "2");
+        assertThat(ev.status()).as(ev.err()).isZero();
+        JsonNode e = JSON.readTree(ev.out().strip());
+        assertThat(e.get("loss").asDouble()).isFinite();
+        assertThat(e.get("attn_density")).hasSize(4);
+        for (JsonNode d : e.get("attn_density")) {
+            assertThat(d.asDouble()).isGreaterThan(0.0).isLessThanOrEqualTo(1.0);
+        }
     }
 
     @Test
