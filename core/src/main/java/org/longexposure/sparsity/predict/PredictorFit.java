@@ -40,6 +40,8 @@ import org.longexposure.model.SparsityPlan;
  */
 public final class PredictorFit {
     private static final double RIDGE = 1e-4;
+    /** Coverage grid of the calibration: 0.30, 0.31, …, 0.99; 1 (every tile or block) when none reaches the target. */
+    private static final int GRID_FROM = 30;
 
     private PredictorFit() {
     }
@@ -231,9 +233,6 @@ public final class PredictorFit {
         }
         return new Predictors(attn, mlp);
     }
-
-    /** Coverage grid of the calibration: 0.30, 0.31, …, 0.99; 1 (every tile or block) when none reaches the target. */
-    private static final int GRID_FROM = 30;
 
     /**
      * The smallest coverage on the grid whose kept share of the true tile masses, summed over the micro-batches,
