@@ -12,7 +12,12 @@ import org.longexposure.io.data.Example;
  */
 record Evaluation(double loss, long tokens) {
     static Evaluation run(ToDoubleFunction<Batch> meanLoss, List<Example> examples, int batchSize, int seqLen, int padId) {
-        List<Example> rows = Batcher.truncate(examples, seqLen).rows();
+        return runRows(meanLoss, Batcher.truncate(examples, seqLen).rows(), batchSize, seqLen, padId);
+    }
+
+    /** The same over rows already cut (or packed) to at most {@code seqLen} tokens. */
+    static Evaluation runRows(ToDoubleFunction<Batch> meanLoss, List<Example> rows, int batchSize, int seqLen,
+                              int padId) {
         double sum = 0;
         long tokens = 0;
         for (int i = 0; i < rows.size(); i += batchSize) {

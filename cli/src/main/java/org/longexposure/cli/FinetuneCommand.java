@@ -2,10 +2,12 @@ package org.longexposure.cli;
 
 import com.fasterxml.jackson.databind.JsonNode;
 import com.fasterxml.jackson.databind.ObjectMapper;
+import com.fasterxml.jackson.databind.node.ArrayNode;
 import com.fasterxml.jackson.databind.node.ObjectNode;
 import java.io.BufferedWriter;
 import java.io.IOException;
 import java.io.PrintWriter;
+import java.io.UncheckedIOException;
 import java.nio.charset.StandardCharsets;
 import java.nio.file.Files;
 import java.nio.file.Path;
@@ -14,6 +16,7 @@ import java.nio.file.StandardOpenOption;
 import java.time.LocalDateTime;
 import java.time.format.DateTimeFormatter;
 import java.util.ArrayList;
+import java.util.Arrays;
 import java.util.Iterator;
 import java.util.List;
 import java.util.Locale;
@@ -30,11 +33,17 @@ import org.longexposure.io.peft.PeftAdapterIO;
 import org.longexposure.io.tokenizer.Tokenizer;
 import org.longexposure.model.Architecture;
 import org.longexposure.model.CausalLm;
+import org.longexposure.model.Linear;
+import org.longexposure.model.MlpPermutation;
+import org.longexposure.model.SparsityPlan;
 import org.longexposure.peft.LoraConfig;
 import org.longexposure.peft.TrainableParams;
 import org.longexposure.peft.lora.Lora;
 import org.longexposure.peft.lora.LoraLayer;
 import org.longexposure.io.data.Batch;
+import org.longexposure.sparsity.predict.OnlineSparsity;
+import org.longexposure.sparsity.predict.PredictorFit;
+import org.longexposure.sparsity.predict.Predictors;
 import org.longexposure.train.Checkpoint;
 import org.longexposure.train.LrSchedule;
 import org.longexposure.train.StepResult;
@@ -51,6 +60,16 @@ import picocli.CommandLine.Model.CommandSpec;
  * arguments it fine-tunes the bundled small model on the bundled E2E sample (the README's main job).
  * Writes {@code <out>/metrics.jsonl} (one object per optimizer step), {@code <out>/loss.png},
  * {@code <out>/adapter/} (HF PEFT layout) and {@code <out>/checkpoints/step-N/}; a folder with a checkpoint resumes.
+ *
+ * <p>Sparsity ({@code --sparsity on|auto}, docs/SPARSITY.md): an {@link OnlineSparsity} plan, with predictors from
+ * {@code --predictors} or fitted on the first micro-batches of the training order; refresh steps (the first one in
+ * auto mode, then every {@code --predictor-refresh} steps) run dense and refit the attention predictors on their
+ * ground truth. Each metrics line then carries a {@code sparsity} object: realised attention and MLP density per
+ * layer and, on refresh steps, the stale and refreshed recall, coverage and dense fallbacks; validation reports the
+ * loss with the sparse plan ({@code valid_loss_sparse}) and dense. Predictors are not checkpointed: a resumed run
+ * refits or reloads them and starts with a refresh. {@code --permutation} (or a permutation inside the predictors
+ * folder) reorders the FFN neurons at load time; the function is the same, so the written adapter (q/v) is one for
+ * the stored base model, and fc1/fc2 targets are refused with it.
  */
 @Command(name = "finetune", mixinStandardHelpOptions = true,
         description = "Fine-tune a model with LoRA (defaults: the bundled model and E2E sample, on the CPU).")
@@ -148,8 +167,86 @@ final class FinetuneCommand implements Callable<Integer> {
             + "trimmed runtime on a GPU machine); metrics.jsonl holds the same numbers")
     boolean noPlot;
 
+    @Option(names = "--sparsity", defaultValue = "off", description = "off (dense, the default), on (sparse "
+            + "attention and ReLU MLP with the predictors' calibrated coverages) or auto (per-layer coverage "
+            + "recalibrated at each refresh to the recall targets; layers denser than --dense-above run dense)")
+    String sparsity;
+
+    @Option(names = "--predictors", description = "predictors folder (fit-predictors); without it they are fitted "
+            + "on the first --predictor-fit-batches training micro-batches. A " + MlpPermutation.FILE + " inside "
+            + "is applied to the model")
+    Path predictorsDir;
+
+    @Option(names = "--predictor-refresh", defaultValue = "0", description = "refresh the attention predictors "
+            + "every N steps from a dense step's ground truth (0: never; auto still calibrates at the first step)")
+    int predictorRefresh;
+
+    @Option(names = "--predictor-fit-batches", defaultValue = "4", description = "micro-batches the predictors "
+            + "are fitted on when --predictors is absent")
+    int predictorFitBatches;
+
+    @Option(names = "--attn-mass", defaultValue = "0.95", description = "auto and fitting: attention mass to keep")
+    double attnMass;
+
+    @Option(names = "--mlp-recall", defaultValue = "0.99", description = "auto and fitting: active neurons to keep")
+    double mlpRecall;
+
+    @Option(names = "--dense-above", defaultValue = "" + OnlineSparsity.DENSE_ABOVE, description = "auto: a layer "
+            + "part whose realised density is above this runs dense")
+    double denseAbove;
+
+    @Option(names = "--permutation", description = "an MLP neuron permutation (permute-mlp) applied at load time")
+    Path permutationFile;
+
     @Mixin
     BackendOption backendOption;
+
+    /** The validated sparsity options. */
+    private record SparsityOptions(OnlineSparsity.Mode mode, OnlineSparsity.Settings settings, Path permutation) {
+    }
+
+    private SparsityOptions sparsityOptions() {
+        OnlineSparsity.Mode mode;
+        try {
+            mode = OnlineSparsity.Mode.parse(sparsity);
+        } catch (IllegalArgumentException e) {
+            throw new Main.UserException("--sparsity: '" + sparsity + "' is not one of off, on, auto");
+        }
+        if (predictorRefresh < 0) {
+            throw new Main.UserException("--predictor-refresh must be >= 0 (0: never), got " + predictorRefresh);
+        }
+        if (predictorFitBatches < 1) {
+            throw new Main.UserException("--predictor-fit-batches must be >= 1, got " + predictorFitBatches);
+        }
+        Path perm = permutationFile;
+        if (mode == OnlineSparsity.Mode.OFF) {
+            if (predictorsDir != null || predictorRefresh > 0) {
+                throw new Main.UserException("--predictors and --predictor-refresh need --sparsity on or auto");
+            }
+            return new SparsityOptions(mode, null, perm);
+        }
+        OnlineSparsity.Settings settings;
+        try {
+            settings = new OnlineSparsity.Settings(mode, attnMass, mlpRecall, denseAbove);
+        } catch (IllegalArgumentException e) {
+            throw new Main.UserException("--attn-mass, --mlp-recall, --dense-above: " + e.getMessage());
+        }
+        if (predictorsDir != null) {
+            if (!Files.isRegularFile(predictorsDir.resolve(Predictors.JSON))) {
+                throw new Main.UserException("--predictors " + predictorsDir + ": no " + Predictors.JSON
+                        + " there (write one with fit-predictors)");
+            }
+            Path inside = predictorsDir.resolve(MlpPermutation.FILE);
+            if (Files.isRegularFile(inside)) {
+                if (perm != null) {
+                    throw new Main.UserException("--predictors " + predictorsDir + " holds " + MlpPermutation.FILE
+                            + ", which is applied; do not also give --permutation");
+                }
+                perm = inside;
+            }
+        }
+        return new SparsityOptions(mode, settings, perm);
+    }
 
     @Override
     public Integer call() throws IOException {
@@ -171,8 +268,18 @@ final class FinetuneCommand implements Callable<Integer> {
             throw new Main.UserException("give either --steps or --epochs, not both");
         }
         int effectiveSeq = demo && !spec.commandLine().getParseResult().hasMatchedOption("--seq-len") ? 128 : seqLen;
+        SparsityOptions so = sparsityOptions();
+        MlpPermutation permutation = null;
+        if (so.permutation() != null) {
+            try {
+                permutation = MlpPermutation.load(so.permutation());
+            } catch (UncheckedIOException e) {
+                throw new Main.UserException("--permutation " + so.permutation() + ": cannot be read ("
+                        + e.getMessage() + ")");
+            }
+        }
 
-        try (Backend be = backendOption.open(); CausalLm lm = Architecture.load(modelDir, be)) {
+        try (Backend be = backendOption.open(); CausalLm lm = Architecture.load(modelDir, be, permutation)) {
             Tokenizer tok = ModelFiles.tokenizer(modelDir, lm.config().vocabSize());
             TokenEncoder enc = ModelFiles.encoder(tok);
             List<Example> examples = JsonlDataset.read(dataFile, enc);
@@ -202,6 +309,15 @@ final class FinetuneCommand implements Callable<Integer> {
             LoraConfig lora = adapter != null ? PeftAdapterIO.readLoraConfig(adapter)
                     : new LoraConfig(loraR, loraAlpha, loraDropout, targetModules, useRslora);
             List<LoraLayer> loraLayers = Lora.apply(lm, lora, be, params, seed);
+            if (permutation != null) {
+                for (Linear lin : lm.linears()) {
+                    if (lin.adapter() != null && (lin.path().endsWith(".fc1") || lin.path().endsWith(".fc2"))) {
+                        throw new Main.UserException("the MLP permutation " + so.permutation() + " reorders fc1/fc2,"
+                                + " and the adapter targets " + lin.path() + ": its LoRA factors would be saved in"
+                                + " permuted order. Leave fc1/fc2 out of --target-modules or drop the permutation");
+                    }
+                }
+            }
             if (adapter != null) {
                 PeftAdapterIO.loadWeights(be, adapter, params);
             }
@@ -209,6 +325,17 @@ final class FinetuneCommand implements Callable<Integer> {
             TrainConfig tc = new TrainConfig(lrs, weightDecay, 0.9f, 0.999f, 1e-8f, maxGradNorm, labelSmoothing,
                     gradAccum);
             ObjectNode runConfig = runConfig(modelDir, dataFile, validFile, lora, effectiveSeq, total, be.name());
+            if (so.mode() != OnlineSparsity.Mode.OFF || so.permutation() != null) {
+                runConfig.put("sparsity", so.mode().label());
+                runConfig.put("predictors", predictorsDir == null ? null
+                        : predictorsDir.toAbsolutePath().normalize().toString());
+                runConfig.put("predictor_refresh", predictorRefresh);
+                runConfig.put("attn_mass", attnMass);
+                runConfig.put("mlp_recall", mlpRecall);
+                runConfig.put("dense_above", denseAbove);
+                runConfig.put("permutation", so.permutation() == null ? null
+                        : so.permutation().toAbsolutePath().normalize().toString());
+            }
             printConfig(pw, runConfig, lm, params, examples.size(), rows, tok);
 
             Trainer trainer = new Trainer(be, lm, params, tc, batchSize, effectiveSeq);
@@ -232,6 +359,10 @@ final class FinetuneCommand implements Callable<Integer> {
                 Files.deleteIfExists(metrics);
             }
 
+            OnlineSparsity online = null;
+            if (so.mode() != OnlineSparsity.Mode.OFF) {
+                online = startSparsity(pw, be, lm, trainer, rows, enc.padId(), effectiveSeq, so.settings());
+            }
             Progress progress = new Progress(pw, System.console() != null && System.console().isTerminal(),
                     start + 1, total);
             for (int step = start + 1; step <= total; step++) {
@@ -239,14 +370,39 @@ final class FinetuneCommand implements Callable<Integer> {
                 for (int i = 0; i < gradAccum; i++) {
                     micro.add(loader.next());
                 }
-                StepResult r = trainer.step(micro);
+                ObjectNode sparseMetrics = null;
+                StepResult r;
+                if (online == null) {
+                    r = trainer.step(micro);
+                } else {
+                    // the first step after a (re)start calibrates in auto mode; then every --predictor-refresh steps
+                    boolean refresh = (predictorRefresh > 0 && (step - 1) % predictorRefresh == 0)
+                            || (step == start + 1 && (so.mode() == OnlineSparsity.Mode.AUTO || start > 0));
+                    if (refresh) {
+                        lm.sparsity(SparsityPlan.DENSE);
+                        r = trainer.step(micro);
+                        long t0 = System.nanoTime();
+                        OnlineSparsity.Refresh rf = online.refresh(trainer.state(), micro.getLast());
+                        double refreshMs = (System.nanoTime() - t0) / 1e6;
+                        lm.sparsity(online);
+                        online.takeStep();
+                        sparseMetrics = refreshMetrics(rf, refreshMs, lm.config().numLayers());
+                    } else {
+                        r = trainer.step(micro);
+                        OnlineSparsity.StepDensity d = online.takeStep();
+                        sparseMetrics = JSON.createObjectNode();
+                        sparseMetrics.put("dense_step", false);
+                        putArray(sparseMetrics, "attn_density", d.attn());
+                        putArray(sparseMetrics, "mlp_density", d.mlp());
+                    }
+                }
                 if (!Double.isFinite(r.loss()) || !Double.isFinite(r.gradNorm())) {
                     String last = Checkpoint.latest(ckptDir).map(Path::toString).orElse("none");
                     throw new Main.UserException("training diverged: loss " + r.loss() + ", grad norm "
                             + r.gradNorm() + " at step " + step + "; stopped (last good checkpoint: " + last
                             + "). Try a lower --lr or --max-grad-norm.");
                 }
-                appendMetrics(metrics, r);
+                appendMetrics(metrics, r, sparseMetrics);
                 progress.step(step, r.loss(), r.tokensPerSecond());
                 if ((saveEvery > 0 && step % saveEvery == 0) || step == total) {
                     Checkpoint.save(be, ckptDir, lora, params, trainer.optimizer(), new Checkpoint.State(step,
@@ -254,10 +410,25 @@ final class FinetuneCommand implements Callable<Integer> {
                 }
             }
             PeftAdapterIO.write(be, outDir.resolve("adapter"), lora, params, modelDir.toString());
+            if (online != null) {
+                // the predictors as the last refresh left them, for eval --sparsity on and later runs
+                online.predictors().save(outDir.resolve("predictors"));
+                if (permutation != null) {
+                    permutation.save(outDir.resolve("predictors").resolve(MlpPermutation.FILE));
+                }
+            }
             List<Integer> validSteps = new ArrayList<>();
             List<Double> validLosses = new ArrayList<>();
             List<Example> validExamples = validFile != null ? JsonlDataset.read(validFile, enc) : heldOut;
             if (!validExamples.isEmpty()) {
+                Evaluation sparseEv = null;
+                if (online != null) {
+                    sparseEv = Evaluation.run(trainer::evaluate, validExamples, batchSize, effectiveSeq, enc.padId());
+                    online.takeStep();
+                    lm.sparsity(SparsityPlan.DENSE);
+                    pw.printf(Locale.ROOT, "validation with sparsity (%s): loss %.4f over %d tokens%n",
+                            so.mode().label(), sparseEv.loss(), sparseEv.tokens());
+                }
                 Evaluation ev = Evaluation.run(trainer::evaluate, validExamples, batchSize, effectiveSeq,
                         enc.padId());
                 validSteps.add(total);
@@ -269,6 +440,10 @@ final class FinetuneCommand implements Callable<Integer> {
                 v.put("step", total);
                 v.put("valid_loss", ev.loss());
                 v.put("valid_tokens", ev.tokens());
+                if (sparseEv != null) {
+                    v.put("valid_loss_sparse", sparseEv.loss());
+                    v.put("sparsity", so.mode().label());
+                }
                 Files.writeString(outDir.resolve("validation.json"), v.toString() + "\n");
             }
             List<Integer> xs = new ArrayList<>();
@@ -356,7 +531,83 @@ final class FinetuneCommand implements Callable<Integer> {
         return layers.stream().map(LoraLayer::forwardCount).toList();
     }
 
-    private static void appendMetrics(Path metrics, StepResult r) throws IOException {
+    /**
+     * Predictors for the run: loaded from --predictors, or fitted on the first micro-batches of a loader with the
+     * training loader's seed (so the training order is untouched), on the trainer's own state.
+     */
+    private OnlineSparsity startSparsity(PrintWriter pw, Backend be, CausalLm lm, Trainer trainer, Batcher.Rows rows,
+                                         int padId, int seq, OnlineSparsity.Settings settings) {
+        Predictors predictors;
+        if (predictorsDir != null) {
+            predictors = Predictors.load(predictorsDir);
+            pw.printf("sparsity %s: predictors from %s%n", settings.mode().label(), predictorsDir);
+        } else {
+            DataLoader peek = new DataLoader(rows.rows(), batchSize, seq, padId, !noShuffle, seed);
+            List<Batch> fit = new ArrayList<>();
+            for (int i = 0; i < predictorFitBatches; i++) {
+                fit.add(peek.next());
+            }
+            PredictorFit.Config cfg;
+            try {
+                cfg = new PredictorFit.Config(64, 8, attnMass, 128, 64, mlpRecall);
+            } catch (IllegalArgumentException e) {
+                throw new Main.UserException(e.getMessage());
+            }
+            long t0 = System.nanoTime();
+            predictors = PredictorFit.fit(be, lm, trainer.state(), fit, cfg);
+            pw.printf(Locale.ROOT, "sparsity %s: predictors fitted on %d micro-batches in %.1f s%n",
+                    settings.mode().label(), fit.size(), (System.nanoTime() - t0) / 1e9);
+        }
+        OnlineSparsity online;
+        try {
+            online = new OnlineSparsity(be, lm, predictors, settings);
+        } catch (IllegalArgumentException e) {
+            throw new Main.UserException("--predictors " + predictorsDir + ": " + e.getMessage());
+        }
+        lm.sparsity(online);
+        return online;
+    }
+
+    private static ObjectNode refreshMetrics(OnlineSparsity.Refresh rf, double ms, int layers) {
+        ObjectNode o = JSON.createObjectNode();
+        o.put("dense_step", true);
+        double[] ones = new double[layers];
+        Arrays.fill(ones, 1.0);
+        putArray(o, "attn_density", ones);
+        putArray(o, "mlp_density", ones);
+        o.put("refresh_ms", ms);
+        putArray(o, "attn_recall_stale", rf.attnRecallStale());
+        putArray(o, "attn_recall", rf.attnRecall());
+        putArray(o, "attn_predicted_density", rf.attnDensity());
+        putArray(o, "attn_coverage", rf.attnCoverage());
+        putArray(o, "mlp_recall_stale", rf.mlpRecallStale());
+        putArray(o, "mlp_recall", rf.mlpRecall());
+        putArray(o, "mlp_predicted_density", rf.mlpDensity());
+        putArray(o, "mlp_coverage", rf.mlpCoverage());
+        ArrayNode ad = o.putArray("attn_dense");
+        for (boolean b : rf.attnDense()) {
+            ad.add(b);
+        }
+        ArrayNode md = o.putArray("mlp_dense");
+        for (boolean b : rf.mlpDense()) {
+            md.add(b);
+        }
+        return o;
+    }
+
+    /** Numbers as a JSON array, NaN (a part without predictor or never consulted) as null. */
+    private static void putArray(ObjectNode o, String key, double[] v) {
+        ArrayNode a = o.putArray(key);
+        for (double x : v) {
+            if (Double.isNaN(x)) {
+                a.addNull();
+            } else {
+                a.add(x);
+            }
+        }
+    }
+
+    private static void appendMetrics(Path metrics, StepResult r, ObjectNode sparse) throws IOException {
         ObjectNode o = JSON.createObjectNode();
         o.put("step", r.step());
         o.put("loss", r.loss());
@@ -365,6 +616,9 @@ final class FinetuneCommand implements Callable<Integer> {
         o.put("tokens", r.tokens());
         o.put("tokens_per_s", r.tokensPerSecond());
         o.put("step_ms", r.seconds() * 1e3);
+        if (sparse != null) {
+            o.set("sparsity", sparse);
+        }
         try (BufferedWriter w = Files.newBufferedWriter(metrics, StandardCharsets.UTF_8, StandardOpenOption.CREATE,
                 StandardOpenOption.APPEND)) {
             w.write(o.toString());

@@ -18,6 +18,7 @@ import org.longexposure.io.data.JsonlDataset;
 import org.longexposure.io.data.TokenEncoder;
 import org.longexposure.model.Architecture;
 import org.longexposure.model.CausalLm;
+import org.longexposure.model.MlpPermutation;
 import org.longexposure.sparsity.predict.PredictorFit;
 import org.longexposure.sparsity.predict.Predictors;
 import picocli.CommandLine.Command;
@@ -30,7 +31,9 @@ import picocli.CommandLine.Spec;
  * {@code longexposure fit-predictors}: fits the attention and MLP predictors ({@link PredictorFit}) on the first
  * micro-batches of a JSONL file and scores them on the held-out rest. Writes {@code predictors.safetensors} and
  * {@code predictors.json} ({@link Predictors}) and {@code predictor-report.json}: the run's settings and, per layer,
- * held-out recall, realised and oracle density, and the calibrated coverage.
+ * held-out recall, realised and oracle density, and the calibrated coverage. With {@code --permutation} the model's
+ * FFN neurons are reordered first (the MLP predictors then score blocks of the permuted order) and the permutation
+ * is saved next to the predictors ({@link MlpPermutation#FILE}), so that loading the folder applies both.
  */
 @Command(name = "fit-predictors", mixinStandardHelpOptions = true,
         description = "Fit per-layer attention-tile and MLP neuron-block predictors; report held-out recall.")
@@ -77,6 +80,10 @@ final class FitPredictorsCommand implements Callable<Integer> {
     @Option(names = "--mlp-recall", defaultValue = "0.99", description = "active neurons to keep, in (0, 1]")
     double mlpRecall;
 
+    @Option(names = "--permutation", description = "an MLP neuron permutation (permute-mlp) applied at load time; "
+            + "copied into --out, where finetune --predictors finds it")
+    Path permutation;
+
     @Mixin
     BackendOption backendOption;
 
@@ -94,10 +101,11 @@ final class FitPredictorsCommand implements Callable<Integer> {
             throw new Main.UserException(e.getMessage());
         }
         ModelFiles.requireModelDir(model);
+        MlpPermutation perm = permutation == null ? null : MlpPermutation.load(permutation);
         PredictorFit.Report report;
         long fitNanos;
         int trainBatches;
-        try (Backend be = backendOption.open(); CausalLm lm = Architecture.load(model, be)) {
+        try (Backend be = backendOption.open(); CausalLm lm = Architecture.load(model, be, perm)) {
             if (seqLen > lm.config().maxPositions()) {
                 throw new Main.UserException("--seq-len " + seqLen + " exceeds the model's max_position_embeddings "
                         + lm.config().maxPositions());
@@ -120,6 +128,9 @@ final class FitPredictorsCommand implements Callable<Integer> {
             Predictors p = PredictorFit.fit(be, lm, train, cfg);
             fitNanos = System.nanoTime() - t0;
             p.save(out);
+            if (perm != null) {
+                perm.save(out.resolve(MlpPermutation.FILE));
+            }
             report = PredictorFit.evaluate(be, lm, p, valid, cfg);
         }
         ObjectNode run = new ObjectMapper().createObjectNode();
@@ -130,6 +141,7 @@ final class FitPredictorsCommand implements Callable<Integer> {
         run.put("train_micro_batches", trainBatches);
         run.put("held_out_micro_batches", heldOut);
         run.put("fit_seconds", fitNanos / 1e9);
+        run.put("permutation", permutation == null ? null : permutation.toString());
         run.setAll(report.toJson());
         Path json = out.resolve("predictor-report.json");
         Path tmp = out.resolve("predictor-report.json.tmp");

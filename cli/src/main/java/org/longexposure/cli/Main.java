@@ -14,7 +14,8 @@ import picocli.CommandLine.Command;
 @Command(name = "longexposure", mixinStandardHelpOptions = true, version = "longexposure 0.1.0",
         description = "Parameter-efficient fine-tuning of LLMs on the JVM, accelerated by exposed sparsity.",
         subcommands = {FinetuneCommand.class, EvalCommand.class, GenerateCommand.class, ExportCommand.class,
-            MergeCommand.class, InfoCommand.class, ExposeCommand.class, FitPredictorsCommand.class})
+            MergeCommand.class, InfoCommand.class, ExposeCommand.class, FitPredictorsCommand.class,
+            PermuteMlpCommand.class})
 public final class Main {
     /** Exit status for bad input or options. */
     public static final int USER_ERROR = 2;

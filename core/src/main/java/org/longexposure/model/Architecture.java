@@ -27,10 +27,18 @@ public final class Architecture {
 
     /** Loads the model in {@code dir} (config.json + safetensors weights), frozen, for {@code backend}. */
     public static CausalLm load(Path dir, Backend backend) {
+        return load(dir, backend, null);
+    }
+
+    /**
+     * Loads the model in {@code dir} with each layer's FFN neurons reordered by {@code permutation} (null: as
+     * stored); the function is unchanged (see {@link MlpPermutation}).
+     */
+    public static CausalLm load(Path dir, Backend backend, MlpPermutation permutation) {
         HfConfig hf = HfConfig.read(dir.resolve("config.json"));
         ModelConfig cfg = config(hf);
         return switch (cfg.modelType()) {
-            case "opt" -> OptModel.load(dir, cfg, backend);
+            case "opt" -> OptModel.load(dir, cfg, backend, permutation);
             default -> throw unsupported(hf, cfg.modelType());
         };
     }

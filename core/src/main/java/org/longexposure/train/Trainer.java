@@ -33,6 +33,14 @@ public final class Trainer {
         return adamw;
     }
 
+    /**
+     * The state the steps run on: after {@link #step} it holds the forward of the step's last micro-batch, whose
+     * saved activations ({@code state().layer(l)}) stay readable until the next step or evaluation.
+     */
+    public ForwardState state() {
+        return state;
+    }
+
     /** Runs one optimizer step over {@code microBatches} (gradAccum of them). */
     public StepResult step(List<Batch> microBatches) {
         if (microBatches.size() != cfg.gradAccum()) {

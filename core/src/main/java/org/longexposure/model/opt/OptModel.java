@@ -1,5 +1,6 @@
 package org.longexposure.model.opt;
 
+import java.lang.foreign.Arena;
 import java.nio.file.Path;
 import java.util.ArrayList;
 import java.util.List;
@@ -15,6 +16,7 @@ import org.longexposure.model.ForwardState;
 import org.longexposure.model.LayerActivations;
 import org.longexposure.model.Linear;
 import org.longexposure.model.LinearAdapter;
+import org.longexposure.model.MlpPermutation;
 import org.longexposure.model.ModelConfig;
 import org.longexposure.model.SparsityPlan;
 import org.longexposure.tensor.DType;
@@ -48,14 +50,16 @@ public final class OptModel implements CausalLm {
     private final Backend be;
     private final OptWeights w;
     private final ShardedCheckpoint checkpoint; // kept open while weights alias its mapping; null for random weights
+    private final Arena permuted;               // host copies of permuted fc1/fc2 weights, or null
     private final List<Linear> linears;
     private SparsityPlan plan = SparsityPlan.DENSE;
 
-    private OptModel(ModelConfig cfg, Backend be, OptWeights w, ShardedCheckpoint checkpoint) {
+    private OptModel(ModelConfig cfg, Backend be, OptWeights w, ShardedCheckpoint checkpoint, Arena permuted) {
         this.cfg = cfg;
         this.be = be;
         this.w = w;
         this.checkpoint = checkpoint;
+        this.permuted = permuted;
         List<Linear> all = new ArrayList<>();
         if (w.projectIn != null) {
             all.add(w.projectIn);
@@ -71,11 +75,24 @@ public final class OptModel implements CausalLm {
 
     /** Maps the checkpoint in {@code dir}; the model keeps it open (weights are read in place) until closed. */
     public static OptModel load(Path dir, ModelConfig cfg, Backend be) {
+        return load(dir, cfg, be, null);
+    }
+
+    /**
+     * Like {@link #load(Path, ModelConfig, Backend)}, with each layer's FFN neurons reordered by {@code permutation}
+     * (null: none): the same function, see {@link MlpPermutation}. The permuted fc1/fc2 weights are host copies the
+     * model owns until closed.
+     */
+    public static OptModel load(Path dir, ModelConfig cfg, Backend be, MlpPermutation permutation) {
         ShardedCheckpoint ckpt = ShardedCheckpoint.open(dir);
+        Arena arena = permutation == null ? null : Arena.ofShared();
         try {
-            return new OptModel(cfg, be, OptWeights.load(ckpt, cfg, be), ckpt);
+            return new OptModel(cfg, be, OptWeights.load(ckpt, cfg, be, permutation, arena), ckpt, arena);
         } catch (RuntimeException e) {
             ckpt.close();
+            if (arena != null) {
+                arena.close();
+            }
             throw e;
         }
     }
@@ -105,13 +122,16 @@ public final class OptModel implements CausalLm {
      * tests): see {@link OptWeights#random}. Loss on random tokens is close to ln V.
      */
     public static OptModel random(ModelConfig cfg, Backend be, long seed) {
-        return new OptModel(cfg, be, OptWeights.random(cfg, be, seed), null);
+        return new OptModel(cfg, be, OptWeights.random(cfg, be, seed), null, null);
     }
 
     @Override
     public void close() {
         if (checkpoint != null) {
             checkpoint.close();
+        }
+        if (permuted != null) {
+            permuted.close();
         }
     }
 

@@ -1,5 +1,6 @@
 package org.longexposure.model.opt;
 
+import java.lang.foreign.Arena;
 import java.util.ArrayList;
 import java.util.Arrays;
 import java.util.List;
@@ -9,6 +10,7 @@ import org.longexposure.backend.Tensors;
 import org.longexposure.io.InputFormatException;
 import org.longexposure.io.safetensors.ShardedCheckpoint;
 import org.longexposure.model.Linear;
+import org.longexposure.model.MlpPermutation;
 import org.longexposure.model.ModelConfig;
 import org.longexposure.tensor.DType;
 import org.longexposure.tensor.Shape;
@@ -132,7 +134,16 @@ public final class OptWeights {
         }
     }
 
-    static OptWeights load(ShardedCheckpoint ckpt, ModelConfig cfg, Backend be) {
+    /**
+     * Maps the checkpoint's weights. With a {@code permutation}, each layer's fc1 rows, fc1 bias and fc2 columns
+     * are reordered into host copies allocated in {@code arena} (bytes copied in the checkpoint's dtype, so the
+     * values are exact), which the backend adopts instead of the mapped originals.
+     */
+    static OptWeights load(ShardedCheckpoint ckpt, ModelConfig cfg, Backend be, MlpPermutation permutation,
+                           Arena arena) {
+        if (permutation != null) {
+            permutation.requireFits(cfg.numLayers(), cfg.ffnDim());
+        }
         Reader r = new Reader(ckpt, be);
         int c = cfg.hiddenSize();
         int p = cfg.wordEmbedProjDim();
@@ -164,8 +175,13 @@ public final class OptWeights {
             layer.k = r.linear(l + "self_attn.k_proj", c, c, cfg.enableBias());
             layer.v = r.linear(l + "self_attn.v_proj", c, c, cfg.enableBias());
             layer.o = r.linear(l + "self_attn.out_proj", c, c, cfg.enableBias());
-            layer.fc1 = r.linear(l + "fc1", cfg.ffnDim(), c, cfg.enableBias());
-            layer.fc2 = r.linear(l + "fc2", c, cfg.ffnDim(), cfg.enableBias());
+            if (permutation == null) {
+                layer.fc1 = r.linear(l + "fc1", cfg.ffnDim(), c, cfg.enableBias());
+                layer.fc2 = r.linear(l + "fc2", c, cfg.ffnDim(), cfg.enableBias());
+            } else {
+                layer.fc1 = r.permutedFc1(l + "fc1", cfg.ffnDim(), c, cfg.enableBias(), permutation, i, arena);
+                layer.fc2 = r.permutedFc2(l + "fc2", c, cfg.ffnDim(), cfg.enableBias(), permutation, i, arena);
+            }
             if (cfg.layerNormAffine()) {
                 layer.ln1Weight = r.vector(l + "self_attn_layer_norm.weight", c);
                 layer.ln1Bias = r.vector(l + "self_attn_layer_norm.bias", c);
@@ -214,6 +230,40 @@ public final class OptWeights {
             Tensor w = matrix(path + ".weight", out, in);
             Tensor b = bias ? vector(path + ".bias", out) : null;
             return new Linear(path, w, b);
+        }
+
+        /** fc1 with its weight rows and bias entries in the permutation's order. */
+        Linear permutedFc1(String path, long out, long in, boolean bias, MlpPermutation p, int layer, Arena arena) {
+            String name = path + ".weight";
+            Tensor t = find(name);
+            checkShape(name, t, out, in);
+            checkDType(name, t);
+            Tensor w = be.adoptWeight(p.permuteRows(arena, layer, t), name);
+            Tensor b = null;
+            if (bias) {
+                Tensor src = find(path + ".bias");
+                checkShape(path + ".bias", src, out);
+                b = be.allocate(DType.F32, out);
+                Tensors.copyFrom(be, b, p.permute(layer, src.toFloatArray()));
+            }
+            return new Linear(path, w, b);
+        }
+
+        /** fc2 with its weight columns in the permutation's order (its bias is per output, unchanged). */
+        Linear permutedFc2(String path, long out, long in, boolean bias, MlpPermutation p, int layer, Arena arena) {
+            String name = path + ".weight";
+            Tensor t = find(name);
+            checkShape(name, t, out, in);
+            checkDType(name, t);
+            Tensor w = be.adoptWeight(p.permuteColumns(arena, layer, t), name);
+            return new Linear(path, w, bias ? vector(path + ".bias", out) : null);
+        }
+
+        void checkDType(String name, Tensor t) {
+            if (!(t.dtype() == DType.F32 || t.dtype() == DType.F16 || t.dtype() == DType.BF16)) {
+                throw InputFormatException.tensor(ckpt.fileOf(name), name,
+                        "dtype " + t.dtype() + " is not supported for weights (f32, f16, bf16)");
+            }
         }
 
         void checkShape(String name, Tensor t, long... dims) {

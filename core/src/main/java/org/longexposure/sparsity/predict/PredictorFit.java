@@ -40,6 +40,8 @@ import org.longexposure.model.SparsityPlan;
  */
 public final class PredictorFit {
     private static final double RIDGE = 1e-4;
+    /** Coverage grid of the calibration: 0.30, 0.31, …, 0.99; 1 (every tile or block) when none reaches the target. */
+    private static final int GRID_FROM = 30;
 
     private PredictorFit() {
     }
@@ -112,7 +114,7 @@ public final class PredictorFit {
     }
 
     /** One micro-batch's host copies of one layer's saved activations. */
-    private record Layer(float[] attnIn, float[] q, float[] k, float[] lse, float[] mlpIn, float[] h) {
+    record Layer(float[] attnIn, float[] q, float[] k, float[] lse, float[] mlpIn, float[] h) {
         static Layer read(Backend be, LayerActivations a, boolean mlp) {
             return new Layer(Tensors.toFloats(be, a.attnIn()), Tensors.toFloats(be, a.q()), Tensors.toFloats(be,
                     a.k()), Tensors.toFloats(be, a.lse()), mlp ? Tensors.toFloats(be, a.mlpIn()) : null,
@@ -132,13 +134,25 @@ public final class PredictorFit {
 
     /** Fits predictors for {@code lm} (whose tensors live on {@code be}) on the training micro-batches. */
     public static Predictors fit(Backend be, CausalLm lm, List<Batch> train, Config cfg) {
+        return fit(be, lm, denseState(lm, train), train, cfg);
+    }
+
+    /**
+     * Like {@link #fit(Backend, CausalLm, List, Config)}, running the dense forwards on {@code st}, a state of
+     * {@code lm} large enough for the micro-batches (e.g. a trainer's, to allocate no second one); the model's
+     * sparsity plan is set to dense.
+     */
+    public static Predictors fit(Backend be, CausalLm lm, ForwardState st, List<Batch> train, Config cfg) {
+        if (train.isEmpty()) {
+            throw new IllegalArgumentException("predictor fit: no micro-batch");
+        }
+        lm.sparsity(SparsityPlan.DENSE);
         ModelConfig mc = lm.config();
         int layers = mc.numLayers();
         int c = mc.hiddenSize();
         int d = c + 1;
         boolean relu = mc.activation() == Activation.RELU;
         int nb = (mc.ffnDim() + cfg.neuronBlock() - 1) / cfg.neuronBlock();
-        ForwardState st = denseState(lm, train);
         double[][] xtxA = new double[layers][d * d];
         double[][] xtq = new double[layers][d * c];
         double[][] xtk = new double[layers][d * c];
@@ -167,10 +181,7 @@ public final class PredictorFit {
         List<AttentionPredictor> attn = new ArrayList<>();
         List<MlpPredictor> mlp = new ArrayList<>();
         for (int l = 0; l < layers; l++) {
-            symmetrize(xtxA[l], d);
-            double[] aq = Linalg.ridgeSolve(xtxA[l], xtq[l], d, c, RIDGE);
-            double[] ak = Linalg.ridgeSolve(xtxA[l], xtk[l], d, c, RIDGE);
-            attn.add(AttentionPredictor.fromAffineMaps(aq, ak, c, mc.numHeads(), cfg.rank(), cfg.attnBlock()));
+            attn.add(fitAttention(xtxA[l], xtq[l], xtk[l], c, mc.numHeads(), cfg.rank(), cfg.attnBlock()));
             if (relu) {
                 symmetrize(xtxM[l], d);
                 double[] wm = Linalg.ridgeSolve(xtxM[l], xty[l], d, nb, RIDGE);
@@ -215,52 +226,75 @@ public final class PredictorFit {
             AttentionPredictor p = attn.get(l);
             p.fitTemperature(scores.get(l), masses.get(l));
             // pass 3: calibration of the coverage on the training micro-batches
-            List<double[][][][]> dists = new ArrayList<>();
-            for (AttentionPredictor.Scores sc : scores.get(l)) {
-                dists.add(p.distribution(sc));
-            }
-            p.coverage = 1;
-            for (int g = 30; g < 100; g++) {
-                double cov = g / 100.0;
-                double kept = 0;
-                double total = 0;
-                for (int mb = 0; mb < dists.size(); mb++) {
-                    boolean[][][] keep = AttentionPredictor.select(dists.get(mb), mc.numHeads(),
-                            scores.get(l).get(mb).nQB(), cov);
-                    double[] kt = attnKept(keep, masses.get(l).get(mb));
-                    kept += kt[0];
-                    total += kt[1];
-                }
-                if (kept >= cfg.attnMass() * total) {
-                    p.coverage = cov;
-                    break;
-                }
-            }
+            p.coverage = calibrateAttention(p, scores.get(l), masses.get(l), cfg.attnMass());
             if (relu) {
-                MlpPredictor m = mlp.get(l);
-                m.coverage = 1;
-                for (int g = 30; g < 100; g++) {
-                    double cov = g / 100.0;
-                    double kept = 0;
-                    double total = 0;
-                    for (int mb = 0; mb < train.size(); mb++) {
-                        boolean[][] keep = MlpPredictor.select(mlpScores.get(l).get(mb), realRows.get(mb), cov);
-                        double[] kt = mlpKept(keep, mlpTruth.get(l).get(mb));
-                        kept += kt[0];
-                        total += kt[1];
-                    }
-                    if (kept >= cfg.mlpRecall() * total) {
-                        m.coverage = cov;
-                        break;
-                    }
-                }
+                mlp.get(l).coverage = calibrateMlp(mlpScores.get(l), realRows, mlpTruth.get(l), cfg.mlpRecall());
             }
         }
         return new Predictors(attn, mlp);
     }
 
+    /**
+     * The smallest coverage on the grid whose kept share of the true tile masses, summed over the micro-batches,
+     * reaches {@code target}; 1 when none does.
+     */
+    static double calibrateAttention(AttentionPredictor p, List<AttentionPredictor.Scores> scores,
+                                     List<double[][][][]> masses, double target) {
+        List<double[][][][]> dists = new ArrayList<>();
+        for (AttentionPredictor.Scores sc : scores) {
+            dists.add(p.distribution(sc));
+        }
+        for (int g = GRID_FROM; g < 100; g++) {
+            double cov = g / 100.0;
+            double kept = 0;
+            double total = 0;
+            for (int mb = 0; mb < dists.size(); mb++) {
+                boolean[][][] keep = AttentionPredictor.select(dists.get(mb), p.numHeads, scores.get(mb).nQB(), cov);
+                double[] kt = attnKept(keep, masses.get(mb));
+                kept += kt[0];
+                total += kt[1];
+            }
+            if (kept >= target * total) {
+                return cov;
+            }
+        }
+        return 1;
+    }
+
+    /**
+     * The smallest coverage on the grid whose kept share of the true active (token, neuron) pairs, summed over the
+     * micro-batches, reaches {@code target}; 1 when none does.
+     */
+    static double calibrateMlp(List<double[][]> scores, List<int[]> realRows, List<double[][]> truth,
+                               double target) {
+        for (int g = GRID_FROM; g < 100; g++) {
+            double cov = g / 100.0;
+            double kept = 0;
+            double total = 0;
+            for (int mb = 0; mb < scores.size(); mb++) {
+                double[] kt = mlpKept(MlpPredictor.select(scores.get(mb), realRows.get(mb), cov), truth.get(mb));
+                kept += kt[0];
+                total += kt[1];
+            }
+            if (kept >= target * total) {
+                return cov;
+            }
+        }
+        return 1;
+    }
+
+    /** The attention predictor of rank R fitted to the statistics FᵀF (D, D, upper triangle), Fᵀq, Fᵀk (D, C). */
+    static AttentionPredictor fitAttention(double[] xtx, double[] xtq, double[] xtk, int c, int numHeads, int rank,
+                                           int block) {
+        int d = c + 1;
+        symmetrize(xtx, d);
+        double[] aq = Linalg.ridgeSolve(xtx, xtq, d, c, RIDGE);
+        double[] ak = Linalg.ridgeSolve(xtx, xtk, d, c, RIDGE);
+        return AttentionPredictor.fromAffineMaps(aq, ak, c, numHeads, rank, block);
+    }
+
     /** FᵀF += over real rows (when xtx is not null) and FᵀY += with F = [x, 1] (rows, C+1), Y (rows, m). */
-    private static void accumulate(double[] xtx, double[] xty, float[] x, float[] y, int[] mask, int c, int m) {
+    static void accumulate(double[] xtx, double[] xty, float[] x, float[] y, int[] mask, int c, int m) {
         int d = c + 1;
         double[] f = new double[d];
         for (int t = 0; t < mask.length; t++) {
@@ -291,7 +325,7 @@ public final class PredictorFit {
         }
     }
 
-    private static void symmetrize(double[] a, int d) {
+    static void symmetrize(double[] a, int d) {
         for (int i = 0; i < d; i++) {
             for (int j = 0; j < i; j++) {
                 a[i * d + j] = a[j * d + i];

@@ -1,0 +1,349 @@
+package org.longexposure.sparsity.predict;
+
+import java.util.ArrayList;
+import java.util.Arrays;
+import java.util.Collections;
+import java.util.List;
+import java.util.Locale;
+import org.longexposure.backend.Activation;
+import org.longexposure.backend.Backend;
+import org.longexposure.backend.BlockLayout;
+import org.longexposure.backend.NeuronLayout;
+import org.longexposure.backend.Tensors;
+import org.longexposure.io.data.Batch;
+import org.longexposure.model.CausalLm;
+import org.longexposure.model.ForwardState;
+import org.longexposure.model.Linear;
+import org.longexposure.model.ModelConfig;
+import org.longexposure.model.SparsityPlan;
+import org.longexposure.sparsity.mask.BlockLayouts;
+import org.longexposure.sparsity.mask.NeuronLayouts;
+
+/**
+ * Sparsity while fine-tuning (design note 5.4 and 13, "online validity"): a {@link SparsityPlan} that predicts each
+ * layer's layouts with {@link Predictors}, keeps them valid while the adapters change, and counts what it computes.
+ *
+ * <p>Refresh. LoRA on q (or k) changes the map "attention input → tile scores", so a predictor fitted on the frozen
+ * model goes stale. On a refresh step the caller runs the training step dense and then hands the forward state to
+ * {@link #refresh}: per layer, the stale predictor is first scored against the dense ground truth of that
+ * micro-batch (the recall the run actually had), then the attention predictor is refitted on it: the affine maps
+ * x → q, x → k by ridge least squares on the micro-batch's (x, q, k) rows (exact up to the ridge, since q and k
+ * are affine in x, LoRA included), their rank-R factorisation, and the temperatures γ_h. The MLP predictor maps the
+ * MLP input through frozen fc1/ReLU, a fixed function, and is kept.
+ *
+ * <p>Modes. {@link Mode#ON}: every layer sparse with the predictors' stored coverages. {@link Mode#AUTO}: on each
+ * refresh the coverage of each layer's attention and MLP predictor is recalibrated on the refresh micro-batch to
+ * the smallest one reaching the recall targets ({@link PredictorFit}'s grid), and a layer whose realised density
+ * there is above {@code denseAbove} runs that part dense until the next refresh (at such densities the predictor,
+ * the layout and the sparse kernel's overheads cost more than the skipped work saves). The MLP is sparse only on a
+ * ReLU model with MLP predictors and no adapter on fc1/fc2.
+ *
+ * <p>Counters: between two {@link #takeStep} calls, per layer, the kept and causal tiles of the attention (dense
+ * layers count as fully kept) and the computed and real (row, neuron) pairs of the MLP. Memory: the predictors plus
+ * host copies of one layer's activations at a time during a refresh.
+ */
+public final class OnlineSparsity implements SparsityPlan {
+    /**
+     * Realised density above which {@link Mode#AUTO} runs a layer dense: 0.85. The CPU sparse attention skips whole
+     * 64-token tiles and the predictor costs O(N·C) host work per layer, so below about 15 % skipped work the
+     * saving does not cover the prediction and layout overhead; a layer close to dense also gains no memory.
+     */
+    public static final double DENSE_ABOVE = 0.85;
+
+    /** How sparsity runs during fine-tuning. */
+    public enum Mode {
+        OFF, ON, AUTO;
+
+        /** Parses {@code off}, {@code on} or {@code auto} (any case). */
+        public static Mode parse(String s) {
+            for (Mode m : values()) {
+                if (m.name().equalsIgnoreCase(s)) {
+                    return m;
+                }
+            }
+            throw new IllegalArgumentException("sparsity mode '" + s + "' is not one of off, on, auto");
+        }
+
+        public String label() {
+            return name().toLowerCase(Locale.ROOT);
+        }
+    }
+
+    /**
+     * The settings of one run.
+     *
+     * @param mode       ON or AUTO (OFF needs no plan)
+     * @param attnMass   AUTO: target fraction of the true attention mass kept, in (0, 1]
+     * @param mlpRecall  AUTO: target fraction of the true active neurons kept, in (0, 1]
+     * @param denseAbove AUTO: realised density above which a layer part runs dense, in [0, 1]
+     */
+    public record Settings(Mode mode, double attnMass, double mlpRecall, double denseAbove) {
+        public Settings {
+            if (mode == null || mode == Mode.OFF) {
+                throw new IllegalArgumentException("online sparsity needs mode on or auto, got " + mode);
+            }
+            if (!(attnMass > 0 && attnMass <= 1) || !(mlpRecall > 0 && mlpRecall <= 1)) {
+                throw new IllegalArgumentException("attention mass and MLP recall targets must be in (0, 1], got "
+                        + attnMass + " and " + mlpRecall);
+            }
+            if (!(denseAbove >= 0 && denseAbove <= 1)) {
+                throw new IllegalArgumentException("dense-above threshold must be in [0, 1], got " + denseAbove);
+            }
+        }
+    }
+
+    /**
+     * One refresh's numbers per layer (NaN where a part has no predictor).
+     *
+     * @param attnRecallStale  the predictor in use before the refresh, on the refresh micro-batch's true masses
+     * @param attnRecall       the refreshed predictor on the same micro-batch (in-sample)
+     * @param attnDensity      the refreshed predictor's realised tile density there
+     * @param attnDense        whether the layer's attention runs dense until the next refresh
+     */
+    public record Refresh(double[] attnRecallStale, double[] attnRecall, double[] attnDensity, double[] attnCoverage,
+                          boolean[] attnDense, double[] mlpRecallStale, double[] mlpRecall, double[] mlpDensity,
+                          double[] mlpCoverage, boolean[] mlpDense) {
+    }
+
+    /** Realised densities per layer since the last {@link #takeStep} (NaN where the part was never consulted). */
+    public record StepDensity(double[] attn, double[] mlp) {
+    }
+
+    private final Backend be;
+    private final ModelConfig mc;
+    private final Settings settings;
+    private final List<AttentionPredictor> attn;
+    private final List<MlpPredictor> mlp; // empty when the MLP stays dense
+    private final boolean[] attnDense;
+    private final boolean[] mlpDense;
+    private final double[][] attnCount; // [L][kept, causal]
+    private final double[][] mlpCount;  // [L][computed, all]
+
+    /**
+     * @param lm         the model being fine-tuned (adapters already plugged: fc1/fc2 adapters keep the MLP dense)
+     * @param predictors fitted for {@code lm} (copied: refreshes do not change them)
+     */
+    public OnlineSparsity(Backend be, CausalLm lm, Predictors predictors, Settings settings) {
+        this.be = be;
+        this.mc = lm.config();
+        this.settings = settings;
+        if (predictors.numLayers() != mc.numLayers()) {
+            throw new IllegalArgumentException("predictors for " + predictors.numLayers() + " layers, the model has "
+                    + mc.numLayers());
+        }
+        AttentionPredictor a0 = predictors.attention(0);
+        if (a0.dim != mc.hiddenSize() || a0.numHeads != mc.numHeads()) {
+            throw new IllegalArgumentException("predictors for hidden size " + a0.dim + " and " + a0.numHeads
+                    + " heads do not fit the model (" + mc.hiddenSize() + ", " + mc.numHeads() + ")");
+        }
+        boolean mlpAdapters = false;
+        for (Linear lin : lm.linears()) {
+            String p = lin.path();
+            mlpAdapters |= lin.adapter() != null && (p.endsWith(".fc1") || p.endsWith(".fc2"));
+        }
+        boolean sparseMlp = mc.activation() == Activation.RELU && predictors.mlp(0) != null && !mlpAdapters;
+        if (sparseMlp && predictors.mlp(0).ffn != mc.ffnDim()) {
+            throw new IllegalArgumentException("MLP predictors for FFN width " + predictors.mlp(0).ffn
+                    + " do not fit the model's " + mc.ffnDim());
+        }
+        this.attn = new ArrayList<>();
+        this.mlp = new ArrayList<>();
+        for (int l = 0; l < mc.numLayers(); l++) {
+            AttentionPredictor a = predictors.attention(l);
+            attn.add(new AttentionPredictor(a.numHeads, a.dim, a.rank, a.block, a.pq.clone(), a.pk.clone(),
+                    a.gamma.clone(), a.coverage));
+            if (sparseMlp) {
+                MlpPredictor m = predictors.mlp(l);
+                mlp.add(new MlpPredictor(m.dim, m.ffn, m.neuronBlock, m.tokenBlock, m.weight.clone(), m.coverage));
+            }
+        }
+        this.attnDense = new boolean[mc.numLayers()];
+        this.mlpDense = new boolean[mc.numLayers()];
+        if (!sparseMlp) {
+            Arrays.fill(mlpDense, true);
+        }
+        this.attnCount = new double[mc.numLayers()][2];
+        this.mlpCount = new double[mc.numLayers()][2];
+    }
+
+    public Settings settings() {
+        return settings;
+    }
+
+    /** Whether the model's MLP can run sparse at all (ReLU, MLP predictors, no fc1/fc2 adapter). */
+    public boolean sparseMlpPossible() {
+        return !mlp.isEmpty();
+    }
+
+    /** Whether layer l's attention currently runs dense (AUTO fallback). */
+    public boolean attentionDense(int layer) {
+        return attnDense[layer];
+    }
+
+    /** Whether layer l's MLP currently runs dense (AUTO fallback, or no sparse MLP possible). */
+    public boolean mlpDense(int layer) {
+        return mlpDense[layer];
+    }
+
+    /** The current predictors (copies of the refreshed state). */
+    public Predictors predictors() {
+        return new Predictors(attn, mlp);
+    }
+
+    @Override
+    public BlockLayout attention(int layer, Input in) {
+        int nQB = (in.seqLen() + attn.get(layer).block - 1) / attn.get(layer).block;
+        double causal = (double) mc.numHeads() * nQB * (nQB + 1) / 2;
+        if (attnDense[layer]) {
+            attnCount[layer][0] += causal;
+            attnCount[layer][1] += causal;
+            return null;
+        }
+        AttentionPredictor p = attn.get(layer);
+        boolean[][][] keep = p.keep(Tensors.toFloats(be, in.x()), in.attentionMask(), in.batchSize(), in.seqLen());
+        attnCount[layer][0] += keptTiles(keep);
+        attnCount[layer][1] += causal;
+        return BlockLayouts.fromBooleans(keep, in.seqLen(), p.block, be);
+    }
+
+    @Override
+    public NeuronLayout mlp(int layer, Input in) {
+        int[] mask = in.attentionMask();
+        double real = 0;
+        for (int m : mask) {
+            real += m != 0 ? 1 : 0;
+        }
+        if (mlpDense[layer]) {
+            mlpCount[layer][0] += real * mc.ffnDim();
+            mlpCount[layer][1] += real * mc.ffnDim();
+            return null;
+        }
+        MlpPredictor p = mlp.get(layer);
+        boolean[][] keep = p.keep(Tensors.toFloats(be, in.x()), mask, in.rows());
+        mlpCount[layer][0] += computedPairs(keep, GroundTruth.realRows(mask, in.rows(), p.tokenBlock), p);
+        mlpCount[layer][1] += real * mc.ffnDim();
+        return NeuronLayouts.fromBooleans(keep, in.rows(), p.tokenBlock, p.ffn, p.neuronBlock, be);
+    }
+
+    private static double keptTiles(boolean[][][] keep) {
+        double kept = 0;
+        for (boolean[][] head : keep) {
+            for (int qb = 0; qb < head.length; qb++) {
+                for (int kb = 0; kb <= qb; kb++) {
+                    kept += head[qb][kb] ? 1 : 0;
+                }
+            }
+        }
+        return kept;
+    }
+
+    private static double computedPairs(boolean[][] keep, int[] realRows, MlpPredictor p) {
+        double pairs = 0;
+        for (int r = 0; r < keep.length; r++) {
+            for (int j = 0; j < keep[r].length; j++) {
+                if (keep[r][j]) {
+                    pairs += (double) realRows[r] * Math.min(p.neuronBlock, p.ffn - j * p.neuronBlock);
+                }
+            }
+        }
+        return pairs;
+    }
+
+    /** The realised densities since the last call, and resets the counters. */
+    public StepDensity takeStep() {
+        int layers = mc.numLayers();
+        double[] a = new double[layers];
+        double[] m = new double[layers];
+        for (int l = 0; l < layers; l++) {
+            a[l] = attnCount[l][1] == 0 ? Double.NaN : attnCount[l][0] / attnCount[l][1];
+            m[l] = mlpCount[l][1] == 0 ? Double.NaN : mlpCount[l][0] / mlpCount[l][1];
+            Arrays.fill(attnCount[l], 0);
+            Arrays.fill(mlpCount[l], 0);
+        }
+        return new StepDensity(a, m);
+    }
+
+    /**
+     * Refreshes from the dense forward of {@code batch} that {@code st} holds (the caller ran it with a dense plan,
+     * e.g. a dense training step; the saved q, k, log-sum-exp, layer inputs and FFN hidden states are read, not
+     * written). See the class comment.
+     */
+    public Refresh refresh(ForwardState st, Batch batch) {
+        int layers = mc.numLayers();
+        int c = mc.hiddenSize();
+        int d = c + 1;
+        int[] mask = batch.attentionMask();
+        int bsz = batch.batchSize();
+        int t = batch.seqLen();
+        double[] aStale = new double[layers];
+        double[] aRecall = new double[layers];
+        double[] aDensity = new double[layers];
+        double[] aCov = new double[layers];
+        double[] mStale = new double[layers];
+        double[] mRecall = new double[layers];
+        double[] mDensity = new double[layers];
+        double[] mCov = new double[layers];
+        Arrays.fill(mStale, Double.NaN);
+        Arrays.fill(mRecall, Double.NaN);
+        Arrays.fill(mDensity, Double.NaN);
+        Arrays.fill(mCov, Double.NaN);
+        boolean withMlp = !mlp.isEmpty();
+        for (int l = 0; l < layers; l++) {
+            PredictorFit.Layer a = PredictorFit.Layer.read(be, st.layer(l), withMlp);
+            AttentionPredictor old = attn.get(l);
+            double[][][][] mass = GroundTruth.tileMass(a.q(), a.k(), a.lse(), mask, bsz, t, mc.numHeads(),
+                    mc.headSize(), old.block);
+            aStale[l] = recall(PredictorFit.attnKept(old.keep(a.attnIn(), mask, bsz, t), mass));
+            double[] xtx = new double[d * d];
+            double[] xtq = new double[d * c];
+            double[] xtk = new double[d * c];
+            PredictorFit.accumulate(xtx, xtq, a.attnIn(), a.q(), mask, c, c);
+            PredictorFit.accumulate(null, xtk, a.attnIn(), a.k(), mask, c, c);
+            AttentionPredictor p = PredictorFit.fitAttention(xtx, xtq, xtk, c, old.numHeads, old.rank, old.block);
+            AttentionPredictor.Scores sc = p.scores(a.attnIn(), mask, bsz, t);
+            p.fitTemperature(Collections.singletonList(sc), Collections.singletonList(mass));
+            p.coverage = settings.mode() == Mode.AUTO
+                    ? PredictorFit.calibrateAttention(p, Collections.singletonList(sc), Collections.singletonList(mass), settings.attnMass())
+                    : old.coverage;
+            attn.set(l, p);
+            boolean[][][] keep = AttentionPredictor.select(p.distribution(sc), p.numHeads, sc.nQB(), p.coverage);
+            aRecall[l] = recall(PredictorFit.attnKept(keep, mass));
+            int nQB = sc.nQB();
+            aDensity[l] = keptTiles(keep) / ((double) mc.numHeads() * nQB * (nQB + 1) / 2);
+            aCov[l] = p.coverage;
+            if (settings.mode() == Mode.AUTO) {
+                attnDense[l] = aDensity[l] > settings.denseAbove();
+            }
+            if (withMlp) {
+                MlpPredictor m = mlp.get(l);
+                double[][] truth = GroundTruth.blockActivity(GroundTruth.tokenActivity(a.h(), mask, mask.length,
+                        mc.ffnDim(), m.neuronBlock), m.tokenBlock);
+                int[] real = GroundTruth.realRows(mask, mask.length, m.tokenBlock);
+                double[][] scores = m.blockScores(a.mlpIn(), mask, mask.length);
+                mStale[l] = recall(PredictorFit.mlpKept(MlpPredictor.select(scores, real, m.coverage), truth));
+                if (settings.mode() == Mode.AUTO) {
+                    m.coverage = PredictorFit.calibrateMlp(Collections.singletonList(scores), Collections.singletonList(real),
+                            Collections.singletonList(truth),
+                            settings.mlpRecall());
+                }
+                boolean[][] mk = MlpPredictor.select(scores, real, m.coverage);
+                mRecall[l] = recall(PredictorFit.mlpKept(mk, truth));
+                double all = 0;
+                for (int r : real) {
+                    all += (double) r * mc.ffnDim();
+                }
+                mDensity[l] = computedPairs(mk, real, m) / all;
+                mCov[l] = m.coverage;
+                if (settings.mode() == Mode.AUTO) {
+                    mlpDense[l] = mDensity[l] > settings.denseAbove();
+                }
+            }
+        }
+        return new Refresh(aStale, aRecall, aDensity, aCov, attnDense.clone(), mStale, mRecall, mDensity, mCov,
+                mlpDense.clone());
+    }
+
+    private static double recall(double[] keptTotal) {
+        return keptTotal[1] == 0 ? 1 : keptTotal[0] / keptTotal[1];
+    }
+}
