@@ -15,6 +15,8 @@ import org.longexposure.model.Architecture;
 import org.longexposure.model.CausalLm;
 import org.longexposure.model.ForwardState;
 import org.longexposure.model.SparsityPlan;
+import org.longexposure.tensor.Tensor;
+import org.longexposure.tensor.DType;
 import org.longexposure.peft.LoraConfig;
 import org.longexposure.peft.TrainableParams;
 import org.longexposure.peft.lora.Lora;
@@ -102,6 +104,8 @@ class OnlineSparsityTest {
             OnlineSparsity auto = new OnlineSparsity(be, lm, p,
                     new OnlineSparsity.Settings(OnlineSparsity.Mode.AUTO, 0.9, 0.95, threshold));
             OnlineSparsity.Refresh r = auto.refresh(st, b);
+            Tensor keyMask = be.allocate(DType.I32, b.attentionMask().length);
+            Tensors.copyFrom(be, keyMask, b.attentionMask());
             int dense = 0;
             for (int l = 0; l < 2; l++) {
                 assertThat(r.attnDense()[l]).isEqualTo(r.attnDensity()[l] > threshold);
@@ -110,8 +114,10 @@ class OnlineSparsityTest {
                 assertThat(auto.mlpDense(l)).isEqualTo(r.mlpDense()[l]);
                 dense += (r.attnDense()[l] ? 1 : 0) + (r.mlpDense()[l] ? 1 : 0);
                 // the plan on the same layer inputs: no layout where dense, else the predictor's choice
-                SparsityPlan.Input ai = new SparsityPlan.Input(3, 37, st.layer(l).attnIn(), b.attentionMask());
-                SparsityPlan.Input mi = new SparsityPlan.Input(3, 37, st.layer(l).mlpIn(), b.attentionMask());
+                SparsityPlan.Input ai = new SparsityPlan.Input(3, 37, st.layer(l).attnIn(), b.attentionMask(),
+                        keyMask);
+                SparsityPlan.Input mi = new SparsityPlan.Input(3, 37, st.layer(l).mlpIn(), b.attentionMask(),
+                        keyMask);
                 assertThat(auto.attention(l, ai) == null).isEqualTo(r.attnDense()[l]);
                 assertThat(auto.mlp(l, mi) == null).isEqualTo(r.mlpDense()[l]);
             }
