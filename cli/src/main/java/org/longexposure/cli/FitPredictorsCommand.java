@@ -7,15 +7,10 @@ import java.io.PrintWriter;
 import java.nio.file.Files;
 import java.nio.file.Path;
 import java.nio.file.StandardCopyOption;
-import java.util.ArrayList;
 import java.util.List;
 import java.util.concurrent.Callable;
 import org.longexposure.backend.Backend;
 import org.longexposure.io.data.Batch;
-import org.longexposure.io.data.Batcher;
-import org.longexposure.io.data.Example;
-import org.longexposure.io.data.JsonlDataset;
-import org.longexposure.io.data.TokenEncoder;
 import org.longexposure.model.Architecture;
 import org.longexposure.model.CausalLm;
 import org.longexposure.sparsity.predict.PredictorFit;
@@ -38,20 +33,8 @@ final class FitPredictorsCommand implements Callable<Integer> {
     @Spec
     CommandSpec spec;
 
-    @Option(names = "--model", required = true, description = "HF model folder")
-    Path model;
-
-    @Option(names = "--data", required = true, description = "JSONL samples (the same formats as finetune)")
-    Path data;
-
-    @Option(names = "--out", required = true, description = "output folder")
-    Path out;
-
-    @Option(names = "--batch-size", defaultValue = "4", description = "sequences per micro-batch")
-    int batchSize;
-
-    @Option(names = "--seq-len", defaultValue = "256", description = "longest sequence (rows are truncated)")
-    int seqLen;
+    @Mixin
+    SampleOptions samples;
 
     @Option(names = "--batches", defaultValue = "8", description = "micro-batches in all (training + held-out)")
     int batches;
@@ -83,6 +66,11 @@ final class FitPredictorsCommand implements Callable<Integer> {
     @Override
     public Integer call() throws IOException {
         PrintWriter pw = spec.commandLine().getOut();
+        Path model = samples.model;
+        Path data = samples.data;
+        Path out = samples.out;
+        int batchSize = samples.batchSize;
+        int seqLen = samples.seqLen;
         if (batchSize < 1 || seqLen < 1 || heldOut < 1 || batches <= heldOut) {
             throw new Main.UserException("--batch-size, --seq-len and --held-out must be >= 1 and --batches larger"
                     + " than --held-out");
@@ -98,19 +86,10 @@ final class FitPredictorsCommand implements Callable<Integer> {
         long fitNanos;
         int trainBatches;
         try (Backend be = backendOption.open(); CausalLm lm = Architecture.load(model, be)) {
-            if (seqLen > lm.config().maxPositions()) {
-                throw new Main.UserException("--seq-len " + seqLen + " exceeds the model's max_position_embeddings "
-                        + lm.config().maxPositions());
-            }
-            TokenEncoder enc = ModelFiles.encoder(ModelFiles.tokenizer(model, lm.config().vocabSize()));
-            List<Example> rows = Batcher.truncate(JsonlDataset.read(data, enc), seqLen).rows();
-            List<Batch> micro = new ArrayList<>();
-            for (int m = 0; m < batches && m * batchSize < rows.size(); m++) {
-                List<Example> part = rows.subList(m * batchSize, Math.min(rows.size(), (m + 1) * batchSize));
-                micro.add(Batcher.batch(part, seqLen, enc.padId()));
-            }
+            SampleOptions.MicroBatches read = samples.microBatches(lm, batches);
+            List<Batch> micro = read.batches();
             if (micro.size() <= heldOut) {
-                throw new Main.UserException(data + ": " + rows.size() + " samples make " + micro.size()
+                throw new Main.UserException(data + ": " + read.samples() + " samples make " + micro.size()
                         + " micro-batches of " + batchSize + ", not more than --held-out " + heldOut);
             }
             List<Batch> train = micro.subList(0, micro.size() - heldOut);
