@@ -66,12 +66,7 @@ final class FitPredictorsCommand implements Callable<Integer> {
     @Override
     public Integer call() throws IOException {
         PrintWriter pw = spec.commandLine().getOut();
-        Path model = samples.model;
-        Path data = samples.data;
-        Path out = samples.out;
-        int batchSize = samples.batchSize;
-        int seqLen = samples.seqLen;
-        if (batchSize < 1 || seqLen < 1 || heldOut < 1 || batches <= heldOut) {
+        if (samples.batchSize < 1 || samples.seqLen < 1 || heldOut < 1 || batches <= heldOut) {
             throw new Main.UserException("--batch-size, --seq-len and --held-out must be >= 1 and --batches larger"
                     + " than --held-out");
         }
@@ -81,16 +76,16 @@ final class FitPredictorsCommand implements Callable<Integer> {
         } catch (IllegalArgumentException e) {
             throw new Main.UserException(e.getMessage());
         }
-        ModelFiles.requireModelDir(model);
+        ModelFiles.requireModelDir(samples.model);
         PredictorFit.Report report;
         long fitNanos;
         int trainBatches;
-        try (Backend be = backendOption.open(); CausalLm lm = Architecture.load(model, be)) {
+        try (Backend be = backendOption.open(); CausalLm lm = Architecture.load(samples.model, be)) {
             SampleOptions.MicroBatches read = samples.microBatches(lm, batches);
             List<Batch> micro = read.batches();
             if (micro.size() <= heldOut) {
-                throw new Main.UserException(data + ": " + read.samples() + " samples make " + micro.size()
-                        + " micro-batches of " + batchSize + ", not more than --held-out " + heldOut);
+                throw new Main.UserException(samples.data + ": " + read.samples() + " samples make " + micro.size()
+                        + " micro-batches of " + samples.batchSize + ", not more than --held-out " + heldOut);
             }
             List<Batch> train = micro.subList(0, micro.size() - heldOut);
             List<Batch> valid = micro.subList(micro.size() - heldOut, micro.size());
@@ -98,20 +93,20 @@ final class FitPredictorsCommand implements Callable<Integer> {
             long t0 = System.nanoTime();
             Predictors p = PredictorFit.fit(be, lm, train, cfg);
             fitNanos = System.nanoTime() - t0;
-            p.save(out);
+            p.save(samples.out);
             report = PredictorFit.evaluate(be, lm, p, valid, cfg);
         }
         ObjectNode run = new ObjectMapper().createObjectNode();
-        run.put("model", model.toString());
-        run.put("data", data.toString());
-        run.put("batch_size", batchSize);
-        run.put("seq_len", seqLen);
+        run.put("model", samples.model.toString());
+        run.put("data", samples.data.toString());
+        run.put("batch_size", samples.batchSize);
+        run.put("seq_len", samples.seqLen);
         run.put("train_micro_batches", trainBatches);
         run.put("held_out_micro_batches", heldOut);
         run.put("fit_seconds", fitNanos / 1e9);
         run.setAll(report.toJson());
-        Path json = out.resolve("predictor-report.json");
-        Path tmp = out.resolve("predictor-report.json.tmp");
+        Path json = samples.out.resolve("predictor-report.json");
+        Path tmp = samples.out.resolve("predictor-report.json.tmp");
         new ObjectMapper().writerWithDefaultPrettyPrinter().writeValue(tmp.toFile(), run);
         Files.move(tmp, json, StandardCopyOption.REPLACE_EXISTING, StandardCopyOption.ATOMIC_MOVE);
         pw.printf("%d training and %d held-out micro-batches (%d real held-out tokens); tiles of %d, rank %d, "
@@ -125,7 +120,8 @@ final class FitPredictorsCommand implements Callable<Integer> {
                     l.attnDensity(), l.attnOracleDensity(), l.attnCoverage(), l.mlpRecall(), l.mlpDensity(),
                     l.mlpOracleDensity(), l.mlpCoverage());
         }
-        pw.printf("wrote %s, %s and %s%n", out.resolve(Predictors.TENSORS), out.resolve(Predictors.JSON), json);
+        pw.printf("wrote %s, %s and %s%n", samples.out.resolve(Predictors.TENSORS),
+                samples.out.resolve(Predictors.JSON), json);
         return 0;
     }
 }
