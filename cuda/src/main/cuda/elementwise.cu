@@ -15,15 +15,9 @@
  * Where results must equal the CPU's bit for bit (dropout, scale, add) the float operations use the _rn
  * intrinsics so that nvcc cannot contract a multiply and an add into an fma.
  */
-#include <cuda_bf16.h>
-
-typedef __nv_bfloat16 bf16;
+#include "common.cuh"
 
 namespace {
-
-__device__ __forceinline__ bool aligned16(const void* p) {
-    return (reinterpret_cast<unsigned long long>(p) & 15ull) == 0;
-}
 
 __device__ __forceinline__ long long thread_index() {
     return (long long) blockIdx.x * blockDim.x + threadIdx.x;
@@ -31,29 +25,6 @@ __device__ __forceinline__ long long thread_index() {
 
 __device__ __forceinline__ long long thread_count() {
     return (long long) gridDim.x * blockDim.x;
-}
-
-/* 8 bf16 at p (16-byte aligned) widened to f[0..7]. */
-__device__ __forceinline__ void load8(const bf16* p, float* f) {
-    uint4 u = *reinterpret_cast<const uint4*>(p);
-    const __nv_bfloat162* h = reinterpret_cast<const __nv_bfloat162*>(&u);
-#pragma unroll
-    for (int k = 0; k < 4; k++) {
-        float2 t = __bfloat1622float2(h[k]);
-        f[2 * k] = t.x;
-        f[2 * k + 1] = t.y;
-    }
-}
-
-/* f[0..7] rounded to bf16 and stored at p (16-byte aligned). */
-__device__ __forceinline__ void store8(bf16* p, const float* f) {
-    uint4 u;
-    __nv_bfloat162* h = reinterpret_cast<__nv_bfloat162*>(&u);
-#pragma unroll
-    for (int k = 0; k < 4; k++) {
-        h[k] = __floats2bfloat162_rn(f[2 * k], f[2 * k + 1]);
-    }
-    *reinterpret_cast<uint4*>(p) = u;
 }
 
 /* ---- activations: the same formulas and constants as CpuActivation (float literals are its float values) */

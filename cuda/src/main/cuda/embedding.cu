@@ -10,38 +10,7 @@
  * price is parallelism of only C threads with N sequential steps each; trainable embedding tables are not part
  * of LoRA training, so this path is rarely taken.
  */
-#include <cuda_bf16.h>
-
-typedef __nv_bfloat16 bf16;
-
-namespace {
-
-__device__ __forceinline__ bool aligned16(const void* p) {
-    return (reinterpret_cast<unsigned long long>(p) & 15ull) == 0;
-}
-
-__device__ __forceinline__ void load8(const bf16* p, float* f) {
-    uint4 u = *reinterpret_cast<const uint4*>(p);
-    const __nv_bfloat162* h = reinterpret_cast<const __nv_bfloat162*>(&u);
-#pragma unroll
-    for (int k = 0; k < 4; k++) {
-        float2 t = __bfloat1622float2(h[k]);
-        f[2 * k] = t.x;
-        f[2 * k + 1] = t.y;
-    }
-}
-
-__device__ __forceinline__ void store8(bf16* p, const float* f) {
-    uint4 u;
-    __nv_bfloat162* h = reinterpret_cast<__nv_bfloat162*>(&u);
-#pragma unroll
-    for (int k = 0; k < 4; k++) {
-        h[k] = __floats2bfloat162_rn(f[2 * k], f[2 * k + 1]);
-    }
-    *reinterpret_cast<uint4*>(p) = u;
-}
-
-} // namespace
+#include "common.cuh"
 
 /*
  * out[i] (=|+=) table[ids[i]]: out (N, C) bf16, ids (N) int32, table (V, C) bf16. grid = N (one block per output

@@ -16,17 +16,11 @@
  * (any C >= 1) run a scalar loop. Sums are per-lane f32 partials reduced by an xor butterfly (every lane ends
  * with the same bits; the order depends only on C).
  */
-#include <cuda_bf16.h>
-
-typedef __nv_bfloat16 bf16;
+#include "common.cuh"
 
 #define LN_WARPS 4
 
 namespace {
-
-__device__ __forceinline__ bool aligned16(const void* p) {
-    return (reinterpret_cast<unsigned long long>(p) & 15ull) == 0;
-}
 
 __device__ __forceinline__ float warp_sum(float v) {
 #pragma unroll
@@ -34,27 +28,6 @@ __device__ __forceinline__ float warp_sum(float v) {
         v += __shfl_xor_sync(0xffffffffu, v, o);
     }
     return v;
-}
-
-__device__ __forceinline__ void load8(const bf16* p, float* f) {
-    uint4 u = *reinterpret_cast<const uint4*>(p);
-    const __nv_bfloat162* h = reinterpret_cast<const __nv_bfloat162*>(&u);
-#pragma unroll
-    for (int k = 0; k < 4; k++) {
-        float2 t = __bfloat1622float2(h[k]);
-        f[2 * k] = t.x;
-        f[2 * k + 1] = t.y;
-    }
-}
-
-__device__ __forceinline__ void store8(bf16* p, const float* f) {
-    uint4 u;
-    __nv_bfloat162* h = reinterpret_cast<__nv_bfloat162*>(&u);
-#pragma unroll
-    for (int k = 0; k < 4; k++) {
-        h[k] = __floats2bfloat162_rn(f[2 * k], f[2 * k + 1]);
-    }
-    *reinterpret_cast<uint4*>(p) = u;
 }
 
 /* 8 consecutive floats at p (16-byte aligned) */

@@ -18,9 +18,7 @@
  * Exponentials use __expf (ex2.approx on x·log2 e): relative error about 2^-21 for the arguments ≤ 0 used here,
  * far below the bf16 resolution of the logits and gradients.
  */
-#include <cuda_bf16.h>
-
-typedef __nv_bfloat16 bf16;
+#include "common.cuh"
 
 #define CE_THREADS 512
 #define CE_WARPS (CE_THREADS / 32)
@@ -29,31 +27,6 @@ typedef __nv_bfloat16 bf16;
 #define CE_SUM_THREADS 1024
 
 namespace {
-
-__device__ __forceinline__ bool aligned16(const void* p) {
-    return (reinterpret_cast<unsigned long long>(p) & 15ull) == 0;
-}
-
-__device__ __forceinline__ void load8(const bf16* p, float* f) {
-    uint4 u = *reinterpret_cast<const uint4*>(p);
-    const __nv_bfloat162* h = reinterpret_cast<const __nv_bfloat162*>(&u);
-#pragma unroll
-    for (int k = 0; k < 4; k++) {
-        float2 t = __bfloat1622float2(h[k]);
-        f[2 * k] = t.x;
-        f[2 * k + 1] = t.y;
-    }
-}
-
-__device__ __forceinline__ void store8(bf16* p, const float* f) {
-    uint4 u;
-    __nv_bfloat162* h = reinterpret_cast<__nv_bfloat162*>(&u);
-#pragma unroll
-    for (int k = 0; k < 4; k++) {
-        h[k] = __floats2bfloat162_rn(f[2 * k], f[2 * k + 1]);
-    }
-    *reinterpret_cast<uint4*>(p) = u;
-}
 
 /* The lowest finite float. The running max starts here rather than at −inf so that exp(z − m) is exp(−inf) = 0
  * for a −inf logit instead of exp(NaN). */

@@ -7,15 +7,10 @@ import java.io.PrintWriter;
 import java.nio.file.Files;
 import java.nio.file.Path;
 import java.nio.file.StandardCopyOption;
-import java.util.ArrayList;
 import java.util.List;
 import java.util.concurrent.Callable;
 import org.longexposure.backend.Backend;
 import org.longexposure.io.data.Batch;
-import org.longexposure.io.data.Batcher;
-import org.longexposure.io.data.Example;
-import org.longexposure.io.data.JsonlDataset;
-import org.longexposure.io.data.TokenEncoder;
 import org.longexposure.model.Architecture;
 import org.longexposure.model.CausalLm;
 import org.longexposure.sparsity.exposer.Exposer;
@@ -39,20 +34,8 @@ final class ExposeCommand implements Callable<Integer> {
     @Spec
     CommandSpec spec;
 
-    @Option(names = "--model", required = true, description = "HF model folder")
-    Path model;
-
-    @Option(names = "--data", required = true, description = "JSONL samples (the same formats as finetune)")
-    Path data;
-
-    @Option(names = "--out", required = true, description = "output folder")
-    Path out;
-
-    @Option(names = "--batch-size", defaultValue = "4", description = "sequences per micro-batch")
-    int batchSize;
-
-    @Option(names = "--seq-len", defaultValue = "256", description = "longest sequence (rows are truncated)")
-    int seqLen;
+    @Mixin
+    SampleOptions samples;
 
     @Option(names = "--batches", defaultValue = "8", description = "micro-batches to profile")
     int batches;
@@ -77,7 +60,7 @@ final class ExposeCommand implements Callable<Integer> {
     @Override
     public Integer call() throws IOException {
         PrintWriter pw = spec.commandLine().getOut();
-        if (batchSize < 1 || batches < 1 || seqLen < 1) {
+        if (samples.batchSize < 1 || batches < 1 || samples.seqLen < 1) {
             throw new Main.UserException("--batch-size, --batches and --seq-len must be >= 1");
         }
         if (neuronBlock < 1 || attnBlock < 1) {
@@ -86,44 +69,34 @@ final class ExposeCommand implements Callable<Integer> {
         if (!(nearZero >= 0 && nearZero < 1) || !(coverage > 0 && coverage <= 1)) {
             throw new Main.UserException("--near-zero must be in [0, 1) and --coverage in (0, 1]");
         }
-        ModelFiles.requireModelDir(model);
+        ModelFiles.requireModelDir(samples.model);
         Exposer.Config cfg = new Exposer.Config(neuronBlock, attnBlock, nearZero, coverage);
         Exposure ex;
         int effectiveSeq;
-        try (Backend be = backendOption.open(); CausalLm lm = Architecture.load(model, be)) {
-            if (seqLen > lm.config().maxPositions()) {
-                throw new Main.UserException("--seq-len " + seqLen + " exceeds the model's max_position_embeddings "
-                        + lm.config().maxPositions());
-            }
-            TokenEncoder enc = ModelFiles.encoder(ModelFiles.tokenizer(model, lm.config().vocabSize()));
-            List<Example> rows = Batcher.truncate(JsonlDataset.read(data, enc), seqLen).rows();
-            if (rows.isEmpty()) {
-                throw new Main.UserException(data + ": no samples to profile");
-            }
-            List<Batch> micro = new ArrayList<>();
-            for (int m = 0; m < batches && m * batchSize < rows.size(); m++) {
-                List<Example> part = rows.subList(m * batchSize, Math.min(rows.size(), (m + 1) * batchSize));
-                micro.add(Batcher.batch(part, seqLen, enc.padId()));
+        try (Backend be = backendOption.open(); CausalLm lm = Architecture.load(samples.model, be)) {
+            List<Batch> micro = samples.microBatches(lm, batches).batches();
+            if (micro.isEmpty()) {
+                throw new Main.UserException(samples.data + ": no samples to profile");
             }
             effectiveSeq = micro.stream().mapToInt(Batch::seqLen).max().orElseThrow();
             ex = Exposer.expose(be, lm, micro, cfg);
         }
-        Files.createDirectories(out);
+        Files.createDirectories(samples.out);
         ObjectNode report = new ObjectMapper().createObjectNode();
         ObjectNode run = report.putObject("run");
-        run.put("model", model.toString());
-        run.put("data", data.toString());
-        run.put("batch_size", batchSize);
-        run.put("seq_len", seqLen);
+        run.put("model", samples.model.toString());
+        run.put("data", samples.data.toString());
+        run.put("batch_size", samples.batchSize);
+        run.put("seq_len", samples.seqLen);
         run.put("longest_batch_seq_len", effectiveSeq);
         run.setAll(ex.toJson());
-        Path json = out.resolve("exposure.json");
-        Path tmp = out.resolve("exposure.json.tmp");
+        Path json = samples.out.resolve("exposure.json");
+        Path tmp = samples.out.resolve("exposure.json.tmp");
         new ObjectMapper().writerWithDefaultPrettyPrinter().writeValue(tmp.toFile(), run);
         Files.move(tmp, json, StandardCopyOption.REPLACE_EXISTING, StandardCopyOption.ATOMIC_MOVE);
-        ExposurePlots.sparsity(out.resolve("sparsity.png"), ex);
+        ExposurePlots.sparsity(samples.out.resolve("sparsity.png"), ex);
         for (Exposure.Layer l : ex.layers()) {
-            ExposurePlots.attention(out.resolve("attention-layer" + l.layer() + ".png"), l, attnBlock);
+            ExposurePlots.attention(samples.out.resolve("attention-layer" + l.layer() + ".png"), l, attnBlock);
         }
         printTable(pw, ex);
         pw.printf("wrote %s, sparsity.png and %d attention-layer<l>.png%n", json, ex.layers().size());

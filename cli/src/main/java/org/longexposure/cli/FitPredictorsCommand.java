@@ -7,15 +7,10 @@ import java.io.PrintWriter;
 import java.nio.file.Files;
 import java.nio.file.Path;
 import java.nio.file.StandardCopyOption;
-import java.util.ArrayList;
 import java.util.List;
 import java.util.concurrent.Callable;
 import org.longexposure.backend.Backend;
 import org.longexposure.io.data.Batch;
-import org.longexposure.io.data.Batcher;
-import org.longexposure.io.data.Example;
-import org.longexposure.io.data.JsonlDataset;
-import org.longexposure.io.data.TokenEncoder;
 import org.longexposure.model.Architecture;
 import org.longexposure.model.CausalLm;
 import org.longexposure.model.MlpPermutation;
@@ -41,20 +36,8 @@ final class FitPredictorsCommand implements Callable<Integer> {
     @Spec
     CommandSpec spec;
 
-    @Option(names = "--model", required = true, description = "HF model folder")
-    Path model;
-
-    @Option(names = "--data", required = true, description = "JSONL samples (the same formats as finetune)")
-    Path data;
-
-    @Option(names = "--out", required = true, description = "output folder")
-    Path out;
-
-    @Option(names = "--batch-size", defaultValue = "4", description = "sequences per micro-batch")
-    int batchSize;
-
-    @Option(names = "--seq-len", defaultValue = "256", description = "longest sequence (rows are truncated)")
-    int seqLen;
+    @Mixin
+    SampleOptions samples;
 
     @Option(names = "--batches", defaultValue = "8", description = "micro-batches in all (training + held-out)")
     int batches;
@@ -90,7 +73,7 @@ final class FitPredictorsCommand implements Callable<Integer> {
     @Override
     public Integer call() throws IOException {
         PrintWriter pw = spec.commandLine().getOut();
-        if (batchSize < 1 || seqLen < 1 || heldOut < 1 || batches <= heldOut) {
+        if (samples.batchSize < 1 || samples.seqLen < 1 || heldOut < 1 || batches <= heldOut) {
             throw new Main.UserException("--batch-size, --seq-len and --held-out must be >= 1 and --batches larger"
                     + " than --held-out");
         }
@@ -100,26 +83,17 @@ final class FitPredictorsCommand implements Callable<Integer> {
         } catch (IllegalArgumentException e) {
             throw new Main.UserException(e.getMessage());
         }
-        ModelFiles.requireModelDir(model);
+        ModelFiles.requireModelDir(samples.model);
         MlpPermutation perm = permutation == null ? null : MlpPermutation.load(permutation);
         PredictorFit.Report report;
         long fitNanos;
         int trainBatches;
-        try (Backend be = backendOption.open(); CausalLm lm = Architecture.load(model, be, perm)) {
-            if (seqLen > lm.config().maxPositions()) {
-                throw new Main.UserException("--seq-len " + seqLen + " exceeds the model's max_position_embeddings "
-                        + lm.config().maxPositions());
-            }
-            TokenEncoder enc = ModelFiles.encoder(ModelFiles.tokenizer(model, lm.config().vocabSize()));
-            List<Example> rows = Batcher.truncate(JsonlDataset.read(data, enc), seqLen).rows();
-            List<Batch> micro = new ArrayList<>();
-            for (int m = 0; m < batches && m * batchSize < rows.size(); m++) {
-                List<Example> part = rows.subList(m * batchSize, Math.min(rows.size(), (m + 1) * batchSize));
-                micro.add(Batcher.batch(part, seqLen, enc.padId()));
-            }
+        try (Backend be = backendOption.open(); CausalLm lm = Architecture.load(samples.model, be, perm)) {
+            SampleOptions.MicroBatches read = samples.microBatches(lm, batches);
+            List<Batch> micro = read.batches();
             if (micro.size() <= heldOut) {
-                throw new Main.UserException(data + ": " + rows.size() + " samples make " + micro.size()
-                        + " micro-batches of " + batchSize + ", not more than --held-out " + heldOut);
+                throw new Main.UserException(samples.data + ": " + read.samples() + " samples make " + micro.size()
+                        + " micro-batches of " + samples.batchSize + ", not more than --held-out " + heldOut);
             }
             List<Batch> train = micro.subList(0, micro.size() - heldOut);
             List<Batch> valid = micro.subList(micro.size() - heldOut, micro.size());
@@ -127,24 +101,24 @@ final class FitPredictorsCommand implements Callable<Integer> {
             long t0 = System.nanoTime();
             Predictors p = PredictorFit.fit(be, lm, train, cfg);
             fitNanos = System.nanoTime() - t0;
-            p.save(out);
+            p.save(samples.out);
             if (perm != null) {
-                perm.save(out.resolve(MlpPermutation.FILE));
+                perm.save(samples.out.resolve(MlpPermutation.FILE));
             }
             report = PredictorFit.evaluate(be, lm, p, valid, cfg);
         }
         ObjectNode run = new ObjectMapper().createObjectNode();
-        run.put("model", model.toString());
-        run.put("data", data.toString());
-        run.put("batch_size", batchSize);
-        run.put("seq_len", seqLen);
+        run.put("model", samples.model.toString());
+        run.put("data", samples.data.toString());
+        run.put("batch_size", samples.batchSize);
+        run.put("seq_len", samples.seqLen);
         run.put("train_micro_batches", trainBatches);
         run.put("held_out_micro_batches", heldOut);
         run.put("fit_seconds", fitNanos / 1e9);
         run.put("permutation", permutation == null ? null : permutation.toString());
         run.setAll(report.toJson());
-        Path json = out.resolve("predictor-report.json");
-        Path tmp = out.resolve("predictor-report.json.tmp");
+        Path json = samples.out.resolve("predictor-report.json");
+        Path tmp = samples.out.resolve("predictor-report.json.tmp");
         new ObjectMapper().writerWithDefaultPrettyPrinter().writeValue(tmp.toFile(), run);
         Files.move(tmp, json, StandardCopyOption.REPLACE_EXISTING, StandardCopyOption.ATOMIC_MOVE);
         pw.printf("%d training and %d held-out micro-batches (%d real held-out tokens); tiles of %d, rank %d, "
@@ -158,7 +132,8 @@ final class FitPredictorsCommand implements Callable<Integer> {
                     l.attnDensity(), l.attnOracleDensity(), l.attnCoverage(), l.mlpRecall(), l.mlpDensity(),
                     l.mlpOracleDensity(), l.mlpCoverage());
         }
-        pw.printf("wrote %s, %s and %s%n", out.resolve(Predictors.TENSORS), out.resolve(Predictors.JSON), json);
+        pw.printf("wrote %s, %s and %s%n", samples.out.resolve(Predictors.TENSORS),
+                samples.out.resolve(Predictors.JSON), json);
         return 0;
     }
 }

@@ -19,6 +19,17 @@ public final class Tensors {
     private Tensors() {
     }
 
+    /**
+     * The size check of {@link Backend#write} and {@link Backend#read}: the host segment must hold exactly the
+     * tensor's bytes. {@code op} ("write" or "read") labels the error.
+     */
+    public static void requireSameBytes(String op, Tensor t, MemorySegment host) {
+        if (host.byteSize() != t.byteSize()) {
+            throw new IllegalArgumentException(op + ": tensor " + t + " has " + t.byteSize()
+                    + " bytes but the host segment has " + host.byteSize());
+        }
+    }
+
     /** All elements of {@code t} (F32, F16, BF16 or F64, on {@code be}) as a new float array. */
     public static float[] toFloats(Backend be, Tensor t) {
         requireFloat("toFloats", t);

@@ -94,18 +94,14 @@ public final class FakeDeviceBackend implements Backend {
 
     @Override
     public void write(Tensor dst, MemorySegment src) {
-        if (src.byteSize() != dst.byteSize()) {
-            throw new IllegalArgumentException("write: " + src.byteSize() + " bytes into " + dst);
-        }
+        Tensors.requireSameBytes("write", dst, src);
         MemorySegment.copy(src, 0, bytes(dst), 0, src.byteSize());
         bytesWritten += src.byteSize();
     }
 
     @Override
     public void read(Tensor src, MemorySegment dst) {
-        if (dst.byteSize() != src.byteSize()) {
-            throw new IllegalArgumentException("read: " + src + " into " + dst.byteSize() + " bytes");
-        }
+        Tensors.requireSameBytes("read", src, dst);
         MemorySegment.copy(bytes(src), 0, dst, 0, dst.byteSize());
         bytesRead += dst.byteSize();
     }

@@ -12,6 +12,7 @@ import org.longexposure.backend.NormOps;
 import org.longexposure.backend.OptimOps;
 import org.longexposure.backend.PredictOps;
 import org.longexposure.backend.SparseOps;
+import org.longexposure.backend.Tensors;
 import org.longexposure.tensor.DType;
 import org.longexposure.tensor.Tensor;
 
@@ -77,13 +78,13 @@ public final class CpuBackend implements Backend {
 
     @Override
     public void write(Tensor dst, MemorySegment src) {
-        requireSameSize("write", dst, src);
+        Tensors.requireSameBytes("write", dst, src);
         MemorySegment.copy(src, 0, dst.host(), 0, src.byteSize());
     }
 
     @Override
     public void read(Tensor src, MemorySegment dst) {
-        requireSameSize("read", src, dst);
+        Tensors.requireSameBytes("read", src, dst);
         MemorySegment.copy(src.host(), 0, dst, 0, dst.byteSize());
     }
 
@@ -99,13 +100,6 @@ public final class CpuBackend implements Backend {
     @Override
     public void fillUniform(Tensor t, float low, float high, long seed) {
         CpuFill.fillUniform(threads, t, low, high, seed);
-    }
-
-    private static void requireSameSize(String op, Tensor t, MemorySegment seg) {
-        if (seg.byteSize() != t.byteSize()) {
-            throw new IllegalArgumentException(op + ": tensor " + t + " has " + t.byteSize()
-                    + " bytes but the host segment has " + seg.byteSize());
-        }
     }
 
     @Override

@@ -5,6 +5,7 @@ import java.lang.foreign.ValueLayout;
 import java.util.Arrays;
 import org.longexposure.backend.BlockLayout;
 import org.longexposure.backend.NeuronLayout;
+import org.longexposure.backend.PredictChecks;
 import org.longexposure.backend.PredictOps;
 import org.longexposure.tensor.DType;
 import org.longexposure.tensor.Tensor;
@@ -22,6 +23,7 @@ final class CpuPredict implements PredictOps {
     private static final ValueLayout.OfDouble D = ValueLayout.JAVA_DOUBLE_UNALIGNED;
 
     private final CpuThreads threads;
+    private final PredictChecks checks = new PredictChecks(CpuChecks::require, DType.F32);
 
     CpuPredict(CpuThreads threads) {
         this.threads = threads;
@@ -30,24 +32,13 @@ final class CpuPredict implements PredictOps {
     @Override
     public void blockMeanPool(Tensor pooled, Tensor counts, Tensor x, Tensor keyMask, int batchSize, int seqLen,
                               int block) {
-        String op = "blockMeanPool";
-        positive(op, "batchSize", batchSize);
-        positive(op, "seqLen", seqLen);
-        positive(op, "block", block);
-        int c = CpuChecks.lastDim(op, "x", CpuChecks.require(op, "x", x, DType.F32));
-        long n = (long) batchSize * seqLen;
+        int c = checks.blockMeanPool(pooled, counts, x, keyMask, batchSize, seqLen, block);
         int nB = (seqLen + block - 1) / block;
-        long rows = (long) batchSize * nB;
-        CpuChecks.numel(op, "x", x, n * c, "(B·T, C) = (" + n + ", " + c + ")");
-        CpuChecks.numel(op, "keyMask", CpuChecks.require(op, "keyMask", keyMask, DType.I32), n, "(B·T)");
-        CpuChecks.numel(op, "pooled", CpuChecks.require(op, "pooled", pooled, DType.F32), rows * c,
-                "(B·nB, C) = (" + rows + ", " + c + ")");
-        CpuChecks.numel(op, "counts", CpuChecks.require(op, "counts", counts, DType.I32), rows, "(B·nB)");
         MemorySegment xs = x.host();
         MemorySegment ms = keyMask.host();
         MemorySegment ps = pooled.host();
         MemorySegment cs = counts.host();
-        threads.parallelFor(CpuChecks.toInt(op, "B·nB", rows), row -> {
+        threads.parallelFor(batchSize * nB, row -> {
             int b = row / nB;
             int i = row % nB;
             double[] sum = new double[c];
@@ -72,25 +63,8 @@ final class CpuPredict implements PredictOps {
     @Override
     public void tileMass(Tensor mass, Tensor qt, Tensor kt, Tensor counts, Tensor gamma, int batchSize, int numHeads,
                          int rank) {
-        String op = "tileMass";
-        positive(op, "batchSize", batchSize);
-        positive(op, "numHeads", numHeads);
-        positive(op, "rank", rank);
-        CpuChecks.require(op, "counts", counts, DType.I32);
-        if (counts.numel() % batchSize != 0) {
-            throw new IllegalArgumentException(op + ": counts " + counts + " must hold B·nB elements, B = "
-                    + batchSize);
-        }
-        int nB = CpuChecks.toInt(op, "nB", counts.numel() / batchSize);
+        int nB = checks.tileMass(mass, qt, kt, counts, gamma, batchSize, numHeads, rank);
         int w = numHeads * rank;
-        long rows = (long) batchSize * nB;
-        CpuChecks.numel(op, "qt", CpuChecks.require(op, "qt", qt, DType.F32), rows * w,
-                "(B·nB, NH·R) = (" + rows + ", " + w + ")");
-        CpuChecks.numel(op, "kt", CpuChecks.require(op, "kt", kt, DType.F32), rows * w,
-                "(B·nB, NH·R) = (" + rows + ", " + w + ")");
-        CpuChecks.numel(op, "gamma", CpuChecks.require(op, "gamma", gamma, DType.F32), numHeads, "(NH)");
-        CpuChecks.numel(op, "mass", CpuChecks.require(op, "mass", mass, DType.F64), (long) numHeads * nB * nB,
-                "(NH, nB, nB) = (" + numHeads + ", " + nB + ", " + nB + ")");
         MemorySegment qs = qt.host();
         MemorySegment ks = kt.host();
         MemorySegment cs = counts.host();
@@ -140,22 +114,12 @@ final class CpuPredict implements PredictOps {
 
     @Override
     public void selectTiles(BlockLayout layout, Tensor mass, double coverage) {
-        String op = "selectTiles";
+        checks.selectTiles(layout, mass, coverage);
         int nh = layout.numHeads();
         int nB = layout.numBlocks();
-        CpuChecks.numel(op, "mass", CpuChecks.require(op, "mass", mass, DType.F64), (long) nh * nB * nB,
-                "(NH, nB, nB) = (" + nh + ", " + nB + ", " + nB + ")");
-        Tensor rowPtr = CpuChecks.require(op, "layout rowPtr", layout.rowPtr(), DType.I32);
-        Tensor colIdx = CpuChecks.require(op, "layout colIdx", layout.colIdx(), DType.I32);
-        long full = (long) nh * nB * (nB + 1) / 2;
-        if (colIdx.numel() < full) {
-            throw new IllegalArgumentException(op + ": layout colIdx " + colIdx + " must hold at least NH·nB·(nB+1)/2"
-                    + " = " + full + " elements (the full causal layout)");
-        }
-        coverage(op, coverage);
         MemorySegment ms = mass.host();
-        MemorySegment rp = rowPtr.host();
-        MemorySegment ci = colIdx.host();
+        MemorySegment rp = layout.rowPtr().host();
+        MemorySegment ci = layout.colIdx().host();
         double[] v = new double[nB];
         boolean[] keep = new boolean[nB];
         int nnz = 0;
@@ -183,17 +147,9 @@ final class CpuPredict implements PredictOps {
     @Override
     public void neuronBlockScores(Tensor scores, Tensor z, Tensor keyMask, int tokenBlock, int ffn,
                                   int neuronBlock) {
-        String op = "neuronBlockScores";
-        positive(op, "tokenBlock", tokenBlock);
-        positive(op, "ffn", ffn);
-        positive(op, "neuronBlock", neuronBlock);
-        int nb = (int) ((ffn + (long) neuronBlock - 1) / neuronBlock);
-        int rows = CpuChecks.toInt(op, "N", CpuChecks.require(op, "keyMask", keyMask, DType.I32).numel());
+        int rows = checks.neuronBlockScores(scores, z, keyMask, tokenBlock, ffn, neuronBlock);
+        int nb = PredictChecks.neuronBlocks(ffn, neuronBlock);
         int nTB = (rows + tokenBlock - 1) / tokenBlock;
-        CpuChecks.numel(op, "z", CpuChecks.require(op, "z", z, DType.F32), (long) rows * nb,
-                "(N, nb) = (" + rows + ", " + nb + ")");
-        CpuChecks.numel(op, "scores", CpuChecks.require(op, "scores", scores, DType.F64), (long) nTB * nb,
-                "(nTB, nb) = (" + nTB + ", " + nb + ")");
         MemorySegment zs = z.host();
         MemorySegment ms = keyMask.host();
         MemorySegment out = scores.host();
@@ -216,31 +172,14 @@ final class CpuPredict implements PredictOps {
 
     @Override
     public void selectNeuronBlocks(NeuronLayout layout, Tensor scores, Tensor keyMask, double coverage) {
-        String op = "selectNeuronBlocks";
+        int nb = checks.selectNeuronBlocks(layout, scores, keyMask, coverage);
         int rows = layout.rows();
         int tb = layout.tokenBlock();
         int nTB = layout.numTokenBlocks();
-        CpuChecks.numel(op, "keyMask", CpuChecks.require(op, "keyMask", keyMask, DType.I32), rows, "(N)");
-        CpuChecks.require(op, "scores", scores, DType.F64);
-        if (scores.numel() % nTB != 0 || scores.numel() == 0) {
-            throw new IllegalArgumentException(op + ": scores " + scores + " must be (nTB, nb) with nTB = " + nTB);
-        }
-        int nb = CpuChecks.toInt(op, "nb", scores.numel() / nTB);
-        if (layout.maxBlocks() < nb) {
-            throw new IllegalArgumentException(op + ": layout maxBlocks = " + layout.maxBlocks() + " must be >= nb = "
-                    + nb + " (any selection must fit)");
-        }
-        Tensor rowPtr = CpuChecks.require(op, "layout rowPtr", layout.rowPtr(), DType.I32);
-        Tensor blockIdx = CpuChecks.require(op, "layout blockIdx", layout.blockIdx(), DType.I32);
-        if (blockIdx.numel() < (long) nTB * nb) {
-            throw new IllegalArgumentException(op + ": layout blockIdx " + blockIdx + " must hold at least nTB·nb = "
-                    + (long) nTB * nb + " elements");
-        }
-        coverage(op, coverage);
         MemorySegment ss = scores.host();
         MemorySegment ms = keyMask.host();
-        MemorySegment rp = rowPtr.host();
-        MemorySegment bi = blockIdx.host();
+        MemorySegment rp = layout.rowPtr().host();
+        MemorySegment bi = layout.blockIdx().host();
         double[] v = new double[nb];
         boolean[] keep = new boolean[nb];
         int nnz = 0;
@@ -287,18 +226,6 @@ final class CpuPredict implements PredictOps {
         for (int r = 0; r < n && covered < coverage * total; r++) {
             keep[order[r]] = true;
             covered += v[order[r]];
-        }
-    }
-
-    private static void coverage(String op, double coverage) {
-        if (!(coverage >= 0)) {
-            throw new IllegalArgumentException(op + ": coverage must be >= 0, got " + coverage);
-        }
-    }
-
-    private static void positive(String op, String name, int v) {
-        if (v < 1) {
-            throw new IllegalArgumentException(op + ": " + name + " must be >= 1, got " + v);
         }
     }
 }

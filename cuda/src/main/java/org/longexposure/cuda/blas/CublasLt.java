@@ -5,8 +5,6 @@ import static java.lang.foreign.ValueLayout.JAVA_INT;
 import static java.lang.foreign.ValueLayout.JAVA_LONG;
 
 import java.lang.foreign.Arena;
-import java.lang.foreign.FunctionDescriptor;
-import java.lang.foreign.Linker;
 import java.lang.foreign.MemoryLayout;
 import java.lang.foreign.MemorySegment;
 import java.lang.foreign.SymbolLookup;
@@ -15,6 +13,7 @@ import java.nio.file.Path;
 import java.util.List;
 import java.util.function.Supplier;
 import org.longexposure.cuda.CudaException;
+import org.longexposure.cuda.NativeCalls;
 import org.longexposure.cuda.NativeLibraries;
 
 /**
@@ -59,8 +58,6 @@ public final class CublasLt {
     public static final long HEURISTIC_RESULT_BYTES = 64 + 8 + 4 + 4 + 16;
     /** Offset of workspaceSize inside a heuristic result. */
     public static final long HEURISTIC_WORKSPACE_OFFSET = 64;
-
-    private static final Linker LINKER = Linker.nativeLinker();
 
     private final MethodHandle cublasLtCreate;
     private final MethodHandle cublasLtDestroy;
@@ -235,38 +232,19 @@ public final class CublasLt {
     /** "CUBLAS_STATUS_X (text)" for a cublasStatus_t. */
     public String describe(int status) {
         try {
-            String name = ((MemorySegment) cublasLtGetStatusName.invokeExact(status))
-                    .reinterpret(Long.MAX_VALUE).getString(0);
-            String text = ((MemorySegment) cublasLtGetStatusString.invokeExact(status))
-                    .reinterpret(Long.MAX_VALUE).getString(0);
+            String name = NativeCalls.cString((MemorySegment) cublasLtGetStatusName.invokeExact(status));
+            String text = NativeCalls.cString((MemorySegment) cublasLtGetStatusString.invokeExact(status));
             return name + " (" + text + ")";
         } catch (Throwable t) {
             return "cublasStatus_t " + status;
         }
     }
 
-    @FunctionalInterface
-    private interface NativeCall {
-        int invoke() throws Throwable;
-    }
-
-    private void call(String function, Supplier<String> args, NativeCall c) {
-        int rc;
-        try {
-            rc = c.invoke();
-        } catch (RuntimeException | Error e) {
-            throw e;
-        } catch (Throwable t) {
-            throw new CudaException(function + "(" + args.get() + "): " + t, t);
-        }
-        if (rc != 0) {
-            throw new CudaException(function + "(" + args.get() + "): " + describe(rc), rc);
-        }
+    private void call(String function, Supplier<String> args, NativeCalls.StatusCall c) {
+        NativeCalls.check(function, args, c, this::describe);
     }
 
     private static MethodHandle bind(SymbolLookup lib, String name, MemoryLayout result, MemoryLayout... args) {
-        MemorySegment symbol = lib.find(name).orElseThrow(
-                () -> new CudaException("symbol " + name + " not found in " + SONAME));
-        return LINKER.downcallHandle(symbol, FunctionDescriptor.of(result, args));
+        return NativeCalls.bind(lib, SONAME, name, result, args);
     }
 }

@@ -7,8 +7,6 @@ import static java.lang.foreign.ValueLayout.JAVA_INT;
 import static java.lang.foreign.ValueLayout.JAVA_LONG;
 
 import java.lang.foreign.Arena;
-import java.lang.foreign.FunctionDescriptor;
-import java.lang.foreign.Linker;
 import java.lang.foreign.MemoryLayout;
 import java.lang.foreign.MemorySegment;
 import java.lang.foreign.SymbolLookup;
@@ -17,6 +15,7 @@ import java.nio.file.Path;
 import java.util.List;
 import java.util.function.Supplier;
 import org.longexposure.cuda.CudaException;
+import org.longexposure.cuda.NativeCalls;
 import org.longexposure.cuda.NativeLibraries;
 
 /**
@@ -37,8 +36,6 @@ public final class CudaDriver {
     static final int CU_DEVICE_ATTRIBUTE_COMPUTE_CAPABILITY_MINOR = 76;
     static final int CU_DEVICE_ATTRIBUTE_MAX_SHARED_MEMORY_PER_BLOCK_OPTIN = 97;
     static final int CU_FUNC_ATTRIBUTE_MAX_DYNAMIC_SHARED_SIZE_BYTES = 8;
-
-    private static final Linker LINKER = Linker.nativeLinker();
 
     private final MethodHandle cuInit;
     private final MethodHandle cuDriverGetVersion;
@@ -364,10 +361,10 @@ public final class CudaDriver {
             String name = "CUresult " + result;
             String text = "unknown error";
             if ((int) cuGetErrorName.invokeExact(result, p) == 0) {
-                name = p.get(ADDRESS, 0).reinterpret(Long.MAX_VALUE).getString(0);
+                name = NativeCalls.cString(p.get(ADDRESS, 0));
             }
             if ((int) cuGetErrorString.invokeExact(result, p) == 0) {
-                text = p.get(ADDRESS, 0).reinterpret(Long.MAX_VALUE).getString(0);
+                text = NativeCalls.cString(p.get(ADDRESS, 0));
             }
             return name + " (" + text + ")";
         } catch (Throwable t) {
@@ -375,31 +372,13 @@ public final class CudaDriver {
         }
     }
 
-    /** A native call returning a CUresult. */
-    @FunctionalInterface
-    interface NativeCall {
-        int invoke() throws Throwable;
-    }
-
     /** Runs {@code c}; a non-zero CUresult becomes "function(args): CUDA_ERROR_X (text)". */
-    private void call(String function, Supplier<String> args, NativeCall c) {
-        int rc;
-        try {
-            rc = c.invoke();
-        } catch (RuntimeException | Error e) {
-            throw e;
-        } catch (Throwable t) {
-            throw new CudaException(function + "(" + args.get() + "): " + t, t);
-        }
-        if (rc != 0) {
-            throw new CudaException(function + "(" + args.get() + "): " + describe(rc), rc);
-        }
+    private void call(String function, Supplier<String> args, NativeCalls.StatusCall c) {
+        NativeCalls.check(function, args, c, this::describe);
     }
 
     private static MethodHandle bind(SymbolLookup lib, String name, MemoryLayout... args) {
-        MemorySegment symbol = lib.find(name).orElseThrow(() -> new CudaException(
-                "symbol " + name + " not found in " + SONAME + ": the driver is older than CUDA 13"));
-        return LINKER.downcallHandle(symbol, FunctionDescriptor.of(JAVA_INT, args));
+        return NativeCalls.bind(lib, SONAME + ": the driver is older than CUDA 13", name, JAVA_INT, args);
     }
 
     static String hex(long v) {

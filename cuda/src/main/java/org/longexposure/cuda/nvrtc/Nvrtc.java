@@ -5,8 +5,6 @@ import static java.lang.foreign.ValueLayout.JAVA_INT;
 import static java.lang.foreign.ValueLayout.JAVA_LONG;
 
 import java.lang.foreign.Arena;
-import java.lang.foreign.FunctionDescriptor;
-import java.lang.foreign.Linker;
 import java.lang.foreign.MemoryLayout;
 import java.lang.foreign.MemorySegment;
 import java.lang.foreign.SymbolLookup;
@@ -21,6 +19,7 @@ import java.util.Optional;
 import java.util.Set;
 import java.util.function.Supplier;
 import org.longexposure.cuda.CudaException;
+import org.longexposure.cuda.NativeCalls;
 import org.longexposure.cuda.NativeLibraries;
 
 /**
@@ -33,8 +32,6 @@ import org.longexposure.cuda.NativeLibraries;
  */
 public final class Nvrtc {
     public static final String SONAME = "libnvrtc.so.13";
-
-    private static final Linker LINKER = Linker.nativeLinker();
 
     private final Optional<Path> libraryPath;
     private final MethodHandle nvrtcVersion;
@@ -184,8 +181,7 @@ public final class Nvrtc {
 
     private String errorString(int rc) {
         try {
-            MemorySegment s = (MemorySegment) nvrtcGetErrorString.invokeExact(rc);
-            return s.reinterpret(Long.MAX_VALUE).getString(0);
+            return NativeCalls.cString((MemorySegment) nvrtcGetErrorString.invokeExact(rc));
         } catch (Throwable t) {
             return "nvrtcResult " + rc;
         }
@@ -199,28 +195,11 @@ public final class Nvrtc {
         return arr;
     }
 
-    @FunctionalInterface
-    private interface NativeCall {
-        int invoke() throws Throwable;
-    }
-
-    private void call(String function, Supplier<String> args, NativeCall c) {
-        int rc;
-        try {
-            rc = c.invoke();
-        } catch (RuntimeException | Error e) {
-            throw e;
-        } catch (Throwable t) {
-            throw new CudaException(function + "(" + args.get() + "): " + t, t);
-        }
-        if (rc != 0) {
-            throw new CudaException(function + "(" + args.get() + "): " + errorString(rc), rc);
-        }
+    private void call(String function, Supplier<String> args, NativeCalls.StatusCall c) {
+        NativeCalls.check(function, args, c, this::errorString);
     }
 
     private static MethodHandle bind(SymbolLookup lib, String name, MemoryLayout result, MemoryLayout... args) {
-        MemorySegment symbol = lib.find(name).orElseThrow(
-                () -> new CudaException("symbol " + name + " not found in " + SONAME));
-        return LINKER.downcallHandle(symbol, FunctionDescriptor.of(result, args));
+        return NativeCalls.bind(lib, SONAME, name, result, args);
     }
 }

@@ -7,36 +7,15 @@ import java.lang.foreign.Arena;
 import java.lang.foreign.MemorySegment;
 import java.lang.foreign.ValueLayout;
 import java.util.SplittableRandom;
-import org.junit.jupiter.api.AfterAll;
-import org.junit.jupiter.api.BeforeAll;
 import org.junit.jupiter.api.Tag;
 import org.junit.jupiter.api.Test;
-import org.longexposure.backend.cpu.CpuBackend;
 import org.longexposure.cuda.Gpu;
 import org.longexposure.tensor.DType;
 import org.longexposure.tensor.Tensor;
 
 /** Backend-level services of {@link CudaBackend}: fillUniform, adoptWeight, write/read checks. */
 @Tag("gpu")
-class CudaBackendDeviceTest {
-    private static CudaBackend gpu;
-    private static CpuBackend cpu;
-
-    @BeforeAll
-    static void open() {
-        gpu = Gpu.openOrSkip();
-        cpu = new CpuBackend(1);
-    }
-
-    @AfterAll
-    static void close() {
-        if (gpu != null) {
-            gpu.close();
-        }
-        if (cpu != null) {
-            cpu.close();
-        }
-    }
+class CudaBackendDeviceTest extends DeviceTestBase {
 
     @Test
     void fillUniformIsBitIdenticalToTheCpuBackend() {
@@ -86,7 +65,7 @@ class CudaBackendDeviceTest {
         assertThat(gpu.name()).isEqualTo("cuda");
     }
 
-    private static byte[] bytes(Tensor t) {
+    private byte[] bytes(Tensor t) {
         try (Arena a = Arena.ofConfined()) {
             MemorySegment host = a.allocate(t.byteSize());
             gpu.read(t, host);

@@ -51,9 +51,14 @@ class KernelLibraryTest {
     }
 
     @Test
-    void localHeadersAreCollectedTransitively() {
+    void localHeadersAreCollectedTransitively() throws IOException {
         assertThat(KernelLibrary.headersOf("#include <cuda_bf16.h>\nextern \"C\" __global__ void k() {}"))
                 .isEmpty();
+        // attention.cu includes mma.cuh, which includes common.cuh: NVRTC must receive both
+        String attention = new String(resource("attention.cu"), StandardCharsets.UTF_8);
+        Map<String, String> headers = KernelLibrary.headersOf(attention);
+        assertThat(headers).containsOnlyKeys("mma.cuh", "common.cuh");
+        assertThat(headers.get("common.cuh")).isEqualTo(new String(resource("common.cuh"), StandardCharsets.UTF_8));
     }
 
     private static byte[] resource(String name) throws IOException {

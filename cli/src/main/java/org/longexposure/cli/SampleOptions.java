@@ -1,0 +1,59 @@
+package org.longexposure.cli;
+
+import java.io.IOException;
+import java.nio.file.Path;
+import java.util.ArrayList;
+import java.util.List;
+import org.longexposure.io.data.Batch;
+import org.longexposure.io.data.Batcher;
+import org.longexposure.io.data.Example;
+import org.longexposure.io.data.JsonlDataset;
+import org.longexposure.io.data.TokenEncoder;
+import org.longexposure.model.CausalLm;
+import picocli.CommandLine.Option;
+
+/**
+ * {@code --model}, {@code --data}, {@code --out}, {@code --batch-size} and {@code --seq-len}, shared by the
+ * commands that run a model over the first samples of a JSONL file (expose, fit-predictors), and the micro-batches
+ * they read: rows in file order, each truncated to seq-len, each micro-batch padded to its longest row.
+ */
+final class SampleOptions {
+    @Option(names = "--model", required = true, description = "HF model folder")
+    Path model;
+
+    @Option(names = "--data", required = true, description = "JSONL samples (the same formats as finetune)")
+    Path data;
+
+    @Option(names = "--out", required = true, description = "output folder")
+    Path out;
+
+    @Option(names = "--batch-size", defaultValue = "4", description = "sequences per micro-batch")
+    int batchSize;
+
+    @Option(names = "--seq-len", defaultValue = "256", description = "longest sequence (rows are truncated)")
+    int seqLen;
+
+    /** The micro-batches read, and how many samples the whole file holds. */
+    record MicroBatches(List<Batch> batches, int samples) {
+    }
+
+    /**
+     * Up to {@code batches} micro-batches of {@code --batch-size} rows from the start of {@code --data}, tokenized
+     * with the model folder's tokenizer (none when the file has no samples). {@code --seq-len} must not exceed the
+     * model's positions.
+     */
+    MicroBatches microBatches(CausalLm lm, int batches) throws IOException {
+        if (seqLen > lm.config().maxPositions()) {
+            throw new Main.UserException("--seq-len " + seqLen + " exceeds the model's max_position_embeddings "
+                    + lm.config().maxPositions());
+        }
+        TokenEncoder enc = ModelFiles.encoder(ModelFiles.tokenizer(model, lm.config().vocabSize()));
+        List<Example> rows = Batcher.truncate(JsonlDataset.read(data, enc), seqLen).rows();
+        List<Batch> micro = new ArrayList<>();
+        for (int m = 0; m < batches && m * batchSize < rows.size(); m++) {
+            List<Example> part = rows.subList(m * batchSize, Math.min(rows.size(), (m + 1) * batchSize));
+            micro.add(Batcher.batch(part, seqLen, enc.padId()));
+        }
+        return new MicroBatches(micro, rows.size());
+    }
+}

@@ -1,0 +1,167 @@
+package org.longexposure.backend;
+
+import org.longexposure.tensor.DType;
+import org.longexposure.tensor.Tensor;
+
+/**
+ * The argument checks of {@link PredictOps}, shared by its implementations: each method checks one op's operands
+ * (dtypes, element counts, layout capacities, scalar ranges) before any work starts and fails with an
+ * IllegalArgumentException naming the op, the operand and what was expected. The backend supplies what differs:
+ * where its tensors must live (the {@link Operand} check) and its activation dtype ACT. Methods return the derived
+ * size the op needs next.
+ */
+public final class PredictChecks {
+    /** A backend's check that {@code t} is a non-null tensor of {@code dtype} in its memory; returns {@code t}. */
+    @FunctionalInterface
+    public interface Operand {
+        Tensor require(String op, String name, Tensor t, DType dtype);
+    }
+
+    private final Operand operand;
+    private final DType act;
+
+    /** Checks for a backend whose tensors pass {@code operand} and whose activations are {@code act}. */
+    public PredictChecks(Operand operand, DType act) {
+        this.operand = operand;
+        this.act = act;
+    }
+
+    /** {@link PredictOps#blockMeanPool}; returns C. */
+    public int blockMeanPool(Tensor pooled, Tensor counts, Tensor x, Tensor keyMask, int batchSize, int seqLen,
+                             int block) {
+        String op = "blockMeanPool";
+        positive(op, "batchSize", batchSize);
+        positive(op, "seqLen", seqLen);
+        positive(op, "block", block);
+        int c = lastDim(op, "x", operand.require(op, "x", x, act));
+        long n = (long) batchSize * seqLen;
+        int nB = (seqLen + block - 1) / block;
+        long rows = (long) batchSize * nB;
+        numel(op, "x", x, n * c, "(B·T, C) = (" + n + ", " + c + ")");
+        numel(op, "keyMask", operand.require(op, "keyMask", keyMask, DType.I32), n, "(B·T)");
+        numel(op, "pooled", operand.require(op, "pooled", pooled, act), rows * c,
+                "(B·nB, C) = (" + rows + ", " + c + ")");
+        numel(op, "counts", operand.require(op, "counts", counts, DType.I32), rows, "(B·nB)");
+        toInt(op, "B·nB", rows);
+        return c;
+    }
+
+    /** {@link PredictOps#tileMass}; returns nB. */
+    public int tileMass(Tensor mass, Tensor qt, Tensor kt, Tensor counts, Tensor gamma, int batchSize, int numHeads,
+                        int rank) {
+        String op = "tileMass";
+        positive(op, "batchSize", batchSize);
+        positive(op, "numHeads", numHeads);
+        positive(op, "rank", rank);
+        operand.require(op, "counts", counts, DType.I32);
+        if (counts.numel() % batchSize != 0) {
+            throw new IllegalArgumentException(op + ": counts " + counts + " must hold B·nB elements, B = "
+                    + batchSize);
+        }
+        int nB = toInt(op, "nB", counts.numel() / batchSize);
+        long w = (long) numHeads * rank;
+        long rows = (long) batchSize * nB;
+        numel(op, "qt", operand.require(op, "qt", qt, act), rows * w, "(B·nB, NH·R) = (" + rows + ", " + w + ")");
+        numel(op, "kt", operand.require(op, "kt", kt, act), rows * w, "(B·nB, NH·R) = (" + rows + ", " + w + ")");
+        numel(op, "gamma", operand.require(op, "gamma", gamma, DType.F32), numHeads, "(NH)");
+        numel(op, "mass", operand.require(op, "mass", mass, DType.F64), (long) numHeads * nB * nB,
+                "(NH, nB, nB) = (" + numHeads + ", " + nB + ", " + nB + ")");
+        return nB;
+    }
+
+    /** {@link PredictOps#selectTiles}. */
+    public void selectTiles(BlockLayout layout, Tensor mass, double coverage) {
+        String op = "selectTiles";
+        int nh = layout.numHeads();
+        int nB = layout.numBlocks();
+        numel(op, "mass", operand.require(op, "mass", mass, DType.F64), (long) nh * nB * nB,
+                "(NH, nB, nB) = (" + nh + ", " + nB + ", " + nB + ")");
+        operand.require(op, "layout rowPtr", layout.rowPtr(), DType.I32);
+        Tensor colIdx = operand.require(op, "layout colIdx", layout.colIdx(), DType.I32);
+        long full = (long) nh * nB * (nB + 1) / 2;
+        if (colIdx.numel() < full) {
+            throw new IllegalArgumentException(op + ": layout colIdx " + colIdx + " must hold at least NH·nB·(nB+1)/2"
+                    + " = " + full + " elements (the full causal layout)");
+        }
+        coverage(op, coverage);
+    }
+
+    /** {@link PredictOps#neuronBlockScores}; returns N, the rows of z and keyMask. */
+    public int neuronBlockScores(Tensor scores, Tensor z, Tensor keyMask, int tokenBlock, int ffn, int neuronBlock) {
+        String op = "neuronBlockScores";
+        positive(op, "tokenBlock", tokenBlock);
+        positive(op, "ffn", ffn);
+        positive(op, "neuronBlock", neuronBlock);
+        int nb = neuronBlocks(ffn, neuronBlock);
+        int rows = toInt(op, "N", operand.require(op, "keyMask", keyMask, DType.I32).numel());
+        int nTB = (rows + tokenBlock - 1) / tokenBlock;
+        numel(op, "z", operand.require(op, "z", z, act), (long) rows * nb, "(N, nb) = (" + rows + ", " + nb + ")");
+        numel(op, "scores", operand.require(op, "scores", scores, DType.F64), (long) nTB * nb,
+                "(nTB, nb) = (" + nTB + ", " + nb + ")");
+        return rows;
+    }
+
+    /** {@link PredictOps#selectNeuronBlocks}; returns nb. */
+    public int selectNeuronBlocks(NeuronLayout layout, Tensor scores, Tensor keyMask, double coverage) {
+        String op = "selectNeuronBlocks";
+        int rows = layout.rows();
+        int nTB = layout.numTokenBlocks();
+        numel(op, "keyMask", operand.require(op, "keyMask", keyMask, DType.I32), rows, "(N)");
+        operand.require(op, "scores", scores, DType.F64);
+        if (scores.numel() % nTB != 0 || scores.numel() == 0) {
+            throw new IllegalArgumentException(op + ": scores " + scores + " must be (nTB, nb) with nTB = " + nTB);
+        }
+        int nb = toInt(op, "nb", scores.numel() / nTB);
+        if (layout.maxBlocks() < nb) {
+            throw new IllegalArgumentException(op + ": layout maxBlocks = " + layout.maxBlocks() + " must be >= nb = "
+                    + nb + " (any selection must fit)");
+        }
+        operand.require(op, "layout rowPtr", layout.rowPtr(), DType.I32);
+        Tensor blockIdx = operand.require(op, "layout blockIdx", layout.blockIdx(), DType.I32);
+        if (blockIdx.numel() < (long) nTB * nb) {
+            throw new IllegalArgumentException(op + ": layout blockIdx " + blockIdx + " must hold at least nTB·nb = "
+                    + (long) nTB * nb + " elements");
+        }
+        coverage(op, coverage);
+        return nb;
+    }
+
+    /** nb = ceil(ffn / neuronBlock), the number of neuron blocks of an MLP of {@code ffn} neurons. */
+    public static int neuronBlocks(int ffn, int neuronBlock) {
+        return (int) ((ffn + (long) neuronBlock - 1) / neuronBlock);
+    }
+
+    private static void numel(String op, String name, Tensor t, long n, String expected) {
+        if (t.numel() != n) {
+            throw new IllegalArgumentException(op + ": " + name + " has shape " + t.shape() + " but must hold " + n
+                    + " elements: " + expected);
+        }
+    }
+
+    private static int lastDim(String op, String name, Tensor t) {
+        if (t.shape().rank() == 0) {
+            throw new IllegalArgumentException(op + ": " + name + " must have at least one dimension, got "
+                    + t.shape());
+        }
+        return toInt(op, "last dimension of " + name, t.shape().dim(-1));
+    }
+
+    private static int toInt(String op, String what, long n) {
+        if (n > Integer.MAX_VALUE) {
+            throw new IllegalArgumentException(op + ": " + what + " = " + n + " exceeds " + Integer.MAX_VALUE);
+        }
+        return (int) n;
+    }
+
+    private static void coverage(String op, double coverage) {
+        if (!(coverage >= 0)) {
+            throw new IllegalArgumentException(op + ": coverage must be >= 0, got " + coverage);
+        }
+    }
+
+    private static void positive(String op, String name, int v) {
+        if (v < 1) {
+            throw new IllegalArgumentException(op + ": " + name + " must be >= 1, got " + v);
+        }
+    }
+}
