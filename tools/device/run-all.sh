@@ -3,7 +3,8 @@
 # tools/device/prepare.sh --with-bench), runs
 #   1. the cuda module's tests (every op against the CPU backend, training steps of a tiny model),
 #   2. an end-to-end check of the command line on the GPU: finetune / eval / generate --backend cuda on the
-#      bundled model and data, and the same finetune on the CPU backend for comparison,
+#      bundled model and data, the same finetune on the CPU backend for comparison, and a short finetune with
+#      --sparsity auto on the GPU,
 #   3. the training-step benchmark against Hugging Face PEFT (bench/run-gpu.sh), cases from LE_CASES.
 # Logs and result files go to $OUT. Set LE_SKIP=tests,e2e,bench (any subset) to leave parts out.
 set -uo pipefail
@@ -52,6 +53,12 @@ if [[ "$skip" != *,e2e,* ]]; then
     le eval --backend "$be" ${libpath:+--cuda-lib-path "$libpath"} --model models/opt-mini-256 \
       --adapter "$gpu_run/adapter" --data data/e2e-sample/valid.jsonl 2>&1 | tail -n 3
   done
+  # Long Exposure on the GPU: the same fine-tuning with the sparse operators (predictors fitted at the start,
+  # refreshed every 10 steps, per-layer dense fallback), packed 256-token rows so attention has tiles to skip.
+  { time le finetune --backend cuda ${libpath:+--cuda-lib-path "$libpath"} --no-plot --out /tmp/le-ft-gpu-sparse \
+      --sparsity auto --predictor-refresh 10 --pack --seq-len 256 --steps 60; } > "$out/e2e-finetune-gpu-sparse.log" 2>&1
+  echo "gpu sparse finetune exit $?"; tail -n 6 "$out/e2e-finetune-gpu-sparse.log"
+  cp /tmp/le-ft-gpu-sparse/metrics.jsonl "$out/e2e-metrics-gpu-sparse.jsonl" 2>/dev/null
   le generate --backend cuda ${libpath:+--cuda-lib-path "$libpath"} --model models/opt-mini-256 \
     --adapter "$gpu_run/adapter" --prompt "name[The Eagle] | eatType[coffee shop] | food[French] ||" \
     --max-new-tokens 24 2>&1 | tail -n 4
