@@ -14,6 +14,8 @@
  * the same SUMSQ_BLOCKS slots; one final single-block tree then writes the total to a device double.
  */
 
+#include <cuda_bf16.h>
+
 #define SUMSQ_BLOCKS 256
 #define SUMSQ_THREADS 256
 
@@ -135,7 +137,8 @@ extern "C" __global__ void __launch_bounds__(SUMSQ_BLOCKS) sum_squares_final(dou
 /*
  * Multi-tensor versions: one launch for a whole list of tensors, described by a device table built and cached
  * by the host (CudaOptim). Each tensor's elements get exactly the arithmetic of the one-tensor kernels above, so
- * the results are bit-identical to one launch per tensor.
+ * the results are bit-identical to one launch per tensor. adamw_f32_multi also rounds each new parameter value
+ * into the parameter's bf16 shadow when the entry names one (round to nearest even, as convert_f32_to_bf16).
  */
 struct AdamWEntry {
     float* param;
@@ -143,6 +146,7 @@ struct AdamWEntry {
     float* m;
     float* v;
     long long n;
+    __nv_bfloat16* shadow; /* bf16 copy of param that GEMMs read, rewritten with the new values; null if none */
 };
 
 struct SpanEntry {
@@ -176,6 +180,12 @@ extern "C" __global__ void adamw_f32_multi(const AdamWEntry* table, float decay,
             reinterpret_cast<float4*>(e.param)[i] = p4;
             reinterpret_cast<float4*>(e.m)[i] = m4;
             reinterpret_cast<float4*>(e.v)[i] = v4;
+            if (e.shadow != nullptr) {
+                e.shadow[4 * i] = __float2bfloat16_rn(p4.x);
+                e.shadow[4 * i + 1] = __float2bfloat16_rn(p4.y);
+                e.shadow[4 * i + 2] = __float2bfloat16_rn(p4.z);
+                e.shadow[4 * i + 3] = __float2bfloat16_rn(p4.w);
+            }
         }
         done = vecs * 4;
     }
@@ -187,6 +197,9 @@ extern "C" __global__ void adamw_f32_multi(const AdamWEntry* table, float decay,
         e.param[i] = p;
         e.m[i] = mi;
         e.v[i] = vi;
+        if (e.shadow != nullptr) {
+            e.shadow[i] = __float2bfloat16_rn(p);
+        }
     }
 }
 

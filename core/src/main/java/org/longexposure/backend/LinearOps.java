@@ -10,14 +10,25 @@ import org.longexposure.tensor.Tensor;
  */
 public interface LinearOps {
     /**
-     * {@code out = inp·weightᵀ + bias} (overwrite).
+     * {@code out = inp·weightᵀ + bias} (overwrite): {@link #linearForward(Tensor, Tensor, Tensor, Tensor, boolean)}
+     * without accumulation.
+     */
+    default void linearForward(Tensor out, Tensor inp, Tensor weight, Tensor bias) {
+        linearForward(out, inp, weight, bias, false);
+    }
+
+    /**
+     * {@code out = inp·weightᵀ + bias}, or with {@code accumulate} {@code out += inp·weightᵀ + bias}. Accumulating
+     * lets an adapter write its delta into out first and the frozen product land on top of it in the same pass
+     * that writes out (a device GEMM reads the old out in its epilogue, beta = 1), instead of a second read-and-
+     * write pass over out for the delta.
      *
      * @param out    (M, N) ACT
      * @param inp    (M, K) ACT
      * @param weight (N, K) F32/F16/BF16
      * @param bias   (N) F32, or null
      */
-    void linearForward(Tensor out, Tensor inp, Tensor weight, Tensor bias);
+    void linearForward(Tensor out, Tensor inp, Tensor weight, Tensor bias, boolean accumulate);
 
     /**
      * {@code out = relu(inp·weightᵀ + bias)} (overwrite): a linear layer and its ReLU in one op, the same values as
@@ -32,13 +43,14 @@ public interface LinearOps {
     void linearForwardRelu(Tensor out, Tensor inp, Tensor weight, Tensor bias);
 
     /**
-     * {@code out += alpha · inp·weightᵀ} (accumulate): the second half of a LoRA forward.
+     * {@code out = alpha · inp·weightᵀ}, or with {@code accumulate} {@code out += alpha · inp·weightᵀ}; no bias:
+     * the second half of a LoRA forward ({@code s · xa·Bᵀ}).
      *
      * @param out    (M, N) ACT
      * @param inp    (M, K) ACT
      * @param weight (N, K) F32/F16/BF16
      */
-    void linearForwardAccumulate(Tensor out, Tensor inp, Tensor weight, float alpha);
+    void linearForwardScaled(Tensor out, Tensor inp, Tensor weight, float alpha, boolean accumulate);
 
     /**
      * dInp {@code =} (or {@code +=} when {@code accumulate}) {@code alpha · dOut·weight}.

@@ -7,6 +7,12 @@ import org.longexposure.tensor.Tensor;
  * A frozen linear layer {@code y = x·Wᵀ + b} (HF {@code nn.Linear}, W (N, K)) with a socket for one PEFT
  * {@link LinearAdapter}. Identified by its Hugging Face module path (e.g.
  * {@code model.decoder.layers.3.self_attn.q_proj}), which is what PEFT's {@code target_modules} match against.
+ *
+ * <p>Order with an adapter: the adapter runs first and writes its delta into the output (forward) or its share
+ * into the input gradient (backward); the frozen product then accumulates on top. Written the other way round
+ * (frozen product, then {@code out += delta}) the delta would cost a second read and write of the whole (M, N)
+ * output; this way the frozen GEMM adds onto the delta while it writes its own result (beta = 1 on a device),
+ * one pass over the output instead of two.
  */
 public final class Linear {
     private final String path;
@@ -54,10 +60,12 @@ public final class Linear {
 
     /** {@code out = inp·Wᵀ + b (+ adapter delta)}; out (M, N), inp (M, K). */
     public void forward(Backend be, Tensor out, Tensor inp, boolean training) {
-        be.linear().linearForward(out, inp, weight, bias);
-        if (adapter != null) {
-            adapter.forward(be, out, inp, training);
+        if (adapter == null) {
+            be.linear().linearForward(out, inp, weight, bias);
+            return;
         }
+        adapter.forward(be, out, inp, training);                 // out  = delta(inp)
+        be.linear().linearForward(out, inp, weight, bias, true); // out += inp·Wᵀ + b
     }
 
     /**
@@ -65,11 +73,15 @@ public final class Linear {
      * parameter gradients {@code +=}. With {@code dInp == null} only the adapter's parameter gradients are computed.
      */
     public void backward(Backend be, Tensor dInp, Tensor dOut, Tensor inp, boolean accumulate) {
-        if (dInp != null) {
-            be.linear().linearBackwardInput(dInp, dOut, weight, 1f, accumulate);
+        if (adapter == null) {
+            if (dInp != null) {
+                be.linear().linearBackwardInput(dInp, dOut, weight, 1f, accumulate);
+            }
+            return;
         }
-        if (adapter != null) {
-            adapter.backward(be, dInp, dOut, inp);
+        adapter.backward(be, dInp, dOut, inp, accumulate); // dInp (+)= the adapter's share; its grads +=
+        if (dInp != null) {
+            be.linear().linearBackwardInput(dInp, dOut, weight, 1f, true); // dInp += dOut·W
         }
     }
 }

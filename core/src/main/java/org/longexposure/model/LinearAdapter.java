@@ -6,26 +6,28 @@ import org.longexposure.tensor.Tensor;
 /**
  * Something a PEFT method plugs into a frozen {@link Linear}: it adds a delta to the layer's output in the forward
  * pass and, in the backward pass, accumulates its own parameter gradients and its share of the input gradient.
- * The frozen weight is never edited.
+ * The frozen weight is never edited. The adapter runs before the frozen product, which then accumulates onto what
+ * the adapter wrote (see {@link Linear}: one pass over the output instead of two).
  */
 public interface LinearAdapter {
     /** Allocates whatever the adapter saves for backward for up to {@code maxRows} input rows. */
     void prepare(Backend backend, int maxRows);
 
     /**
-     * {@code out += delta(inp)}.
+     * {@code out = delta(inp)} (overwrite); the frozen product is added afterwards.
      *
-     * @param out (M, N) the frozen layer's output, already computed
+     * @param out (M, N) the layer's output, not yet written
      * @param inp (M, K) the layer's input
      */
     void forward(Backend backend, Tensor out, Tensor inp, boolean training);
 
     /**
-     * Parameter gradients {@code +=}; dInp {@code +=} the adapter's input gradient (skipped when dInp is null).
+     * Parameter gradients {@code +=}; dInp {@code =} (or {@code +=} when {@code accumulate}) the adapter's input
+     * gradient (skipped when dInp is null). The frozen input gradient is added afterwards.
      *
      * @param dInp (M, K), or null when no input gradient is needed
      * @param dOut (M, N)
      * @param inp  (M, K) the forward's input
      */
-    void backward(Backend backend, Tensor dInp, Tensor dOut, Tensor inp);
+    void backward(Backend backend, Tensor dInp, Tensor dOut, Tensor inp, boolean accumulate);
 }

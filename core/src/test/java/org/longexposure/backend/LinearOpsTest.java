@@ -19,8 +19,8 @@ import org.longexposure.testkit.TensorAssert;
 import org.longexposure.testkit.reference.RefLinear;
 
 /**
- * CpuLinear against the float64 RefLinear on awkward shapes: forward with and without bias, the accumulating
- * forward, input gradient (overwrite and accumulate), weight and bias gradients (accumulate), with F32, F16 and
+ * CpuLinear against the float64 RefLinear on awkward shapes: forward with and without bias (overwrite and
+ * accumulate), the scaled forward (overwrite and accumulate), input gradient (overwrite and accumulate), weight and bias gradients (accumulate), with F32, F16 and
  * BF16 frozen weights (the reference sees the same rounded weight values).
  */
 class LinearOpsTest {
@@ -55,7 +55,22 @@ class LinearOpsTest {
             RefLinear.forward(ref, xd, wd, null, m, n, k);
             TensorAssert.assertClose("linear", FORWARD, out.toFloatArray(), ref, m, n);
 
-            lin.linearForwardAccumulate(out, xT, wT, alpha);
+            lin.linearForwardScaled(out, xT, wT, alpha, true);
+            RefLinear.forwardAccumulate(ref, xd, wd, alpha, m, n, k);
+            TensorAssert.assertClose("linear", FORWARD, out.toFloatArray(), ref, m, n);
+
+            // out += x·Wᵀ + b on top of the previous result
+            lin.linearForward(out, xT, wT, f32(arena, b, n), true);
+            double[] term = new double[m * n];
+            RefLinear.forward(term, xd, wd, Rng.toDouble(b), m, n, k);
+            for (int i = 0; i < ref.length; i++) {
+                ref[i] += term[i];
+            }
+            TensorAssert.assertClose("linear", FORWARD, out.toFloatArray(), ref, m, n);
+
+            // out = alpha·x·Wᵀ, whatever out held
+            lin.linearForwardScaled(out, xT, wT, alpha, false);
+            java.util.Arrays.fill(ref, 0);
             RefLinear.forwardAccumulate(ref, xd, wd, alpha, m, n, k);
             TensorAssert.assertClose("linear", FORWARD, out.toFloatArray(), ref, m, n);
 

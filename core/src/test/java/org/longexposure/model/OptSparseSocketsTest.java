@@ -221,7 +221,7 @@ class OptSparseSocketsTest {
                 }
 
                 @Override
-                public void backward(Backend backend, Tensor dInp, Tensor dOut, Tensor inp) {
+                public void backward(Backend backend, Tensor dInp, Tensor dOut, Tensor inp, boolean accumulate) {
                 }
             });
             Batch b = batch(batches, 0);

@@ -34,16 +34,24 @@ public final class CpuLinear implements LinearOps {
         counters.add(m, n, k, System.nanoTime() - t0);
     }
 
+    /**
+     * Overwrite: out's rows start as the bias (or the GEMM overwrites). Accumulate: the bias is added into out's
+     * rows first, then the product accumulates on top: out + b + x·Wᵀ.
+     */
     @Override
-    public void linearForward(Tensor out, Tensor inp, Tensor weight, Tensor bias) {
+    public void linearForward(Tensor out, Tensor inp, Tensor weight, Tensor bias, boolean accumulate) {
         Dims d = check(out, inp, weight, "linearForward");
         if (bias != null) {
             bias.requireShape("linearForward bias", d.n).requireDType("linearForward bias", DType.F32);
-            broadcastRows(out.host(), bias.host(), d.m, d.n);
+            if (accumulate) {
+                addRows(out.host(), bias.host(), d.m, d.n);
+            } else {
+                broadcastRows(out.host(), bias.host(), d.m, d.n);
+            }
         }
         // out (M,N) (+)= inp (M,K) · Wᵀ (K,N): Wᵀ is W read with swapped strides.
         product(d.m, d.n, d.k, 1f, rowMajor(inp, d.k), weightTransposed(weight, d.k), out.host(), d.n,
-                bias != null);
+                accumulate || bias != null);
     }
 
     /** linearForward, then max(x, 0) over out in place (CpuActivation's ReLU formula). */
@@ -59,10 +67,10 @@ public final class CpuLinear implements LinearOps {
     }
 
     @Override
-    public void linearForwardAccumulate(Tensor out, Tensor inp, Tensor weight, float alpha) {
-        Dims d = check(out, inp, weight, "linearForwardAccumulate");
+    public void linearForwardScaled(Tensor out, Tensor inp, Tensor weight, float alpha, boolean accumulate) {
+        Dims d = check(out, inp, weight, "linearForwardScaled");
         product(d.m, d.n, d.k, alpha, rowMajor(inp, d.k), weightTransposed(weight, d.k), out.host(), d.n,
-                true);
+                accumulate);
     }
 
     @Override
@@ -118,6 +126,20 @@ public final class CpuLinear implements LinearOps {
         threads.parallelChunks(m, (lo, hi) -> {
             for (int i = lo; i < hi; i++) {
                 MemorySegment.copy(bias, 0, out, i * rowBytes, rowBytes);
+            }
+        });
+    }
+
+    /** Adds bias (N) onto every row of out (M, N). */
+    private void addRows(MemorySegment out, MemorySegment bias, int m, int n) {
+        threads.parallelChunks(m, (lo, hi) -> {
+            for (int i = lo; i < hi; i++) {
+                long row = (long) i * n;
+                for (int j = 0; j < n; j++) {
+                    float prev = out.getAtIndex(ValueLayout.JAVA_FLOAT_UNALIGNED, row + j);
+                    out.setAtIndex(ValueLayout.JAVA_FLOAT_UNALIGNED, row + j,
+                            prev + bias.getAtIndex(ValueLayout.JAVA_FLOAT_UNALIGNED, j));
+                }
             }
         });
     }

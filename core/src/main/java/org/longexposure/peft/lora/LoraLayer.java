@@ -14,8 +14,10 @@ import org.longexposure.tensor.Tensor;
  *
  * <pre>
  * dB += scaling · dYᵀ·xa          dXa = scaling · dY·B   (M, R)
- * dA += dXaᵀ·dropout(x)           dX += dropout'(dXa·A)
+ * dA += dXaᵀ·dropout(x)           dX (+)= dropout'(dXa·A)
  * </pre>
+ * The forward writes {@code out = scaling · xa·Bᵀ} and the backward {@code dX (+)= dXa·A} before the frozen layer's
+ * products, which accumulate onto them ({@link Linear}).
  */
 public final class LoraLayer implements LinearAdapter {
     private final Linear base;
@@ -88,12 +90,12 @@ public final class LoraLayer implements LinearAdapter {
             x = xDrop.slice(0, m);
             be.activation().dropoutForward(x, inp, dropout, lastMaskSeed);
         }
-        be.linear().linearForward(lxa, x, a, null);            // xa = x·Aᵀ        (M, R)
-        be.linear().linearForwardAccumulate(out, lxa, b, scaling); // y += s·xa·Bᵀ (M, N)
+        be.linear().linearForward(lxa, x, a, null);                  // xa = x·Aᵀ       (M, R)
+        be.linear().linearForwardScaled(out, lxa, b, scaling, false); // y  = s·xa·Bᵀ (M, N)
     }
 
     @Override
-    public void backward(Backend be, Tensor dInp, Tensor dOut, Tensor inp) {
+    public void backward(Backend be, Tensor dInp, Tensor dOut, Tensor inp, boolean accumulate) {
         int m = Math.toIntExact(inp.shape().rows());
         Tensor lxa = xa.slice(0, m);
         Tensor ldXa = dXa.slice(0, m);
@@ -107,10 +109,14 @@ public final class LoraLayer implements LinearAdapter {
         if (lastDropped) {
             Tensor tmp = xDrop.slice(0, m); // dropout(x) is no longer needed: reuse it for dX's LoRA share
             be.linear().linearBackwardInput(tmp, ldXa, a, 1f, false);
-            be.activation().dropoutBackward(tmp, tmp, dropout, lastMaskSeed);
-            be.activation().accumulate(dInp, tmp);
+            if (accumulate) {
+                be.activation().dropoutBackward(tmp, tmp, dropout, lastMaskSeed);
+                be.activation().accumulate(dInp, tmp);
+            } else {
+                be.activation().dropoutBackward(dInp, tmp, dropout, lastMaskSeed);
+            }
         } else {
-            be.linear().linearBackwardInput(dInp, ldXa, a, 1f, true);    // dX += dXa·A
+            be.linear().linearBackwardInput(dInp, ldXa, a, 1f, accumulate); // dX (+)= dXa·A
         }
     }
 }

@@ -12,7 +12,8 @@ import org.longexposure.tensor.Tensor;
  * Pointwise ops on the GPU over same-shaped tensors (elements flat; kernels in {@code elementwise.cu}; CPU twin
  * {@link org.longexposure.backend.cpu.CpuActivation}, same formulas): activations and their backward on BF16,
  * residual add/accumulate and inverted dropout on BF16 or F32 (all operands one dtype), plus two helpers on the
- * same kernels: {@link #scale} and {@link #convert} (F32 ↔ BF16).
+ * same kernels: {@link #scale} and {@link #convert} (F32 ↔ BF16). Every F32 output is reported to
+ * {@link Bf16Shadows}.
  * Math is fp32 and every output element is rounded once; dropout's mask is the bit-exact device port of
  * {@link org.longexposure.backend.Dropout}. Aliasing means passing the same tensor (same storage and offset):
  * every element is read by the thread that then writes it.
@@ -26,10 +27,12 @@ public final class CudaActivation implements ActivationOps {
 
     private final CudaStream stream;
     private final KernelLibrary kernels;
+    private final Bf16Shadows shadows;
 
     public CudaActivation(CudaBackend backend) {
         this.stream = backend.stream();
         this.kernels = backend.kernels();
+        this.shadows = backend.shadows();
     }
 
     @Override
@@ -70,6 +73,7 @@ public final class CudaActivation implements ActivationOps {
         OpChecks.require(op, "out", out, a.dtype());
         OpChecks.sameShape(op, "b", b, "a", a);
         OpChecks.sameShape(op, "out", out, "a", a);
+        shadows.wrote(out);
         launch(suffixed("add", a.dtype()), a.numel(), KernelArgs.of(out, a, b, a.numel()));
     }
 
@@ -79,6 +83,7 @@ public final class CudaActivation implements ActivationOps {
         OpChecks.require(op, "dst", dst, DType.BF16, DType.F32);
         OpChecks.require(op, "src", src, dst.dtype());
         OpChecks.sameShape(op, "src", src, "dst", dst);
+        shadows.wrote(dst);
         launch(suffixed("add", dst.dtype()), dst.numel(), KernelArgs.of(dst, dst, src, dst.numel()));
     }
 
@@ -101,12 +106,14 @@ public final class CudaActivation implements ActivationOps {
         }
         // the CPU's scale, formed the same way in float
         float scale = 1f / (1f - p);
+        shadows.wrote(out);
         launch(suffixed("dropout", inp.dtype()), inp.numel(), KernelArgs.of(out, inp, inp.numel(), p, scale, seed));
     }
 
     /** {@code t *= factor} in place, BF16 (rounded once) or F32. */
     public void scale(Tensor t, float factor) {
         OpChecks.require("scale", "t", t, DType.BF16, DType.F32);
+        shadows.wrote(t);
         launch(suffixed("scale", t.dtype()), t.numel(), KernelArgs.of(t, t.numel(), factor));
     }
 
@@ -120,6 +127,7 @@ public final class CudaActivation implements ActivationOps {
         OpChecks.require(op, "dst", dst, src.dtype() == DType.F32 ? DType.BF16 : DType.F32);
         OpChecks.sameShape(op, "dst", dst, "src", src);
         String symbol = src.dtype() == DType.F32 ? "convert_f32_to_bf16" : "convert_bf16_to_f32";
+        shadows.wrote(dst);
         launch(symbol, src.numel(), KernelArgs.of(dst, src, src.numel()));
     }
 

@@ -95,6 +95,7 @@ final class CudaAttention implements AttentionOps {
 
     private void forward(Dims d, Tensor out, Tensor lse, Tensor q, Tensor k, Tensor v, Tensor keyMask, long rowPtr,
                          long colIdx) {
+        backend.shadows().wrote(lse);
         if (d.empty()) {
             return;
         }

@@ -46,6 +46,7 @@ public final class CudaBackend implements Backend {
     private final PinnedStaging staging;
     private final KernelLibrary kernels;
     private final CublasGemm gemm;
+    private final Bf16Shadows shadows;
     private final CudaLinear linear;
     private final CudaAttention attention;
     private final CudaNorm norm;
@@ -65,6 +66,7 @@ public final class CudaBackend implements Backend {
             staging = own(new PinnedStaging(ctx, stream, STAGING_CHUNK_BYTES));
             kernels = own(new KernelLibrary(ctx, options.kernelCacheDir(), options.cudaHomes()));
             gemm = own(CublasGemm.open(ctx, options.libDirs(), options.gemmAutotune()));
+            shadows = new Bf16Shadows(this);
             linear = new CudaLinear(this);
             attention = new CudaAttention(this);
             norm = new CudaNorm(this);
@@ -126,6 +128,11 @@ public final class CudaBackend implements Backend {
         return arena;
     }
 
+    /** The bf16 copies of F32 GEMM operands; every op that writes an F32 tensor reports it here. */
+    Bf16Shadows shadows() {
+        return shadows;
+    }
+
     /** Device address of {@code t}'s first element; fails for host tensors. */
     public static long ptr(Tensor t) {
         return DeviceStorage.addressOf(t);
@@ -151,11 +158,13 @@ public final class CudaBackend implements Backend {
             throw new IllegalArgumentException("write: " + src.byteSize() + " host bytes into " + dst + " ("
                     + dst.byteSize() + " bytes)");
         }
+        shadows.wroteBytes(ptr(dst), dst.byteSize());
         staging.upload(ptr(dst), src);
     }
 
     /** Host bytes → device address {@code dst} (staged, queued on the stream; {@code src} reusable on return). */
     void upload(long dst, MemorySegment src) {
+        shadows.wroteBytes(dst, src.byteSize());
         staging.upload(dst, src);
     }
 
@@ -221,6 +230,7 @@ public final class CudaBackend implements Backend {
         if (n == 0) {
             return;
         }
+        shadows.wrote(t);
         int block = 256;
         int blocks = (int) Math.min((n + block - 1) / block, 32L * ctx.multiprocessorCount());
         stream.launch(kernels.function("fill", kernel), blocks, 1, 1, block, 1, 1, 0,

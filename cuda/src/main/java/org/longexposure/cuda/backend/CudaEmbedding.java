@@ -23,8 +23,10 @@ public final class CudaEmbedding implements EmbeddingOps {
 
     private final CudaStream stream;
     private final KernelLibrary kernels;
+    private final Bf16Shadows shadows;
 
     public CudaEmbedding(CudaBackend backend) {
+        this.shadows = backend.shadows();
         this.stream = backend.stream();
         this.kernels = backend.kernels();
     }
@@ -54,6 +56,7 @@ public final class CudaEmbedding implements EmbeddingOps {
         int c = checkTable(op, "dTable", dTable);
         int n = OpChecks.toInt(op, "number of ids", ids.numel());
         checkRows(op, "dOut", dOut, ids, n, c);
+        shadows.wrote(dTable);
         if (n == 0 || c == 0) {
             return;
         }

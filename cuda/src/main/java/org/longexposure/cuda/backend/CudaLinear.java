@@ -3,7 +3,6 @@ package org.longexposure.cuda.backend;
 import static org.longexposure.cuda.backend.CudaBackend.ptr;
 
 import org.longexposure.backend.LinearOps;
-import org.longexposure.cuda.DeviceStorage;
 import org.longexposure.cuda.blas.CublasGemm;
 import org.longexposure.cuda.driver.CudaFunction;
 import org.longexposure.cuda.driver.KernelArgs;
@@ -15,11 +14,14 @@ import org.longexposure.tensor.Tensor;
  * M = rows of x (leading dimensions flattened). Dtypes on this backend:
  * <ul>
  *   <li>x, y, dOut, dInp: BF16 (activations); products accumulate in fp32 and round once into BF16.</li>
- *   <li>W: BF16 (frozen) or F32 (a trainable LoRA matrix, N·K small): an F32 weight is first rounded into a BF16
- *       scratch copy by {@code convert_f32_to_bf16}, so both GEMM operands are BF16.</li>
+ *   <li>W: BF16 (frozen) or F32 (a trainable LoRA matrix, N·K small): an F32 weight is read through its BF16
+ *       shadow ({@link Bf16Shadows}: rounded once, again only after the F32 value changes), so both GEMM operands
+ *       are BF16.</li>
  *   <li>b: F32 (or BF16), added in the GEMM's fp32 epilogue. cuBLASLt takes only a bias of the output's dtype
- *       (see {@link CublasGemm}), so an F32 bias is first rounded into a BF16 scratch copy (N elements, one small
- *       launch); the sum itself is still formed in fp32 and rounded once.</li>
+ *       (see {@link CublasGemm}), so an F32 bias is read through its BF16 shadow likewise; the sum itself is still
+ *       formed in fp32 and rounded once.</li>
+ *   <li>accumulate (linearForward, linearForwardScaled, linearBackwardInput): beta = 1, the old output is read in
+ *       the epilogue and the sum rounded once; no separate pass over the output.</li>
  *   <li>dWeight, dBias: F32, accumulated ({@code +=}): dWeight by the GEMM with beta = 1 into an F32 output,
  *       dBias by the deterministic column sum {@code column_sum_bf16}.</li>
  * </ul>
@@ -28,58 +30,57 @@ import org.longexposure.tensor.Tensor;
  * the caller keeps x.
  */
 final class CudaLinear implements LinearOps {
-    private static final int CONVERT_BLOCK = 256;
-
     private final CudaBackend backend;
     private final CublasGemm gemm;
-    private DeviceStorage scratch;
+    private final Bf16Shadows shadows;
 
     CudaLinear(CudaBackend backend) {
         this.backend = backend;
         this.gemm = backend.gemm();
+        this.shadows = backend.shadows();
     }
 
+    /** With {@code accumulate} the GEMM runs with beta = 1: out is read in the epilogue, out + x·Wᵀ + b rounded once. */
     @Override
-    public void linearForward(Tensor out, Tensor inp, Tensor weight, Tensor bias) {
-        forward(out, inp, weight, bias, false, "linearForward");
+    public void linearForward(Tensor out, Tensor inp, Tensor weight, Tensor bias, boolean accumulate) {
+        forward(out, inp, weight, bias, false, accumulate, "linearForward");
     }
 
     /** As linearForward with cuBLASLt's RELU_BIAS (or RELU) epilogue: max(x, 0) in fp32 before the rounding. */
     @Override
     public void linearForwardRelu(Tensor out, Tensor inp, Tensor weight, Tensor bias) {
-        forward(out, inp, weight, bias, true, "linearForwardRelu");
+        forward(out, inp, weight, bias, true, false, "linearForwardRelu");
     }
 
-    private void forward(Tensor out, Tensor inp, Tensor weight, Tensor bias, boolean relu, String op) {
+    private void forward(Tensor out, Tensor inp, Tensor weight, Tensor bias, boolean relu, boolean accumulate,
+                         String op) {
         Dims d = check(out, inp, weight, op);
-        long weightScratch = weightScratchBytes(weight);
-        reserveScratch(weightScratch + (bias != null ? alignUp(2L * d.n) : 0));
         long w = weightBf16(weight);
         long b = 0;
         if (bias != null) {
             bias.requireShape(op + " bias", d.n);
             b = switch (bias.dtype()) {
                 case BF16 -> ptr(bias);
-                case F32 -> convertToBf16(bias, weightScratch);
+                case F32 -> shadows.of(bias);
                 default -> throw new IllegalArgumentException(op + " bias: dtype " + bias.dtype()
                         + " not supported (f32 or bf16)");
             };
         }
-        product(false, true, d.m, d.n, d.k, 1f, ptr(inp), d.k, w, d.k, 0f, ptr(out), d.n, b, DType.BF16, relu);
+        product(false, true, d.m, d.n, d.k, 1f, ptr(inp), d.k, w, d.k, accumulate ? 1f : 0f, ptr(out), d.n, b,
+                DType.BF16, relu);
     }
 
     @Override
-    public void linearForwardAccumulate(Tensor out, Tensor inp, Tensor weight, float alpha) {
-        Dims d = check(out, inp, weight, "linearForwardAccumulate");
-        reserveScratch(weightScratchBytes(weight));
+    public void linearForwardScaled(Tensor out, Tensor inp, Tensor weight, float alpha, boolean accumulate) {
+        Dims d = check(out, inp, weight, "linearForwardScaled");
         long w = weightBf16(weight);
-        product(false, true, d.m, d.n, d.k, alpha, ptr(inp), d.k, w, d.k, 1f, ptr(out), d.n, 0, null, false);
+        product(false, true, d.m, d.n, d.k, alpha, ptr(inp), d.k, w, d.k, accumulate ? 1f : 0f, ptr(out), d.n, 0,
+                null, false);
     }
 
     @Override
     public void linearBackwardInput(Tensor dInp, Tensor dOut, Tensor weight, float alpha, boolean accumulate) {
         Dims d = check(dOut, dInp, weight, "linearBackwardInput");
-        reserveScratch(weightScratchBytes(weight));
         long w = weightBf16(weight);
         // dInp (M, K) (+)= alpha · dOut (M, N) · W (N, K)
         product(false, false, d.m, d.k, d.n, alpha, ptr(dOut), d.n, w, d.k, accumulate ? 1f : 0f, ptr(dInp), d.k,
@@ -97,6 +98,8 @@ final class CudaLinear implements LinearOps {
             throw new IllegalArgumentException("linearBackwardWeight: dOut " + dOut.shape() + " and inp "
                     + inp.shape() + " have different row counts");
         }
+        shadows.wrote(dWeight);
+        shadows.wrote(dBias);
         if (dWeight != null) {
             dWeight.requireShape("linearBackwardWeight dWeight", n, k).requireDType("linearBackwardWeight dWeight",
                     DType.F32);
@@ -135,55 +138,14 @@ final class CudaLinear implements LinearOps {
                 backend.stream());
     }
 
-    /** Scratch bytes the BF16 copy of {@code weight} needs (0 for a BF16 weight). */
-    private static long weightScratchBytes(Tensor weight) {
-        return weight.dtype() == DType.F32 ? alignUp(2 * weight.numel()) : 0;
-    }
-
-    /** Device address of W as BF16: W itself, or its F32 values rounded into the start of the scratch. */
+    /** Device address of W as BF16: W itself, or the bf16 shadow of an F32 (trainable) weight. */
     private long weightBf16(Tensor weight) {
         return switch (weight.dtype()) {
             case BF16 -> ptr(weight);
-            case F32 -> convertToBf16(weight, 0);
+            case F32 -> shadows.of(weight);
             default -> throw new IllegalArgumentException("linear weight: dtype " + weight.dtype()
                     + " not supported on cuda (bf16, or f32 for trainable weights)");
         };
-    }
-
-    /**
-     * Rounds F32 {@code t} into the scratch at byte {@code offset} (reserved beforehand); returns the BF16 copy's
-     * address.
-     */
-    private long convertToBf16(Tensor t, long offset) {
-        t.requireDType("linear f32 operand", DType.F32);
-        long n = t.numel();
-        if (scratch == null || offset + 2 * n > scratch.byteSize()) {
-            throw new IllegalStateException("linear scratch not reserved for " + t);
-        }
-        long dst = scratch.address() + offset;
-        if (n > 0) {
-            CudaFunction f = backend.kernels().function("linear", "convert_f32_to_bf16");
-            int blocks = (int) Math.min(ceilDiv(n, CONVERT_BLOCK), 32L * backend.context().multiprocessorCount());
-            backend.stream().launch(f, blocks, 1, 1, CONVERT_BLOCK, 1, 1, 0, KernelArgs.of(dst, t, n));
-        }
-        return dst;
-    }
-
-    /**
-     * Makes the scratch hold at least {@code bytes}, before any conversion of the op is queued. Growing frees the
-     * old buffer only after the stream has drained (the arena waits), so earlier queued ops never see it vanish.
-     */
-    private void reserveScratch(long bytes) {
-        if (bytes > 0 && (scratch == null || scratch.byteSize() < bytes)) {
-            if (scratch != null) {
-                backend.arena().release(scratch);
-            }
-            scratch = backend.arena().allocateBytes(Math.max(bytes, 1L << 20));
-        }
-    }
-
-    private static long alignUp(long bytes) {
-        return (bytes + 255) & ~255L;
     }
 
     private static int ceilDiv(long a, int b) {

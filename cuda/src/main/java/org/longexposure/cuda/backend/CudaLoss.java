@@ -35,8 +35,10 @@ public final class CudaLoss implements LossOps {
     private final CudaStream stream;
     private final KernelLibrary kernels;
     private final DeviceScratch scratch;
+    private final Bf16Shadows shadows;
 
     public CudaLoss(CudaBackend backend) {
+        this.shadows = backend.shadows();
         this.stream = backend.stream();
         this.kernels = backend.kernels();
         this.scratch = new DeviceScratch(backend.arena());
@@ -51,6 +53,8 @@ public final class CudaLoss implements LossOps {
         checkRowVector(op, "losses", losses, DType.F32, n, logits);
         checkRowVector(op, "lse", lse, DType.F32, n, logits);
         checkTargetsAndWeights(op, targets, weights, logits, n, labelSmoothing);
+        shadows.wrote(losses);
+        shadows.wrote(lse);
         if (n == 0) {
             return 0;
         }

@@ -29,8 +29,10 @@ public final class CudaNorm implements NormOps {
     private final CudaStream stream;
     private final KernelLibrary kernels;
     private final DeviceScratch partials;
+    private final Bf16Shadows shadows;
 
     public CudaNorm(CudaBackend backend) {
+        this.shadows = backend.shadows();
         this.stream = backend.stream();
         this.kernels = backend.kernels();
         this.partials = new DeviceScratch(backend.arena());
@@ -47,6 +49,8 @@ public final class CudaNorm implements NormOps {
         int m = OpChecks.toInt(op, "rows", inp.shape().rows());
         checkRowVector(op, "mean", mean, m, inp);
         checkRowVector(op, "rstd", rstd, m, inp);
+        shadows.wrote(mean);
+        shadows.wrote(rstd);
         OpChecks.optional(op, "weight", weight, DType.F32, c, "(C) for inp of shape " + inp.shape());
         OpChecks.optional(op, "bias", bias, DType.F32, c, "(C) for inp of shape " + inp.shape());
         if (c == 0 || m == 0) {
@@ -74,6 +78,8 @@ public final class CudaNorm implements NormOps {
         OpChecks.optional(op, "weight", weight, DType.F32, c, param);
         OpChecks.optional(op, "dWeight", dWeight, DType.F32, c, param);
         OpChecks.optional(op, "dBias", dBias, DType.F32, c, param);
+        shadows.wrote(dWeight);
+        shadows.wrote(dBias);
         if (c == 0 || m == 0) {
             return;
         }

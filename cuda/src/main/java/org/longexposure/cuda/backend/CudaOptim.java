@@ -27,6 +27,10 @@ import org.longexposure.tensor.Tensor;
  * <p>The list forms of AdamW, scale and zero are one launch each over a device table of the tensors' addresses
  * and sizes ({@link TensorTables}: built once per distinct list and cached, since a trainer passes the same
  * parameters every step).
+ *
+ * <p>Every op here writes F32 tensors and reports them to {@link Bf16Shadows}; the list form of AdamW also writes
+ * the bf16 shadow of each parameter that has one (a LoRA matrix a GEMM reads), so the next forward reads the
+ * updated value without a separate rounding launch.
  */
 public final class CudaOptim implements OptimOps {
     private static final int THREADS = 256;
@@ -40,9 +44,11 @@ public final class CudaOptim implements OptimOps {
     private final CudaActivation pointwise;
     private final DeviceScratch scratch;
     private final TensorTables tables;
+    private final Bf16Shadows shadows;
 
     public CudaOptim(CudaBackend backend, CudaActivation pointwise) {
         this.tables = new TensorTables(backend);
+        this.shadows = backend.shadows();
         this.stream = backend.stream();
         this.kernels = backend.kernels();
         this.pointwise = pointwise;
@@ -67,6 +73,9 @@ public final class CudaOptim implements OptimOps {
         if (n == 0) {
             return;
         }
+        shadows.wrote(param);
+        shadows.wrote(m);
+        shadows.wrote(v);
         float decay = (float) (1.0 - (double) lr * weightDecay);
         float oneMinusB1 = (float) (1.0 - beta1);
         float oneMinusB2 = (float) (1.0 - beta2);
@@ -80,7 +89,8 @@ public final class CudaOptim implements OptimOps {
 
     /**
      * The whole list in one launch ({@code adamw_f32_multi}, grid (blocks, tensors)) from a cached device table
-     * of (param, grad, m, v, n); each element's update is the one-tensor kernel's, bit for bit.
+     * of (param, grad, m, v, n, bf16 shadow of param or 0); each element's update is the one-tensor kernel's, bit
+     * for bit, and a parameter with a shadow gets bf16(p) written there too.
      */
     @Override
     public void adamwUpdate(List<Tensor> params, List<Tensor> grads, List<Tensor> m, List<Tensor> v, float lr,
@@ -93,7 +103,7 @@ public final class CudaOptim implements OptimOps {
         if (step < 1) {
             throw new IllegalArgumentException(op + ": step is 1-based, got " + step);
         }
-        long[] entries = new long[5 * params.size()];
+        long[] entries = new long[6 * params.size()];
         long most = 0;
         for (int i = 0; i < params.size(); i++) {
             Tensor p = params.get(i);
@@ -104,15 +114,23 @@ public final class CudaOptim implements OptimOps {
             OpChecks.sameShape(op, "grads[" + i + "]", grads.get(i), "params[" + i + "]", p);
             OpChecks.sameShape(op, "m[" + i + "]", m.get(i), "params[" + i + "]", p);
             OpChecks.sameShape(op, "v[" + i + "]", v.get(i), "params[" + i + "]", p);
-            entries[5 * i] = CudaBackend.ptr(p);
-            entries[5 * i + 1] = CudaBackend.ptr(grads.get(i));
-            entries[5 * i + 2] = CudaBackend.ptr(m.get(i));
-            entries[5 * i + 3] = CudaBackend.ptr(v.get(i));
-            entries[5 * i + 4] = p.numel();
+            entries[6 * i] = CudaBackend.ptr(p);
+            entries[6 * i + 1] = CudaBackend.ptr(grads.get(i));
+            entries[6 * i + 2] = CudaBackend.ptr(m.get(i));
+            entries[6 * i + 3] = CudaBackend.ptr(v.get(i));
+            entries[6 * i + 4] = p.numel();
             most = Math.max(most, p.numel());
         }
         if (most == 0) {
             return;
+        }
+        for (int i = 0; i < params.size(); i++) {
+            shadows.wrote(m.get(i));
+            shadows.wrote(v.get(i));
+        }
+        for (int i = 0; i < params.size(); i++) {
+            // after all moments: a moment overlapping some parameter must not leave that parameter's shadow valid
+            entries[6 * i + 5] = params.get(i).numel() == 0 ? 0 : shadows.refreshedByKernel(params.get(i));
         }
         float decay = (float) (1.0 - (double) lr * weightDecay);
         float oneMinusB1 = (float) (1.0 - beta1);
@@ -141,6 +159,7 @@ public final class CudaOptim implements OptimOps {
         long most = 0;
         for (int i = 0; i < ts.size(); i++) {
             Tensor t = OpChecks.require(op, "ts[" + i + "]", ts.get(i), DType.F32);
+            shadows.wrote(t);
             entries[2 * i] = CudaBackend.ptr(t);
             entries[2 * i + 1] = t.numel();
             most = Math.max(most, t.numel());
@@ -195,12 +214,13 @@ public final class CudaOptim implements OptimOps {
     @Override
     public void scale(Tensor t, float factor) {
         OpChecks.require("scale", "t", t, DType.F32);
-        pointwise.scale(t, factor);
+        pointwise.scale(t, factor); // reports t to the shadows
     }
 
     @Override
     public void zero(Tensor t) {
         OpChecks.require("zero", "t", t, DType.F32);
+        shadows.wrote(t);
         stream.memsetD8(CudaBackend.ptr(t), (byte) 0, t.byteSize());
     }
 }

@@ -102,6 +102,8 @@ final class CudaSparse implements SparseOps {
         p.requireBias(op, "dB2", dB2, p.c);
         p.requireRows(op, "dOut", dOut);
         p.requireHidden(op, hidden);
+        backend.shadows().wrote(dB1);
+        backend.shadows().wrote(dB2);
         long rowPtr = ptr(layout.rowPtr());
         long blocks = ptr(layout.blockIdx());
         long dHBytes = align((long) p.n * p.hw * 2);

@@ -245,7 +245,7 @@ public final class ProfilingBackend implements Backend {
         boolean lora = method.equals("linearBackwardWeight") || (weight != null && weight.dtype() == DType.F32);
         if (lora) {
             return "gemm lora " + switch (method) {
-                case "linearForward", "linearForwardAccumulate" -> "fwd";
+                case "linearForward", "linearForwardScaled" -> "fwd";
                 case "linearBackwardInput" -> "bwd-input";
                 default -> "bwd-weight";
             };

@@ -121,8 +121,12 @@ class CudaLinearDeviceTest {
         assertThat(Gpu.relativeError(Gpu.download(gpu, noBias), ref.toFloatArray())).isLessThan(1e-2);
     }
 
+    /**
+     * LoRA's two products with F32 weights: h = x·Aᵀ, then out = alpha·h·Bᵀ (overwrite, over a poisoned out) and
+     * out += alpha·h·Bᵀ (accumulate onto a prior), each against the CPU twin starting from the GPU's bf16 h.
+     */
     @Test
-    void loraForwardWithF32WeightsAccumulates() {
+    void loraForwardWithF32WeightsOverwritesOrAccumulates() {
         int m = 37;
         int c = 67;
         int r = 8;
@@ -132,21 +136,57 @@ class CudaLinearDeviceTest {
         float[] loraB = Gpu.randomBf16(rnd, c * r, 0.3f);
         float[] base = Gpu.randomBf16(rnd, m * c, 1f);
 
-        // h = x·Aᵀ (M, R); out = base + alpha · h·Bᵀ
         Tensor h = gpu.allocate(DType.BF16, m, r);
         gpu.linear().linearForward(h, Gpu.upload(gpu, DType.BF16, x, m, c), Gpu.upload(gpu, DType.F32, loraA, r, c),
                 null);
-        Tensor out = Gpu.upload(gpu, DType.BF16, base, m, c);
-        gpu.linear().linearForwardAccumulate(out, h, Gpu.upload(gpu, DType.F32, loraB, c, r), alpha);
-
         Tensor hRef = cpu.allocate(DType.F32, m, r);
         cpu.linear().linearForward(hRef, host(x, m, c), host(loraA, r, c), null);
         float[] hRounded = Gpu.download(gpu, h);
         assertThat(Gpu.relativeError(hRounded, hRef.toFloatArray())).isLessThan(1e-2);
-        // the second product starts from the GPU's bf16 h, so only its own rounding is measured
-        Tensor outRef = host(base, m, c);
-        cpu.linear().linearForwardAccumulate(outRef, host(hRounded, m, r), host(loraB, c, r), alpha);
-        assertThat(Gpu.relativeError(Gpu.download(gpu, out), outRef.toFloatArray())).isLessThan(1e-2);
+
+        Tensor bDev = Gpu.upload(gpu, DType.F32, loraB, c, r);
+        for (boolean accumulate : new boolean[] {false, true}) {
+            Tensor out = Gpu.upload(gpu, DType.BF16, base, m, c);
+            gpu.linear().linearForwardScaled(out, h, bDev, alpha, accumulate);
+            // the second product starts from the GPU's bf16 h, so only its own rounding is measured
+            Tensor outRef = host(base, m, c);
+            cpu.linear().linearForwardScaled(outRef, host(hRounded, m, r), host(loraB, c, r), alpha, accumulate);
+            assertThat(Gpu.relativeError(Gpu.download(gpu, out), outRef.toFloatArray()))
+                    .as("accumulate=%s", accumulate).isLessThan(1e-2);
+        }
+    }
+
+    /**
+     * linearForward with accumulate: out (a bf16 prior, as a LoRA delta) + x·Wᵀ + b in one GEMM (beta = 1 with the
+     * bias epilogue), with and without bias, against the CPU twin on the same prior; and equal to the two-pass
+     * form (a fresh product, then the prior added by the pointwise kernel) within one bf16 rounding per element.
+     */
+    @Test
+    void forwardAccumulatesOntoThePriorWithBias() {
+        int m = 43;
+        int k = 77;
+        int n = 51;
+        float[] x = Gpu.randomBf16(rnd, m * k, 1f);
+        float[] w = Gpu.randomBf16(rnd, n * k, 0.2f);
+        float[] bias = Gpu.randomBf16(rnd, n, 0.5f);
+        float[] prior = Gpu.randomBf16(rnd, m * n, 1f);
+        Tensor xd = Gpu.upload(gpu, DType.BF16, x, m, k);
+        Tensor wd = Gpu.upload(gpu, DType.BF16, w, n, k);
+        Tensor bd = Gpu.upload(gpu, DType.F32, bias, n);
+        for (boolean withBias : new boolean[] {true, false}) {
+            Tensor out = Gpu.upload(gpu, DType.BF16, prior, m, n);
+            gpu.linear().linearForward(out, xd, wd, withBias ? bd : null, true);
+            Tensor ref = host(prior, m, n);
+            cpu.linear().linearForward(ref, host(x, m, k), host(w, n, k), withBias ? host(bias, n) : null, true);
+            float[] got = Gpu.download(gpu, out);
+            assertThat(Gpu.relativeError(got, ref.toFloatArray())).as("bias %s", withBias).isLessThan(1e-2);
+
+            Tensor twoPass = gpu.allocate(DType.BF16, m, n);
+            gpu.linear().linearForward(twoPass, xd, wd, withBias ? bd : null);
+            gpu.activation().accumulate(twoPass, Gpu.upload(gpu, DType.BF16, prior, m, n));
+            assertThat(Gpu.relativeError(got, Gpu.download(gpu, twoPass))).as("bias %s", withBias)
+                    .isLessThan(1e-2);
+        }
     }
 
     @Test
