@@ -16,14 +16,12 @@
 
 #include <cuda_bf16.h>
 
+#include "common.cuh"
+
 #define SUMSQ_BLOCKS 256
 #define SUMSQ_THREADS 256
 
 namespace {
-
-__device__ __forceinline__ bool aligned16(const void* p) {
-    return (reinterpret_cast<unsigned long long>(p) & 15ull) == 0;
-}
 
 struct AdamW {
     float decay;

@@ -14,6 +14,7 @@ import org.longexposure.backend.NormOps;
 import org.longexposure.backend.OptimOps;
 import org.longexposure.backend.PredictOps;
 import org.longexposure.backend.SparseOps;
+import org.longexposure.backend.Tensors;
 import org.longexposure.cuda.Bf16;
 import org.longexposure.cuda.DeviceArena;
 import org.longexposure.cuda.DeviceStorage;
@@ -154,10 +155,7 @@ public final class CudaBackend implements Backend {
      */
     @Override
     public void write(Tensor dst, MemorySegment src) {
-        if (src.byteSize() != dst.byteSize()) {
-            throw new IllegalArgumentException("write: " + src.byteSize() + " host bytes into " + dst + " ("
-                    + dst.byteSize() + " bytes)");
-        }
+        Tensors.requireSameBytes("write", dst, src);
         shadows.wroteBytes(ptr(dst), dst.byteSize());
         staging.upload(ptr(dst), src);
     }
@@ -171,10 +169,7 @@ public final class CudaBackend implements Backend {
     /** Device tensor → host bytes; waits for queued work and the copy. */
     @Override
     public void read(Tensor src, MemorySegment dst) {
-        if (src.byteSize() != dst.byteSize()) {
-            throw new IllegalArgumentException("read: " + src + " (" + src.byteSize() + " bytes) into "
-                    + dst.byteSize() + " host bytes");
-        }
+        Tensors.requireSameBytes("read", src, dst);
         staging.download(dst, ptr(src));
     }
 

@@ -57,9 +57,9 @@ class CudaBackendDeviceTest extends DeviceTestBase {
         Tensor t = gpu.allocate(DType.BF16, 10);
         try (Arena a = Arena.ofConfined()) {
             assertThatThrownBy(() -> gpu.write(t, a.allocate(21))).isInstanceOf(IllegalArgumentException.class)
-                    .hasMessageContaining("21 host bytes");
+                    .hasMessageContaining("host segment has 21");
             assertThatThrownBy(() -> gpu.read(t, a.allocate(19))).isInstanceOf(IllegalArgumentException.class)
-                    .hasMessageContaining("19 host bytes");
+                    .hasMessageContaining("host segment has 19");
         }
         assertThat(gpu.activationDType()).isEqualTo(DType.BF16);
         assertThat(gpu.name()).isEqualTo("cuda");
