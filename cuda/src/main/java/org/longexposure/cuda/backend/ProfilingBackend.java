@@ -13,9 +13,11 @@ import java.util.Map;
 import org.longexposure.backend.ActivationOps;
 import org.longexposure.backend.AttentionOps;
 import org.longexposure.backend.Backend;
+import org.longexposure.backend.BlockLayout;
 import org.longexposure.backend.EmbeddingOps;
 import org.longexposure.backend.LinearOps;
 import org.longexposure.backend.LossOps;
+import org.longexposure.backend.NeuronLayout;
 import org.longexposure.backend.NormOps;
 import org.longexposure.backend.OptimOps;
 import org.longexposure.backend.PredictOps;
@@ -35,7 +37,6 @@ import org.longexposure.tensor.Tensor;
  * <p>Use: build the model and trainer on this backend, {@link #enabled(boolean) enable} it, run steps with
  * {@link #beginStep()} / {@link #endStep()} around each, then read {@link #report()}. Events add a few µs of host
  * work per call, so profiled steps run slightly slower than plain ones; the per-op GPU times are what it is for.
- * The sparse and predictor families are passed through unmeasured for now (their time shows as idle/other).
  */
 public final class ProfilingBackend implements Backend {
     private final CudaBackend be;
@@ -46,6 +47,8 @@ public final class ProfilingBackend implements Backend {
     private final EmbeddingOps embedding;
     private final LossOps loss;
     private final OptimOps optim;
+    private final SparseOps sparse;
+    private final PredictOps predict;
     private final List<CudaEvent> pool = new ArrayList<>();
     private final List<Pending> pending = new ArrayList<>();
     private final Map<String, Row> rows = new LinkedHashMap<>();
@@ -65,6 +68,8 @@ public final class ProfilingBackend implements Backend {
         this.embedding = wrap(EmbeddingOps.class, be.embedding(), "embedding");
         this.loss = wrap(LossOps.class, be.loss(), "loss");
         this.optim = wrap(OptimOps.class, be.optim(), "optim");
+        this.sparse = wrap(SparseOps.class, be.sparse(), "sparse");
+        this.predict = wrap(PredictOps.class, be.predict(), "predict");
     }
 
     /** The backend underneath. */
@@ -218,6 +223,11 @@ public final class ProfilingBackend implements Backend {
                 sep(sb).append(b ? "acc" : "overwrite");
             } else if (a instanceof List<?> l) {
                 sep(sb).append("list of ").append(l.size());
+            } else if (a instanceof BlockLayout bl) {
+                sep(sb).append("tiles of ").append(bl.blockSize());
+            } else if (a instanceof NeuronLayout nl) {
+                sep(sb).append(nl.tokenBlock()).append("-token blocks of ").append(nl.neuronBlock())
+                        .append(" neurons");
             }
         }
         return sb.append(')').toString();
@@ -334,12 +344,12 @@ public final class ProfilingBackend implements Backend {
 
     @Override
     public SparseOps sparse() {
-        return be.sparse();
+        return sparse;
     }
 
     @Override
     public PredictOps predict() {
-        return be.predict();
+        return predict;
     }
 
     /** Frees the events; the wrapped backend stays open (its owner closes it). */
