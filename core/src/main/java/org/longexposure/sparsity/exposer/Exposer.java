@@ -27,7 +27,7 @@ import org.longexposure.model.ModelConfig;
  *       neuron has {@code u[n] < nearZero · max_n u[n]} (the layer max, nearZero = 0.05 by default).</li>
  * </ul>
  * Attention, per head, from the saved q, k (B, T, C) and row log-sum-exp (B, NH, T): the probabilities
- * {@code P_ij = exp(scale·q_i·k_j − lse_i)} are recomputed (float64) for real queries i and real keys j ≤ i and
+ * {@code P_ij = exp(scale·q_i·k_j − lse_i)} are recomputed (float64, {@link TileMass}) for real queries i and real keys j ≤ i and
  * summed into {@code BA × BA} token tiles (qb = i / BA, kb = j / BA; only causal tiles kb ≤ qb), over the
  * micro-batch's sequences. Per query-block row the masses are normalised to sum to 1. The tile density of a
  * micro-batch is, over the rows that hold a real query, (Σ_rows the fewest tiles whose largest masses cover
@@ -102,7 +102,6 @@ public final class Exposer {
         double[][] blockNear = new double[layers][nMb];
         double[][][][] mass = new double[layers][nh][maxQB][maxQB];
         double[][][] density = new double[layers][nh][nMb];
-        double scale = 1.0 / Math.sqrt(mc.headSize());
         ForwardState state = lm.allocate(maxB, maxT);
         for (int m = 0; m < nMb; m++) {
             Batch batch = batches.get(m);
@@ -112,7 +111,7 @@ public final class Exposer {
                 mlp(Tensors.toFloats(be, a.ffnHidden()), batch, mc.ffnDim(), cfg, l, m, zeroCount, union,
                         blockExact, blockNear);
                 attention(Tensors.toFloats(be, a.q()), Tensors.toFloats(be, a.k()), Tensors.toFloats(be, a.lse()),
-                        batch, nh, mc.headSize(), scale, cfg, mass[l], density[l], m);
+                        batch, nh, mc.headSize(), cfg, mass[l], density[l], m);
             }
         }
         List<Exposure.Layer> out = new ArrayList<>(layers);
@@ -191,37 +190,22 @@ public final class Exposer {
      * Adds micro-batch m's raw tile masses of every head to {@code mass[h]} (maxQB, maxQB) and stores its tile
      * density in {@code density[h][m]}. q, k (B, T, C); lse (B, NH, T).
      */
-    private static void attention(float[] q, float[] k, float[] lse, Batch batch, int nh, int hs, double scale,
+    private static void attention(float[] q, float[] k, float[] lse, Batch batch, int nh, int hs,
                                   Config cfg, double[][][] mass, double[][] density, int m) {
         int bsz = batch.batchSize();
         int t = batch.seqLen();
-        int c = nh * hs;
         int ba = cfg.attnBlock();
         int nQB = ceilDiv(t, ba);
-        int[] mask = batch.attentionMask();
+        double[][][][] perSequence = TileMass.perSequence(q, k, lse, batch.attentionMask(), bsz, t, nh, hs, ba);
         double[][] tiles = new double[nQB][nQB];
         for (int h = 0; h < nh; h++) {
             for (double[] row : tiles) {
                 Arrays.fill(row, 0);
             }
             for (int b = 0; b < bsz; b++) {
-                for (int i = 0; i < t; i++) {
-                    if (mask[b * t + i] == 0) {
-                        continue;
-                    }
-                    int qOff = (b * t + i) * c + h * hs;
-                    double rowLse = lse[(b * nh + h) * t + i];
-                    double[] tileRow = tiles[i / ba];
-                    for (int j = 0; j <= i; j++) {
-                        if (mask[b * t + j] == 0) {
-                            continue;
-                        }
-                        int kOff = (b * t + j) * c + h * hs;
-                        double dot = 0;
-                        for (int d = 0; d < hs; d++) {
-                            dot += (double) q[qOff + d] * k[kOff + d];
-                        }
-                        tileRow[j / ba] += Math.exp(scale * dot - rowLse);
+                for (int qb = 0; qb < nQB; qb++) {
+                    for (int kb = 0; kb <= qb; kb++) {
+                        tiles[qb][kb] += perSequence[b][h][qb][kb];
                     }
                 }
             }

@@ -18,6 +18,7 @@ import org.longexposure.model.ModelConfig;
 import org.longexposure.model.SparsityPlan;
 import org.longexposure.sparsity.mask.BlockLayouts;
 import org.longexposure.sparsity.mask.NeuronLayouts;
+import org.longexposure.sparsity.exposer.TileMass;
 
 /**
  * Sparsity while fine-tuning (design note 5.4 and 13, "online validity"): a {@link SparsityPlan} that predicts each
@@ -291,7 +292,7 @@ public final class OnlineSparsity implements SparsityPlan {
         for (int l = 0; l < layers; l++) {
             PredictorFit.Layer a = PredictorFit.Layer.read(be, st.layer(l), withMlp);
             AttentionPredictor old = attn.get(l);
-            double[][][][] mass = GroundTruth.tileMass(a.q(), a.k(), a.lse(), mask, bsz, t, mc.numHeads(),
+            double[][][][] mass = TileMass.perSequence(a.q(), a.k(), a.lse(), mask, bsz, t, mc.numHeads(),
                     mc.headSize(), old.block);
             aStale[l] = recall(PredictorFit.attnKept(old.keep(a.attnIn(), mask, bsz, t), mass));
             double[] xtx = new double[d * d];

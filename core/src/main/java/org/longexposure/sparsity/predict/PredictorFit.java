@@ -14,6 +14,7 @@ import org.longexposure.model.ForwardState;
 import org.longexposure.model.LayerActivations;
 import org.longexposure.model.ModelConfig;
 import org.longexposure.model.SparsityPlan;
+import org.longexposure.sparsity.exposer.TileMass;
 
 /**
  * Fits {@link Predictors} on dense forwards of training micro-batches and scores them on held-out ones.
@@ -213,7 +214,7 @@ public final class PredictorFit {
             for (int l = 0; l < layers; l++) {
                 Layer a = Layer.read(be, st.layer(l), relu);
                 scores.get(l).add(attn.get(l).scores(a.attnIn(), mask, b.batchSize(), b.seqLen()));
-                masses.get(l).add(GroundTruth.tileMass(a.q(), a.k(), a.lse(), mask, b.batchSize(), b.seqLen(),
+                masses.get(l).add(TileMass.perSequence(a.q(), a.k(), a.lse(), mask, b.batchSize(), b.seqLen(),
                         mc.numHeads(), mc.headSize(), cfg.attnBlock()));
                 if (relu) {
                     mlpScores.get(l).add(mlp.get(l).blockScores(a.mlpIn(), mask, mask.length));
@@ -385,7 +386,7 @@ public final class PredictorFit {
                 Layer a = Layer.read(be, st.layer(l), relu);
                 AttentionPredictor ap = predictors.attention(l);
                 boolean[][][] keep = ap.keep(a.attnIn(), mask, bsz, t);
-                double[][][][] mass = GroundTruth.tileMass(a.q(), a.k(), a.lse(), mask, bsz, t, nh, mc.headSize(),
+                double[][][][] mass = TileMass.perSequence(a.q(), a.k(), a.lse(), mask, bsz, t, nh, mc.headSize(),
                         ap.block());
                 double[] kt = attnKept(keep, mass);
                 acc[l][0] += kt[0];
