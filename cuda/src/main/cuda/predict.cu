@@ -5,12 +5,14 @@
 //   x, pooled, qt, kt, z: bf16 activations; counts, keyMask, rowPtr, colIdx: int32; gamma: f32; mass, scores: f64.
 //   nB = ceil(T / block) sequence blocks, nTB = ceil(N / tokenBlock) token blocks, nb neuron blocks.
 //
-// Selection rule (both layouts): over one row's candidates v[0..n) (non-negative, finite), total = Σ v[i] summed
-// in ascending i; visit the candidates by descending value, equal values by ascending index, adding each visited
-// value to `covered` (from 0, in visiting order); a candidate is kept iff covered < coverage·total just before it
-// is visited. The visiting order is a rank by counting: rank(i) = #{j : v[j] > v[i] or (v[j] == v[i] and j < i)},
-// a permutation equal to the stable descending sort the host uses. The running sum is one thread's sequential
-// loop in visiting order, so it rounds exactly as the host's does. All sums and comparisons are in double.
+// Selection rule (both layouts; backend/SelectionRule on the host): over one row's candidates v[0..n)
+// (non-negative, finite), some forced, a budget L ≥ #forced on the kept count, total = Σ v[i] summed in ascending
+// i; visit the candidates by descending value, equal values by ascending index, keeping `covered` (from 0, in
+// visiting order) and `kept` (from #forced); before each visit stop when kept ≥ L, or when coverage < 1 and not
+// covered < coverage·total; else keep the visited candidate and add its value to covered. The visiting order is a
+// rank by counting: rank(i) = #{j : v[j] > v[i] or (v[j] == v[i] and j < i)}, a permutation equal to the stable
+// descending sort the host uses. The running sum is one thread's sequential loop in visiting order, so it rounds
+// exactly as the host's does. All sums and comparisons are in double.
 //
 // Kernels:
 //  predict_block_mean_pool_bf16(pooled, counts, x, keyMask, B, T, C, block)
@@ -24,12 +26,13 @@
 //  predict_neuron_block_scores_bf16(scores, z, keyMask, N, tokenBlock, ffn, BN, nb)
 //     grid (nTB, ceil(nb / 256)), block 256: one thread per (token block, neuron block) sums clamp(z, 0, w_j) over
 //     the token block's real rows in ascending order, in double; w_j = min(BN, ffn − j·BN). scores (nTB, nb).
-//  predict_select_tiles(flags, rowCounts, mass, nB, coverage)
+//  predict_select_tiles(flags, rowCounts, mass, nB, coverage, maxRowFraction)
 //     grid (nB, NH), block 64, dynamic smem nB·(8 + 4 + 1) bytes: one CTA per (head, query-block row). Writes the
-//     row's keep flags (NH·nB, nB) bytes (diagonal and sink always; every kb ≤ qb when coverage ≥ 1) and its count.
-//  predict_select_neuron_blocks(flags, rowCounts, scores, keyMask, N, tokenBlock, nb, coverage)
+//     row's keep flags (NH·nB, nB) bytes (diagonal and sink forced; budget max(#forced, ceil(maxRowFraction·(qb+1))))
+//     and its count.
+//  predict_select_neuron_blocks(flags, rowCounts, scores, keyMask, N, tokenBlock, nb, coverage, limit)
 //     grid nTB, block 256, dynamic smem nb·(8 + 4 + 1) bytes: one CTA per token block; nothing for a token block
-//     without a real row, every block when coverage ≥ 1. flags (nTB, nb) bytes.
+//     without a real row, else the rule with nothing forced and the budget `limit`. flags (nTB, nb) bytes.
 //  predict_csr_from_flags(rowPtr, colIdx, flags, rowCounts, rows, width)
 //     grid 1, block 1024: each thread owns a contiguous run of rows; an exclusive scan of the runs' counts
 //     (Hillis-Steele in shared memory) gives rowPtr (rows + 1); each thread then lists its rows' flagged columns in
@@ -43,20 +46,32 @@ namespace {
 constexpr int SCAN_THREADS = 1024;
 
 // The selection rule on v[0..n) (shared memory), called by every thread of the CTA. `order` is n ints of shared
-// memory; keep[i] is set for the chosen candidates (flags already set are left). Ends with a barrier.
+// memory; keep[i] is set for the chosen candidates (flags already set are the forced ones and stay); `limit` is the
+// budget on the kept count. Ends with a barrier.
 __device__ void choose_by_coverage(const double* v, int* order, unsigned char* keep, int n, double coverage,
-                                   double* total_shared) {
+                                   int limit, double* total_shared, int* kept_shared) {
     if (threadIdx.x == 0) {
         double total = 0;
+        int kept = 0;
         for (int i = 0; i < n; i++) {
             total += v[i];
+            kept += keep[i] ? 1 : 0;
         }
         *total_shared = total;
+        *kept_shared = kept;
     }
     __syncthreads();
     double total = *total_shared;
-    if (!(total > 0)) {
+    int kept = *kept_shared;
+    if (kept >= limit || (coverage < 1 && !(total > 0))) {
         return;   // uniform over the CTA
+    }
+    if (coverage >= 1 && limit >= n) {
+        for (int i = threadIdx.x; i < n; i += blockDim.x) {
+            keep[i] = 1;
+        }
+        __syncthreads();
+        return;
     }
     for (int i = threadIdx.x; i < n; i += blockDim.x) {
         double vi = v[i];
@@ -71,9 +86,13 @@ __device__ void choose_by_coverage(const double* v, int* order, unsigned char* k
     if (threadIdx.x == 0) {
         double covered = 0;
         double target = coverage * total;
-        for (int r = 0; r < n && covered < target; r++) {
-            keep[order[r]] = 1;
-            covered += v[order[r]];
+        for (int r = 0; r < n && kept < limit && (coverage >= 1 || covered < target); r++) {
+            int i = order[r];
+            if (!keep[i]) {
+                keep[i] = 1;
+                kept++;
+            }
+            covered += v[i];
         }
     }
     __syncthreads();
@@ -196,25 +215,25 @@ extern "C" __global__ void predict_neuron_block_scores_bf16(double* scores, cons
 }
 
 extern "C" __global__ void predict_select_tiles(unsigned char* flags, int* rowCounts, const double* mass, int nB,
-                                                double coverage) {
+                                                double coverage, double maxRowFraction) {
     extern __shared__ double smem[];
     double* v = smem;                                            // nB
     int* order = reinterpret_cast<int*>(v + nB);                 // nB
     unsigned char* keep = reinterpret_cast<unsigned char*>(order + nB);   // nB
     __shared__ double total;
+    __shared__ int kept;
     int qb = blockIdx.x;
     long long rowIndex = (long long) blockIdx.y * nB + qb;
     int n = qb + 1;
     const double* in = mass + rowIndex * nB;
     for (int kb = threadIdx.x; kb < nB; kb += blockDim.x) {
         v[kb] = kb < n ? in[kb] : 0.0;
-        keep[kb] = kb < n && (coverage >= 1 || kb == qb || kb == 0) ? 1 : 0;
+        keep[kb] = kb < n && (kb == qb || kb == 0) ? 1 : 0;
     }
     __syncthreads();
-    if (coverage < 1) {
-        choose_by_coverage(v, order, keep, n, coverage, &total);
-    }
-    __syncthreads();
+    int forced = qb == 0 ? 1 : 2;
+    int limit = max(forced, (int) ceil(maxRowFraction * (double) n));
+    choose_by_coverage(v, order, keep, n, coverage, limit, &total, &kept);
     for (int kb = threadIdx.x; kb < nB; kb += blockDim.x) {
         flags[rowIndex * nB + kb] = keep[kb];
     }
@@ -229,12 +248,13 @@ extern "C" __global__ void predict_select_tiles(unsigned char* flags, int* rowCo
 
 extern "C" __global__ void predict_select_neuron_blocks(unsigned char* flags, int* rowCounts, const double* scores,
                                                         const int* keyMask, int N, int tokenBlock, int nb,
-                                                        double coverage) {
+                                                        double coverage, int limit) {
     extern __shared__ double smem[];
     double* v = smem;                                            // nb
     int* order = reinterpret_cast<int*>(v + nb);                 // nb
     unsigned char* keep = reinterpret_cast<unsigned char*>(order + nb);   // nb
     __shared__ double total;
+    __shared__ int kept;
     int r = blockIdx.x;
     int t0 = r * tokenBlock;
     int t1 = min(N, t0 + tokenBlock);
@@ -246,11 +266,11 @@ extern "C" __global__ void predict_select_neuron_blocks(unsigned char* flags, in
     const double* in = scores + (long long) r * nb;
     for (int j = threadIdx.x; j < nb; j += blockDim.x) {
         v[j] = in[j];
-        keep[j] = real && coverage >= 1 ? 1 : 0;
+        keep[j] = 0;
     }
     __syncthreads();
-    if (real && coverage < 1) {
-        choose_by_coverage(v, order, keep, nb, coverage, &total);
+    if (real) {
+        choose_by_coverage(v, order, keep, nb, coverage, limit, &total, &kept);
     }
     __syncthreads();
     for (int j = threadIdx.x; j < nb; j += blockDim.x) {

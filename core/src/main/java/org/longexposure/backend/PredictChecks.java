@@ -70,7 +70,7 @@ public final class PredictChecks {
     }
 
     /** {@link PredictOps#selectTiles}. */
-    public void selectTiles(BlockLayout layout, Tensor mass, double coverage) {
+    public void selectTiles(BlockLayout layout, Tensor mass, double coverage, double maxRowFraction) {
         String op = "selectTiles";
         int nh = layout.numHeads();
         int nB = layout.numBlocks();
@@ -84,6 +84,9 @@ public final class PredictChecks {
                     + " = " + full + " elements (the full causal layout)");
         }
         coverage(op, coverage);
+        if (!(maxRowFraction > 0 && maxRowFraction <= 1)) {
+            throw new IllegalArgumentException(op + ": maxRowFraction must be in (0, 1], got " + maxRowFraction);
+        }
     }
 
     /** {@link PredictOps#neuronBlockScores}; returns N, the rows of z and keyMask. */
@@ -101,7 +104,7 @@ public final class PredictChecks {
         return rows;
     }
 
-    /** {@link PredictOps#selectNeuronBlocks}; returns nb. */
+    /** {@link PredictOps#selectNeuronBlocks}; returns nb (the budget is min(layout.maxBlocks, nb)). */
     public int selectNeuronBlocks(NeuronLayout layout, Tensor scores, Tensor keyMask, double coverage) {
         String op = "selectNeuronBlocks";
         int rows = layout.rows();
@@ -112,15 +115,12 @@ public final class PredictChecks {
             throw new IllegalArgumentException(op + ": scores " + scores + " must be (nTB, nb) with nTB = " + nTB);
         }
         int nb = toInt(op, "nb", scores.numel() / nTB);
-        if (layout.maxBlocks() < nb) {
-            throw new IllegalArgumentException(op + ": layout maxBlocks = " + layout.maxBlocks() + " must be >= nb = "
-                    + nb + " (any selection must fit)");
-        }
         operand.require(op, "layout rowPtr", layout.rowPtr(), DType.I32);
         Tensor blockIdx = operand.require(op, "layout blockIdx", layout.blockIdx(), DType.I32);
-        if (blockIdx.numel() < (long) nTB * nb) {
-            throw new IllegalArgumentException(op + ": layout blockIdx " + blockIdx + " must hold at least nTB·nb = "
-                    + (long) nTB * nb + " elements");
+        long most = (long) nTB * Math.min(layout.maxBlocks(), nb);
+        if (blockIdx.numel() < most) {
+            throw new IllegalArgumentException(op + ": layout blockIdx " + blockIdx + " must hold at least"
+                    + " nTB·min(maxBlocks, nb) = " + most + " elements");
         }
         coverage(op, coverage);
         return nb;

@@ -19,11 +19,15 @@ import org.longexposure.tensor.Tensor;
  * sums them, and doing so in double on every backend makes the layouts depend only on the inputs' values, not on
  * the backend's accumulation order, except through the exp/log of {@link #tileMass} (last-ulp differences).
  *
- * <p>The selection rule ({@link #selectTiles}, {@link #selectNeuronBlocks}) is the predictors' host rule: over one
- * row's candidate values v_0..v_{n-1} (all ≥ 0), with {@code total = Σ v_i} summed in ascending i, visit the
- * candidates by descending value, equal values by ascending index, adding each visited value to a running sum
- * {@code covered} (starting at 0, in visiting order); a candidate is kept iff {@code covered < coverage·total}
- * just before it is visited. So coverage 0 keeps none of them and a row of zeros keeps none.
+ * <p>The selection rule ({@link #selectTiles}, {@link #selectNeuronBlocks}) is the predictors' host rule, a coverage
+ * target under a budget: over one row's candidate values v_0..v_{n-1} (all ≥ 0), some of them forced (kept
+ * whatever happens), and a limit L ≥ #forced on the kept count, with {@code total = Σ v_i} summed in ascending i:
+ * visit the candidates by descending value, equal values by ascending index, keeping a running sum
+ * {@code covered} (from 0, in visiting order) and the kept count {@code kept} (from #forced). Before each visit,
+ * stop when {@code kept ≥ L}, or when {@code coverage < 1} and not {@code covered < coverage·total}; otherwise the
+ * visited candidate is kept (counted once if it was not forced) and its value added to {@code covered}.
+ * So coverage 0 keeps only the forced candidates and so does a row of zeros with coverage &lt; 1; coverage ≥ 1
+ * keeps the L largest (every candidate when L ≥ n, which is the unbudgeted rule).
  *
  * <p>ACT is the backend's activation dtype; masks are I32, nonzero for real tokens.
  */
@@ -61,17 +65,18 @@ public interface PredictOps {
                   int rank);
 
     /**
-     * Writes {@code layout}'s rowPtr and colIdx (overwrite) from the tile masses: row (h, qb) keeps key block qb
-     * (the diagonal) and key block 0 (the sink) always; with {@code coverage ≥ 1} every kb ≤ qb; otherwise, when
-     * the row's total mass is &gt; 0, the candidates kb ≤ qb chosen by the class rule on mass[h][qb][0..qb]
-     * (a kept forced tile still counts towards {@code covered} when visited). colIdx lists each row's key blocks
-     * ascending; its elements past rowPtr[NH·nB] are left unspecified.
+     * Writes {@code layout}'s rowPtr and colIdx (overwrite) from the tile masses: in row (h, qb) the candidates
+     * are kb ≤ qb with values mass[h][qb][0..qb]; key block qb (the diagonal) and key block 0 (the sink) are forced;
+     * the budget is {@code L = max(#forced, ceil(maxRowFraction·(qb + 1)))} tiles, the ceiling taken of the double
+     * product (maxRowFraction = 1: no budget). colIdx lists each row's key blocks ascending; its elements past
+     * rowPtr[NH·nB] are left unspecified.
      *
      * @param layout the target: NH, T and the block size give nB; colIdx must hold at least NH·nB·(nB+1)/2
      *               elements (the full causal layout)
      * @param mass   (NH, nB, nB) F64, from {@link #tileMass}
+     * @param maxRowFraction in (0, 1], the largest share of a row's causal tiles it may keep beyond the forced ones
      */
-    void selectTiles(BlockLayout layout, Tensor mass, double coverage);
+    void selectTiles(BlockLayout layout, Tensor mass, double coverage, double maxRowFraction);
 
     /**
      * The MLP predictor's scores per token block (overwrite): scores[R][j] = Σ over the real rows t of token block
@@ -88,12 +93,12 @@ public interface PredictOps {
 
     /**
      * Writes {@code layout}'s rowPtr and blockIdx (overwrite) from the scores: a token block without a real row
-     * lists nothing; otherwise with {@code coverage ≥ 1} every neuron block, else the blocks chosen by the class
-     * rule on scores[R][0..nb). blockIdx lists each row's blocks ascending; its elements past rowPtr[nTB] are left
-     * unspecified.
+     * lists nothing; otherwise the class rule on scores[R][0..nb) with nothing forced and the budget
+     * {@code L = min(layout.maxBlocks, nb)} (so the compacted hidden state of width maxBlocks·BN always fits the
+     * selection). blockIdx lists each row's blocks ascending; its elements past rowPtr[nTB] are left unspecified.
      *
-     * @param layout  the target: rows N and tokenBlock give nTB; maxBlocks must be ≥ nb and blockIdx must hold at
-     *                least nTB·nb elements
+     * @param layout  the target: rows N and tokenBlock give nTB; blockIdx must hold at least nTB·min(maxBlocks, nb)
+     *                elements (and one at least)
      * @param scores  (nTB, nb) F64, from {@link #neuronBlockScores}
      * @param keyMask (N) I32
      */

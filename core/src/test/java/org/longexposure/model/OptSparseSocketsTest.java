@@ -206,6 +206,37 @@ class OptSparseSocketsTest {
     }
 
     @Test
+    void aLayerComputingNoNeuronMatchesTheFloat64MaskedModel() throws Exception {
+        Path dir = fixture();
+        try (Setup s = Setup.of(dir);
+             SafetensorsFile batches = SafetensorsFile.open(dir.resolve("batches.safetensors"));
+             SafetensorsFile weights = SafetensorsFile.open(dir.resolve("model/model.safetensors"))) {
+            ModelConfig mc = s.model.config();
+            Batch b = batch(batches, 1);
+            int n = b.batchSize() * b.seqLen();
+            int nb = (mc.ffnDim() + NEURON_BLOCK - 1) / NEURON_BLOCK;
+            BlockLayout[] attn = new BlockLayout[mc.numLayers()];
+            for (int l = 0; l < attn.length; l++) {
+                attn[l] = BlockLayouts.full(mc.numHeads(), b.seqLen(), ATTN_BLOCK, s.be);
+            }
+            NeuronLayout[] mlp = new NeuronLayout[mc.numLayers()];
+            // layer 0 computes no neuron (a zero-width compacted hidden state); layer 1 one block per token block
+            mlp[0] = NeuronLayouts.fromBooleans(new boolean[(n + 6) / 7][nb], n, 7, mc.ffnDim(), NEURON_BLOCK, s.be);
+            boolean[][] one = new boolean[1][nb];
+            one[0][nb - 1] = true;
+            mlp[1] = NeuronLayouts.fromBooleans(one, n, n, mc.ffnDim(), NEURON_BLOCK, s.be);
+            assertThat(mlp[0].maxBlocks()).isZero();
+            s.model.sparsity(new FixedPlan(attn, mlp));
+            Result got = s.run(b);
+            RefModel ref = new RefModel(weights, mc, s.be, s.params,
+                    PeftAdapterIO.readLoraConfig(dir.resolve("adapter")).scaling(), attn, mlp);
+            double refLoss = ref.loss(b, null);
+            assertThat(Math.abs(got.loss() - refLoss)).as("loss %s vs float64 %s", got.loss(), refLoss)
+                    .isLessThanOrEqualTo(1e-5 * Math.abs(refLoss));
+        }
+    }
+
+    @Test
     void aNeuronLayoutIsRefusedWhenFc1CarriesAnAdapter() throws Exception {
         Path dir = fixture();
         try (Setup s = Setup.of(dir); SafetensorsFile batches = SafetensorsFile.open(dir.resolve("batches.safetensors"))) {

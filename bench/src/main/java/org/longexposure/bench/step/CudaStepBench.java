@@ -69,7 +69,19 @@ public final class CudaStepBench {
     /** Parsed command line. */
     record Options(String backend, Path config, int batch, int seq, int rank, float alpha, List<String> targets, int warmup,
                    int iters, float lr, float maxGradNorm, long seed, int device, List<Path> libDirs,
-                   double peakTflops, String commit, Path out, int profile, boolean gemmAutotune) {
+                   double peakTflops, String commit, Path out, int profile, boolean gemmAutotune, Sparse sparse) {
+    }
+
+    /**
+     * Long Exposure's sparse step: random predictors ({@link Predictors#random}) applied on the backend every step
+     * (their time is part of the step), with budgets imposing the densities: attention rows keep at most
+     * {@code attnRowFraction} of their causal tiles beyond the diagonal and the sink (NaN: dense attention), layer
+     * l's MLP {@code mlpBlocks[l]} neuron blocks of {@code neuronBlock} for the whole micro-batch (null: dense MLP).
+     */
+    record Sparse(double attnRowFraction, int[] mlpBlocks, int neuronBlock, int attnBlock, int predictorRank) {
+        boolean on() {
+            return !Double.isNaN(attnRowFraction) || mlpBlocks != null;
+        }
     }
 
     public static void main(String[] args) throws Exception {
@@ -82,7 +94,8 @@ public final class CudaStepBench {
                     + " [--alpha 16] [--targets q_proj,v_proj] [--warmup 3] [--iters 9] [--lr 1e-4]"
                     + " [--max-grad-norm 1.0] [--seed 0] [--device 0] [--cuda-lib-path DIR[:DIR]]"
                     + " [--peak-tflops X] [--backend cuda|cpu] [--commit SHA] [--out FILE.json] [--profile STEPS]"
-                    + " [--gemm-autotune on|off]");
+                    + " [--gemm-autotune on|off] [--attn-row-fraction F] [--mlp-blocks N,N,...]"
+                    + " [--neuron-block 128] [--attn-block 64] [--predictor-rank 8]");
             System.exit(2);
             return;
         }
@@ -113,6 +126,11 @@ public final class CudaStepBench {
         Path out = null;
         int profile = 0;
         boolean autotune = true;
+        double rowFraction = Double.NaN;
+        int[] mlpBlocks = null;
+        int neuronBlock = 128;
+        int attnBlock = 64;
+        int predictorRank = 8;
         for (int i = 0; i < args.length; i += 2) {
             if (i + 1 >= args.length) {
                 throw new IllegalArgumentException("option " + args[i] + " needs a value");
@@ -142,6 +160,11 @@ public final class CudaStepBench {
                     case "off" -> false;
                     default -> throw new IllegalArgumentException("--gemm-autotune: expected on or off, got " + v);
                 };
+                case "--attn-row-fraction" -> rowFraction = Double.parseDouble(v);
+                case "--mlp-blocks" -> mlpBlocks = Arrays.stream(v.split(",")).mapToInt(Integer::parseInt).toArray();
+                case "--neuron-block" -> neuronBlock = Integer.parseInt(v);
+                case "--attn-block" -> attnBlock = Integer.parseInt(v);
+                case "--predictor-rank" -> predictorRank = Integer.parseInt(v);
                 default -> throw new IllegalArgumentException("unknown option " + args[i]);
             }
         }
@@ -154,8 +177,12 @@ public final class CudaStepBench {
         if (!backend.equals("cuda") && !backend.equals("cpu")) {
             throw new IllegalArgumentException("--backend: expected cuda or cpu, got " + backend);
         }
+        if (!Double.isNaN(rowFraction) && !(rowFraction > 0 && rowFraction <= 1)) {
+            throw new IllegalArgumentException("--attn-row-fraction: expected a number in (0, 1], got " + rowFraction);
+        }
         return new Options(backend, config, batch, seq, rank, alpha, targets, warmup, iters, lr, maxGradNorm, seed, device,
-                libDirs, peak, commit, out, profile, autotune);
+                libDirs, peak, commit, out, profile, autotune,
+                new Sparse(rowFraction, mlpBlocks, neuronBlock, attnBlock, predictorRank));
     }
 
     static List<Path> splitPath(String s) {
@@ -217,6 +244,8 @@ public final class CudaStepBench {
             TrainConfig tc = new TrainConfig(LrSchedule.constant(o.lr()), 0f, 0.9f, 0.999f, 1e-8f,
                     o.maxGradNorm(), 0f, 1);
             Trainer trainer = new Trainer(be, model, params, tc, o.batch(), o.seq());
+            SparseSteps sparse = o.sparse().on() ? SparseSteps.install(o.sparse(), cfg, model, be, o.batch(),
+                    o.seq(), o.seed()) : null;
             be.sync();
             double buildSeconds = (System.nanoTime() - t0) / 1e9;
             Batch batch = randomBatch(new SplittableRandom(o.seed() + o.seq()), o.batch(), o.seq(),
@@ -270,6 +299,9 @@ public final class CudaStepBench {
             c.put("iters", o.iters());
             c.put("seed", o.seed());
             c.put("activation_dtype", be.activationDType().toString());
+            if (sparse != null) {
+                sparse.report(result.putObject("sparsity"));
+            }
 
             ObjectNode s = result.putObject("step");
             s.put("ms_median", median);

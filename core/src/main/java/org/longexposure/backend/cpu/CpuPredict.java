@@ -7,6 +7,7 @@ import org.longexposure.backend.BlockLayout;
 import org.longexposure.backend.NeuronLayout;
 import org.longexposure.backend.PredictChecks;
 import org.longexposure.backend.PredictOps;
+import org.longexposure.backend.SelectionRule;
 import org.longexposure.tensor.DType;
 import org.longexposure.tensor.Tensor;
 
@@ -113,8 +114,8 @@ final class CpuPredict implements PredictOps {
     }
 
     @Override
-    public void selectTiles(BlockLayout layout, Tensor mass, double coverage) {
-        checks.selectTiles(layout, mass, coverage);
+    public void selectTiles(BlockLayout layout, Tensor mass, double coverage, double maxRowFraction) {
+        checks.selectTiles(layout, mass, coverage, maxRowFraction);
         int nh = layout.numHeads();
         int nB = layout.numBlocks();
         MemorySegment ms = mass.host();
@@ -129,12 +130,10 @@ final class CpuPredict implements PredictOps {
             for (int kb = 0; kb <= qb; kb++) {
                 v[kb] = ms.getAtIndex(D, (long) hq * nB + kb);
             }
-            Arrays.fill(keep, 0, qb + 1, coverage >= 1);
+            Arrays.fill(keep, 0, qb + 1, false);
             keep[qb] = true;
             keep[0] = true;
-            if (coverage < 1) {
-                choose(v, qb + 1, coverage, keep);
-            }
+            SelectionRule.choose(v, qb + 1, coverage, SelectionRule.tileLimit(qb, maxRowFraction), keep);
             for (int kb = 0; kb <= qb; kb++) {
                 if (keep[kb]) {
                     ci.setAtIndex(I, nnz++, kb);
@@ -180,6 +179,7 @@ final class CpuPredict implements PredictOps {
         MemorySegment ms = keyMask.host();
         MemorySegment rp = layout.rowPtr().host();
         MemorySegment bi = layout.blockIdx().host();
+        int limit = Math.min(layout.maxBlocks(), nb);
         double[] v = new double[nb];
         boolean[] keep = new boolean[nb];
         int nnz = 0;
@@ -189,12 +189,12 @@ final class CpuPredict implements PredictOps {
             for (int t = r * tb; t < Math.min(rows, (r + 1) * tb) && !real; t++) {
                 real = ms.getAtIndex(I, t) != 0;
             }
-            Arrays.fill(keep, real && coverage >= 1);
-            if (real && coverage < 1) {
+            Arrays.fill(keep, false);
+            if (real) {
                 for (int j = 0; j < nb; j++) {
                     v[j] = ss.getAtIndex(D, (long) r * nb + j);
                 }
-                choose(v, nb, coverage, keep);
+                SelectionRule.choose(v, nb, coverage, limit, keep);
             }
             for (int j = 0; j < nb; j++) {
                 if (keep[j]) {
@@ -202,30 +202,6 @@ final class CpuPredict implements PredictOps {
                 }
             }
             rp.setAtIndex(I, r + 1, nnz);
-        }
-    }
-
-    /**
-     * The class rule of {@link PredictOps} on v[0..n): marks the kept candidates in {@code keep} (leaving marks
-     * already set). Visiting order = a stable sort of the indices by descending value.
-     */
-    private static void choose(double[] v, int n, double coverage, boolean[] keep) {
-        double total = 0;
-        for (int i = 0; i < n; i++) {
-            total += v[i];
-        }
-        if (!(total > 0)) {
-            return;
-        }
-        Integer[] order = new Integer[n];
-        for (int i = 0; i < n; i++) {
-            order[i] = i;
-        }
-        Arrays.sort(order, (a, b) -> Double.compare(v[b], v[a]));
-        double covered = 0;
-        for (int r = 0; r < n && covered < coverage * total; r++) {
-            keep[order[r]] = true;
-            covered += v[order[r]];
         }
     }
 }

@@ -165,7 +165,7 @@ public final class OptModel implements CausalLm {
         final Tensor[] mean2;    // L × (N)
         final Tensor[] rstd2;    // L × (N)
         final Tensor[] hPre;     // L × (N, H): fc1 output before a non-ReLU activation, else null
-        final Tensor[] h;        // L × (N, H): activated FFN hidden state
+        final Tensor[] h;        // L × (N, H): activated FFN hidden state, allocated on the layer's first dense MLP
         final Tensor[] sum2;     // L × (N, C): post-LN only, mlpIn + fc2(h) (LN2's input)
         final BlockLayout[] attnLayout; // L: the last forward's attention layout, null where dense
         final NeuronLayout[] mlpLayout; // L: the last forward's MLP layout, null where dense
@@ -184,7 +184,7 @@ public final class OptModel implements CausalLm {
         final Tensor dQ;         // (N, C)
         final Tensor dK;         // (N, C)
         final Tensor dV;         // (N, C)
-        final Tensor dH;         // (N, H)
+        Tensor dH;               // (N, H), allocated on the first dense MLP backward
         final Tensor dHp;        // (N, P) or null
         int curB;
         int curT;
@@ -241,7 +241,6 @@ public final class OptModel implements CausalLm {
                 mean2[l] = be.allocate(DType.F32, n);
                 rstd2[l] = be.allocate(DType.F32, n);
                 hPre[l] = cfg.activation() == Activation.RELU ? null : be.allocate(act, n, hDim);
-                h[l] = be.allocate(act, n, hDim);
                 sum2[l] = cfg.preLayerNorm() ? null : be.allocate(act, n, c);
             }
             meanF = be.allocate(DType.F32, n);
@@ -257,7 +256,6 @@ public final class OptModel implements CausalLm {
             dQ = be.allocate(act, n, c);
             dK = be.allocate(act, n, c);
             dV = be.allocate(act, n, c);
-            dH = be.allocate(act, n, hDim);
             dHp = cfg.hasEmbedProjection() ? be.allocate(act, n, cfg.wordEmbedProjDim()) : null;
         }
 
@@ -289,7 +287,8 @@ public final class OptModel implements CausalLm {
             long nh = lse[l].numel() / ((long) maxB * maxT);
             return new LayerActivations(q[l].slice(0, n).view(curB, curT, c), k[l].slice(0, n).view(curB, curT, c),
                     lse[l].slice(0, curB * nh * curT).view(curB, nh, curT),
-                    mlpLayout[l] == null ? h[l].slice(0, n) : null, attnIn[l].slice(0, n), mlpIn[l].slice(0, n));
+                    mlpLayout[l] == null && h[l] != null ? h[l].slice(0, n) : null, attnIn[l].slice(0, n),
+                    mlpIn[l].slice(0, n));
         }
     }
 
@@ -425,7 +424,7 @@ public final class OptModel implements CausalLm {
                     lw.fc2.weight(), lw.fc2.bias(), layout);
             return;
         }
-        Tensor h = s.h[l].slice(0, n);
+        Tensor h = denseHidden(s, l).slice(0, n);
         if (s.hPre[l] == null && lw.fc1.adapter() == null) {
             // ReLU with a plain fc1: one op, so the ReLU can ride in the product's epilogue
             be.linear().linearForwardRelu(h, mlpIn, lw.fc1.weight(), lw.fc1.bias());
@@ -459,15 +458,27 @@ public final class OptModel implements CausalLm {
     }
 
     /**
+     * Layer l's dense (maxB·maxT, H) hidden buffer, allocated on its first dense MLP: a layer whose MLP always
+     * runs sparse never holds one, which is the sparse MLP's memory saving.
+     */
+    private Tensor denseHidden(State s, int l) {
+        if (s.h[l] == null) {
+            s.h[l] = be.allocate(be.activationDType(), (long) s.maxB * s.maxT, cfg.ffnDim());
+        }
+        return s.h[l];
+    }
+
+    /**
      * The (N, maxBlocks·BN) compacted hidden buffer of layer l: the dense hidden buffer h[l] reinterpreted when
-     * it is large enough (it is unused while the MLP runs sparse), else a per-layer buffer grown to fit.
+     * the layer has one and it is large enough (it is unused while the MLP runs sparse), else a per-layer buffer
+     * grown to fit. Width 0 (a layer computing no neuron) gets an empty view.
      */
     private Tensor sparseHidden(State s, int l, NeuronLayout layout) {
         int n = layout.rows();
         long width = (long) layout.maxBlocks() * layout.neuronBlock();
         long need = n * width;
         Tensor dense = s.h[l];
-        if (need <= dense.numel()) {
+        if (dense != null && need <= dense.numel()) {
             return dense.view(dense.numel()).slice(0, need).view(n, width);
         }
         if (s.hWide[l] == null || s.hWide[l].numel() < need) {
@@ -647,6 +658,9 @@ public final class OptModel implements CausalLm {
             return;
         }
         Tensor h = s.h[l].slice(0, n);
+        if (s.dH == null) {
+            s.dH = be.allocate(be.activationDType(), (long) s.maxB * s.maxT, cfg.ffnDim());
+        }
         Tensor dH = s.dH.slice(0, n);
         lw.fc2.backward(be, dH, dOut, h, false);
         Tensor actIn = s.hPre[l] == null ? h : s.hPre[l].slice(0, n);

@@ -3,6 +3,7 @@ package org.longexposure.sparsity.predict;
 import java.util.Arrays;
 import org.longexposure.backend.Backend;
 import org.longexposure.backend.BlockLayout;
+import org.longexposure.backend.SelectionRule;
 import org.longexposure.sparsity.mask.BlockLayouts;
 
 /**
@@ -16,7 +17,8 @@ import org.longexposure.sparsity.mask.BlockLayouts;
  * score    s[b][h][qb][kb] = q̃_qb·k̃_kb,  kb ≤ qb, kb holding a real key
  * predict  p̂[b][h][qb][·] = softmax_kb(γ_h·s + log n_kb),  n_kb = real keys of kb ((n+1)/2 on the diagonal)
  * layout   per head and query-block row: Σ_b p̂, then the largest tiles until they cover {@code coverage} of the
- *          row, plus the diagonal tile and the sink tile kb = 0 always; coverage ≥ 1 keeps every causal tile
+ *          row, plus the diagonal tile and the sink tile kb = 0 always; coverage ≥ 1 keeps every causal tile;
+ *          under a budget ({@code maxRowFraction} &lt; 1) at most max(forced, ceil(maxRowFraction·(qb + 1))) tiles
  * </pre>
  * Why it works: q and k are affine in x, so the mean logit of a tile is exactly {@code scale·q̄_qb·k̄_kb}, a bilinear
  * form x̄_qbᵀ·G_h·x̄_kb of rank HS with {@code G_h = scale·Aq_h·Ak_hᵀ} (Aq_h: the (D, HS) affine map x̄ → q̄ of head
@@ -38,6 +40,8 @@ public final class AttentionPredictor {
     final float[] pk;
     final float[] gamma;
     double coverage;
+    /** The tile budget per query-block row (see {@link SelectionRule#tileLimit}); 1 = none. */
+    double maxRowFraction = 1.0;
 
     AttentionPredictor(int numHeads, int dim, int rank, int block, float[] pq, float[] pk, float[] gamma,
                        double coverage) {
@@ -73,6 +77,20 @@ public final class AttentionPredictor {
     /** The calibrated fraction of each row's predicted mass the layout covers (≥ 1: every causal tile). */
     public double coverage() {
         return coverage;
+    }
+
+    /** The largest share of a query-block row's causal tiles a layout keeps (forced tiles aside); 1 = no budget. */
+    public double maxRowFraction() {
+        return maxRowFraction;
+    }
+
+    /** Sets the tile budget of {@link #maxRowFraction()}; must be in (0, 1]. */
+    public void maxRowFraction(double fraction) {
+        if (!(fraction > 0 && fraction <= 1)) {
+            throw new IllegalArgumentException("attention predictor: max row fraction must be in (0, 1], got "
+                    + fraction);
+        }
+        this.maxRowFraction = fraction;
     }
 
     /** The fitted per-head temperatures γ_h. */
@@ -271,40 +289,29 @@ public final class AttentionPredictor {
 
     /** The tile grid [NH][nQB][nQB] this predictor keeps for the predicted distributions of a micro-batch. */
     static boolean[][][] select(double[][][][] dist, int numHeads, int nQB, double coverage) {
+        return select(dist, numHeads, nQB, coverage, 1.0);
+    }
+
+    /**
+     * The kept tiles [NH][nQB][nQB] for the per-sequence distributions {@code dist} [B][NH][nQB][nQB]: per row, Σ_b
+     * of the distributions (b ascending), then {@link SelectionRule} with the diagonal and the sink forced and the
+     * budget {@link SelectionRule#tileLimit}.
+     */
+    static boolean[][][] select(double[][][][] dist, int numHeads, int nQB, double coverage, double maxRowFraction) {
         boolean[][][] keep = new boolean[numHeads][nQB][nQB];
         double[] agg = new double[nQB];
-        Integer[] order = new Integer[nQB];
         for (int h = 0; h < numHeads; h++) {
             for (int qb = 0; qb < nQB; qb++) {
                 boolean[] row = keep[h][qb];
                 row[qb] = true;
                 row[0] = true;
-                if (coverage >= 1) {
-                    Arrays.fill(row, 0, qb + 1, true);
-                    continue;
-                }
                 Arrays.fill(agg, 0);
                 for (double[][][] seq : dist) {
                     for (int kb = 0; kb <= qb; kb++) {
                         agg[kb] += seq[h][qb][kb];
                     }
                 }
-                double total = 0;   // summed over the aggregated row, kb ascending: PredictOps' rule
-                for (int kb = 0; kb <= qb; kb++) {
-                    total += agg[kb];
-                }
-                if (total <= 0) {
-                    continue;
-                }
-                for (int kb = 0; kb <= qb; kb++) {
-                    order[kb] = kb;
-                }
-                Arrays.sort(order, 0, qb + 1, (x, y) -> Double.compare(agg[y], agg[x]));
-                double covered = 0;
-                for (int r = 0; r <= qb && covered < coverage * total; r++) {
-                    row[order[r]] = true;
-                    covered += agg[order[r]];
-                }
+                SelectionRule.choose(agg, qb + 1, coverage, SelectionRule.tileLimit(qb, maxRowFraction), row);
             }
         }
         return keep;
@@ -313,7 +320,7 @@ public final class AttentionPredictor {
     /** The tile grid for the attention input x (B·T, C) of one micro-batch. */
     boolean[][][] keep(float[] x, int[] mask, int bsz, int t) {
         Scores sc = scores(x, mask, bsz, t);
-        return select(distribution(sc), numHeads, sc.nQB(), coverage);
+        return select(distribution(sc), numHeads, sc.nQB(), coverage, maxRowFraction);
     }
 
     /** The layout for the attention input x (B·T, C) of one micro-batch, allocated on {@code be}. */

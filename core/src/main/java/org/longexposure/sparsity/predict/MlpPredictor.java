@@ -3,6 +3,7 @@ package org.longexposure.sparsity.predict;
 import java.util.Arrays;
 import org.longexposure.backend.Backend;
 import org.longexposure.backend.NeuronLayout;
+import org.longexposure.backend.SelectionRule;
 import org.longexposure.sparsity.mask.NeuronLayouts;
 
 /**
@@ -13,8 +14,9 @@ import org.longexposure.sparsity.mask.NeuronLayouts;
  * <pre>
  * score    â[t][j] = clamp(W[j]·x_t + b[j], 0, w_j)          x_t (C) the MLP input, w_j the block's width
  * union    Ŝ[R][j] = Σ_{real t in R} â[t][j]                  per token block R of {@code tokenBlock} rows
- * layout   per R: the blocks of largest Ŝ until they cover {@code coverage} of Σ_j Ŝ[R][j]; coverage ≥ 1 keeps
- *          every block (of a token block with a real row); a token block of padding only computes nothing
+ * layout   per R: the blocks of largest Ŝ until they cover {@code coverage} of Σ_j Ŝ[R][j], at most
+ *          {@link #maxBlocks()} of them; coverage ≥ 1 keeps every block (the maxBlocks largest under a budget) of a
+ *          token block with a real row; a token block of padding only computes nothing
  * </pre>
  * W, b are the least-squares fit of the true counts a[t][j] = #{n in block j : h[t, n] > 0} on the training tokens
  * (closed form, ridge-regularised normal equations), so Ŝ estimates the active (token, neuron) pairs a block
@@ -29,6 +31,8 @@ public final class MlpPredictor {
     final int tokenBlock;
     final float[] weight;
     double coverage;
+    /** The budget of neuron blocks per token block; negative = none (every block may be kept). */
+    int budget = -1;
 
     MlpPredictor(int dim, int ffn, int neuronBlock, int tokenBlock, float[] weight, double coverage) {
         int nb = NeuronLayouts.blockCount(ffn, neuronBlock);
@@ -60,6 +64,22 @@ public final class MlpPredictor {
         return coverage;
     }
 
+    /**
+     * The most neuron blocks a token block keeps (nb without a budget): the layout's maxBlocks, so the compacted
+     * hidden state is (N, maxBlocks·BN) and the sparse MLP's work is bounded by it.
+     */
+    public int maxBlocks() {
+        return budget < 0 ? numBlocks() : Math.min(budget, numBlocks());
+    }
+
+    /** Sets the budget of {@link #maxBlocks()}: 0 ≤ blocks (≥ nb: no budget). */
+    public void maxBlocks(int blocks) {
+        if (blocks < 0) {
+            throw new IllegalArgumentException("MLP predictor: max blocks must be >= 0, got " + blocks);
+        }
+        this.budget = blocks >= numBlocks() ? -1 : blocks;
+    }
+
     int numBlocks() {
         return NeuronLayouts.blockCount(ffn, neuronBlock);
     }
@@ -87,37 +107,28 @@ public final class MlpPredictor {
         return s;
     }
 
-    /** The kept blocks [nTB][nb] for scores Ŝ and the real rows per token block. */
+    /** The kept blocks [nTB][nb] for scores Ŝ and the real rows per token block, without a budget. */
     static boolean[][] select(double[][] scores, int[] realRows, double coverage) {
+        return select(scores, realRows, coverage, Integer.MAX_VALUE);
+    }
+
+    /**
+     * The kept blocks [nTB][nb]: per token block with a real row, {@link SelectionRule} on Ŝ[R] with nothing forced
+     * and the budget {@code limit} blocks.
+     */
+    static boolean[][] select(double[][] scores, int[] realRows, double coverage, int limit) {
         int nb = scores.length == 0 ? 0 : scores[0].length;
         boolean[][] keep = new boolean[scores.length][nb];
-        Integer[] order = new Integer[nb];
         for (int r = 0; r < scores.length; r++) {
-            if (realRows[r] == 0) {
-                continue;
-            }
-            if (coverage >= 1) {
-                Arrays.fill(keep[r], true);
-                continue;
-            }
-            double[] row = scores[r];
-            double total = 0;
-            for (int j = 0; j < nb; j++) {
-                order[j] = j;
-                total += row[j];
-            }
-            Arrays.sort(order, (a, b) -> Double.compare(row[b], row[a]));
-            double covered = 0;
-            for (int i = 0; i < nb && covered < coverage * total; i++) {
-                keep[r][order[i]] = true;
-                covered += row[order[i]];
+            if (realRows[r] != 0) {
+                SelectionRule.choose(scores[r], nb, coverage, limit, keep[r]);
             }
         }
         return keep;
     }
 
     boolean[][] keep(float[] x, int[] mask, int rows) {
-        return select(blockScores(x, mask, rows), GroundTruth.realRows(mask, rows, tokenBlock), coverage);
+        return select(blockScores(x, mask, rows), GroundTruth.realRows(mask, rows, tokenBlock), coverage, maxBlocks());
     }
 
     /** The layout for the MLP input x (rows, C) of one micro-batch, allocated on {@code be}. */

@@ -151,11 +151,16 @@ public final class OnlineSparsity implements SparsityPlan {
         this.mlp = new ArrayList<>();
         for (int l = 0; l < mc.numLayers(); l++) {
             AttentionPredictor a = predictors.attention(l);
-            attn.add(new AttentionPredictor(a.numHeads, a.dim, a.rank, a.block, a.pq.clone(), a.pk.clone(),
-                    a.gamma.clone(), a.coverage));
+            AttentionPredictor ac = new AttentionPredictor(a.numHeads, a.dim, a.rank, a.block, a.pq.clone(),
+                    a.pk.clone(), a.gamma.clone(), a.coverage);
+            ac.maxRowFraction = a.maxRowFraction;
+            attn.add(ac);
             if (sparseMlp) {
                 MlpPredictor m = predictors.mlp(l);
-                mlp.add(new MlpPredictor(m.dim, m.ffn, m.neuronBlock, m.tokenBlock, m.weight.clone(), m.coverage));
+                MlpPredictor mCopy = new MlpPredictor(m.dim, m.ffn, m.neuronBlock, m.tokenBlock, m.weight.clone(),
+                        m.coverage);
+                mCopy.budget = m.budget;
+                mlp.add(mCopy);
             }
         }
         this.attnDense = new boolean[mc.numLayers()];
@@ -306,8 +311,10 @@ public final class OnlineSparsity implements SparsityPlan {
             p.coverage = settings.mode() == Mode.AUTO
                     ? PredictorFit.calibrateAttention(p, Collections.singletonList(sc), Collections.singletonList(mass), settings.attnMass())
                     : old.coverage;
+            p.maxRowFraction = old.maxRowFraction;
             attn.set(l, p);
-            boolean[][][] keep = AttentionPredictor.select(p.distribution(sc), p.numHeads, sc.nQB(), p.coverage);
+            boolean[][][] keep = AttentionPredictor.select(p.distribution(sc), p.numHeads, sc.nQB(), p.coverage,
+                    p.maxRowFraction);
             aRecall[l] = recall(PredictorFit.attnKept(keep, mass));
             int nQB = sc.nQB();
             aDensity[l] = keptTiles(keep) / ((double) mc.numHeads() * nQB * (nQB + 1) / 2);
@@ -321,13 +328,16 @@ public final class OnlineSparsity implements SparsityPlan {
                         mc.ffnDim(), m.neuronBlock), m.tokenBlock);
                 int[] real = GroundTruth.realRows(mask, mask.length, m.tokenBlock);
                 double[][] scores = m.blockScores(a.mlpIn(), mask, mask.length);
-                mStale[l] = recall(PredictorFit.mlpKept(MlpPredictor.select(scores, real, m.coverage), truth));
+                mStale[l] = recall(PredictorFit.mlpKept(MlpPredictor.select(scores, real, m.coverage,
+                        m.maxBlocks()), truth));
                 if (settings.mode() == Mode.AUTO) {
                     m.coverage = PredictorFit.calibrateMlp(Collections.singletonList(scores), Collections.singletonList(real),
                             Collections.singletonList(truth),
                             settings.mlpRecall());
+                    m.maxBlocks(PredictorFit.mlpBudget(Collections.singletonList(scores),
+                            Collections.singletonList(real), m.coverage, m.numBlocks()));
                 }
-                boolean[][] mk = MlpPredictor.select(scores, real, m.coverage);
+                boolean[][] mk = MlpPredictor.select(scores, real, m.coverage, m.maxBlocks());
                 mRecall[l] = recall(PredictorFit.mlpKept(mk, truth));
                 double all = 0;
                 for (int r : real) {

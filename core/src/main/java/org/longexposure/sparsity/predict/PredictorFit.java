@@ -229,10 +229,32 @@ public final class PredictorFit {
             // pass 3: calibration of the coverage on the training micro-batches
             p.coverage = calibrateAttention(p, scores.get(l), masses.get(l), cfg.attnMass());
             if (relu) {
-                mlp.get(l).coverage = calibrateMlp(mlpScores.get(l), realRows, mlpTruth.get(l), cfg.mlpRecall());
+                MlpPredictor m = mlp.get(l);
+                m.coverage = calibrateMlp(mlpScores.get(l), realRows, mlpTruth.get(l), cfg.mlpRecall());
+                m.maxBlocks(mlpBudget(mlpScores.get(l), realRows, m.coverage, m.numBlocks()));
             }
         }
         return new Predictors(attn, mlp);
+    }
+
+    /**
+     * The MLP budget for a calibrated coverage: the most blocks any token block of the micro-batches selects with
+     * it, plus a slack of max(1, ceil(nb/20)) blocks for inputs that drift from these, capped at nb. The budget is
+     * the compacted hidden state's width (and the sparse MLP's work) on a device, where the selected count stays
+     * on the device; a token block that would select more keeps its best {@code budget} blocks.
+     */
+    static int mlpBudget(List<double[][]> scores, List<int[]> realRows, double coverage, int nb) {
+        int most = 0;
+        for (int mb = 0; mb < scores.size(); mb++) {
+            for (boolean[] row : MlpPredictor.select(scores.get(mb), realRows.get(mb), coverage)) {
+                int count = 0;
+                for (boolean k : row) {
+                    count += k ? 1 : 0;
+                }
+                most = Math.max(most, count);
+            }
+        }
+        return Math.min(nb, most + Math.max(1, (nb + 19) / 20));
     }
 
     /**

@@ -21,10 +21,10 @@ import org.longexposure.tensor.Tensor;
  * attention  pooled, counts = blockMeanPool(x, keyMask)                 (B·nB, C) ACT, (B·nB) I32
  *            q̃ = pooled·Wqᵀ + bq,  k̃ = pooled·Wkᵀ + bk               (B·nB, NH·R) ACT
  *            mass = tileMass(q̃, k̃, counts, γ)                          (NH, nB, nB) F64
- *            layout = selectTiles(mass, coverage)
+ *            layout = selectTiles(mass, coverage, maxRowFraction)
  * MLP        z = x·Wᵀ + b                                                (N, nb) ACT
  *            Ŝ = neuronBlockScores(z, keyMask)                           (nTB, nb) F64
- *            layout = selectNeuronBlocks(Ŝ, keyMask, coverage)
+ *            layout = selectNeuronBlocks(Ŝ, keyMask, coverage)       maxBlocks = the predictor's budget
  * </pre>
  * Wq (NH·R, C) holds the host form's Pq (NH, D, R) transposed per head, row h·R + r being Pq[h][0..C)[r], and bq
  * its constant row Pq[h][C][r] (likewise Wk, bk); the MLP's W (nb, C) and b (nb) are the scorer's weight without
@@ -39,9 +39,10 @@ import org.longexposure.tensor.Tensor;
  *
  * <p>Memory: the work tensors are shared by the layers and reallocated only when (B, T) grows; each layer keeps
  * its own layout tensors, which the next micro-batch's forward overwrites in place (the model reads a layout only
- * between its forward and its backward). The NeuronLayout's maxBlocks is nb, every block: the count a device
- * selected is not known on the host, so the sparse MLP's compacted hidden state has the dense width.
- * Coverages are read from the predictors on every call.
+ * between its forward and its backward). The count a device selected is not known on the host, so the NeuronLayout's
+ * maxBlocks is the predictor's budget ({@link MlpPredictor#maxBlocks()}, nb without one): the sparse MLP's
+ * compacted hidden state is (N, maxBlocks·BN) and its work is bounded by maxBlocks. Coverages and budgets are read
+ * from the predictors on every call.
  */
 final class PredictorPlan implements SparsityPlan {
     private final Predictors predictors;
@@ -100,7 +101,7 @@ final class PredictorPlan implements SparsityPlan {
                     be.allocate(DType.I32, full));
             attnLayouts[layer] = layout;
         }
-        be.predict().selectTiles(layout, mass, ap.coverage);
+        be.predict().selectTiles(layout, mass, ap.coverage, ap.maxRowFraction);
         return layout;
     }
 
@@ -119,10 +120,11 @@ final class PredictorPlan implements SparsityPlan {
         Tensor scores = work("scores", DType.F64, nTB, nb);
         be.linear().linearForward(z, in.x(), w.w, w.b);
         be.predict().neuronBlockScores(scores, z, in.keyMask(), mp.tokenBlock, mp.ffn, mp.neuronBlock);
+        int maxBlocks = mp.maxBlocks();
         NeuronLayout layout = mlpLayouts[layer];
-        if (layout == null || layout.rows() != rows) {
-            layout = new NeuronLayout(mp.neuronBlock, mp.tokenBlock, rows, nb, be.allocate(DType.I32, nTB + 1L),
-                    be.allocate(DType.I32, (long) nTB * nb));
+        if (layout == null || layout.rows() != rows || layout.maxBlocks() != maxBlocks) {
+            layout = new NeuronLayout(mp.neuronBlock, mp.tokenBlock, rows, maxBlocks,
+                    be.allocate(DType.I32, nTB + 1L), be.allocate(DType.I32, (long) nTB * Math.max(1, maxBlocks)));
             mlpLayouts[layer] = layout;
         }
         be.predict().selectNeuronBlocks(layout, scores, in.keyMask(), mp.coverage);

@@ -11,13 +11,17 @@ import java.nio.file.Files;
 import java.nio.file.Path;
 import java.nio.file.StandardCopyOption;
 import java.util.ArrayList;
+import java.util.Arrays;
 import java.util.LinkedHashMap;
 import java.util.List;
 import java.util.Map;
+import java.util.SplittableRandom;
+import org.longexposure.backend.Activation;
 import org.longexposure.backend.Backend;
 import org.longexposure.io.InputFormatException;
 import org.longexposure.io.safetensors.SafetensorsFile;
 import org.longexposure.io.safetensors.SafetensorsWriter;
+import org.longexposure.model.ModelConfig;
 import org.longexposure.model.SparsityPlan;
 import org.longexposure.tensor.DType;
 import org.longexposure.tensor.Tensor;
@@ -31,7 +35,8 @@ import org.longexposure.tensor.Tensor;
  * (nb, C+1), the last column the bias; and {@code predictors.json}: {@code format} ("longexposure-predictors"),
  * {@code version} 1, {@code hidden_size}, {@code num_heads}, {@code ffn_dim}, {@code attn_block}, {@code rank},
  * {@code neuron_block}, {@code token_block} and per layer {@code attn_coverage} and {@code mlp_coverage} (null when
- * the layer has no MLP predictor). Each file is written to a temporary name and renamed into place, the JSON last,
+ * the layer has no MLP predictor), and the budgets where set: {@code attn_max_row_fraction} (in (0, 1]) and
+ * {@code mlp_max_blocks} (≥ 0); a missing budget means none. Each file is written to a temporary name and renamed into place, the JSON last,
  * so a reader sees either the previous pair or the new one's tensors before its JSON.
  */
 public final class Predictors {
@@ -115,6 +120,7 @@ public final class Predictors {
                 } else {
                     o.put("mlp_coverage", mlp.get(l).coverage);
                 }
+                writeBudgets(o, l);
             }
             Path tmp = dir.resolve(JSON + ".tmp");
             new ObjectMapper().writerWithDefaultPrettyPrinter().writeValue(tmp.toFile(), root);
@@ -166,9 +172,93 @@ public final class Predictors {
                     mlps.add(new MlpPredictor(c, ffn, bn, tb, floats(f, "layers." + l + ".mlp.weight",
                             nb * (c + 1)), lj.path("mlp_coverage").asDouble(1)));
                 }
+                readBudgets(jsonFile, lj, l, attn.get(l), hasMlp ? mlps.get(l) : null);
             }
         }
         return new Predictors(attn, mlps);
+    }
+
+    /**
+     * Imposes budgets on every layer: attention rows keep at most {@code attnRowFraction} of their causal tiles
+     * (forced ones aside; 1 = none), layer l's MLP at most {@code mlpMaxBlocks[l]} neuron blocks per token block
+     * (null = leave the MLP budgets as they are).
+     */
+    public void budgets(double attnRowFraction, int[] mlpMaxBlocks) {
+        if (mlpMaxBlocks != null && (mlp.isEmpty() || mlpMaxBlocks.length != mlp.size())) {
+            throw new IllegalArgumentException("MLP budgets: expected one per layer (" + attention.size() + "), got "
+                    + mlpMaxBlocks.length + (mlp.isEmpty() ? " for predictors without MLP predictors" : ""));
+        }
+        for (int l = 0; l < attention.size(); l++) {
+            attention.get(l).maxRowFraction(attnRowFraction);
+            if (mlpMaxBlocks != null) {
+                mlp.get(l).maxBlocks(mlpMaxBlocks[l]);
+            }
+        }
+    }
+
+    /**
+     * Predictors of the right shapes with seeded random parameters (projections and scorer weights uniform in
+     * ±1/√C, temperatures 1, coverage 1): layouts that change with every input, for speed measurements on models
+     * with random weights, where a fit would have nothing to learn. Budgets decide the densities.
+     */
+    public static Predictors random(ModelConfig cfg, int rank, int attnBlock, int neuronBlock, int tokenBlock,
+                                    long seed) {
+        SplittableRandom rng = new SplittableRandom(seed);
+        int c = cfg.hiddenSize();
+        int nh = cfg.numHeads();
+        float bound = (float) (1 / Math.sqrt(c));
+        List<AttentionPredictor> attn = new ArrayList<>();
+        List<MlpPredictor> mlps = new ArrayList<>();
+        for (int l = 0; l < cfg.numLayers(); l++) {
+            float[] gamma = new float[nh];
+            Arrays.fill(gamma, 1f);
+            attn.add(new AttentionPredictor(nh, c, rank, attnBlock, uniform(rng, nh * (c + 1) * rank, bound),
+                    uniform(rng, nh * (c + 1) * rank, bound), gamma, 1.0));
+            if (cfg.activation() == Activation.RELU) {
+                int nb = (cfg.ffnDim() + neuronBlock - 1) / neuronBlock;
+                mlps.add(new MlpPredictor(c, cfg.ffnDim(), neuronBlock, tokenBlock, uniform(rng, nb * (c + 1), bound),
+                        1.0));
+            }
+        }
+        return new Predictors(attn, mlps);
+    }
+
+    private static float[] uniform(SplittableRandom rng, int n, float bound) {
+        float[] v = new float[n];
+        for (int i = 0; i < n; i++) {
+            v[i] = (float) ((rng.nextDouble() * 2 - 1) * bound);
+        }
+        return v;
+    }
+
+    /** The budget fields of layer l's JSON object (written only where a budget is set). */
+    private void writeBudgets(ObjectNode o, int l) {
+        AttentionPredictor a = attention.get(l);
+        if (a.maxRowFraction < 1) {
+            o.put("attn_max_row_fraction", a.maxRowFraction);
+        }
+        if (!mlp.isEmpty() && mlp.get(l).budget >= 0) {
+            o.put("mlp_max_blocks", mlp.get(l).budget);
+        }
+    }
+
+    private static void readBudgets(Path file, JsonNode lj, int l, AttentionPredictor a, MlpPredictor m) {
+        JsonNode f = lj.get("attn_max_row_fraction");
+        if (f != null && !f.isNull()) {
+            if (!f.isNumber() || !(f.asDouble() > 0 && f.asDouble() <= 1)) {
+                throw new InputFormatException(file, "layers[" + l + "].attn_max_row_fraction",
+                        "expected a number in (0, 1], got " + f);
+            }
+            a.maxRowFraction(f.asDouble());
+        }
+        JsonNode b = lj.get("mlp_max_blocks");
+        if (b != null && !b.isNull()) {
+            if (m == null || !b.canConvertToInt() || b.asInt() < 0) {
+                throw new InputFormatException(file, "layers[" + l + "].mlp_max_blocks", m == null
+                        ? "set, but these predictors have no MLP predictor" : "expected an integer >= 0, got " + b);
+            }
+            m.maxBlocks(b.asInt());
+        }
     }
 
     private static float[] floats(SafetensorsFile f, String name, long expected) {

@@ -9,7 +9,7 @@ import java.util.List;
 import java.util.SplittableRandom;
 import org.junit.jupiter.api.Test;
 import org.junit.jupiter.params.ParameterizedTest;
-import org.junit.jupiter.params.provider.ValueSource;
+import org.junit.jupiter.params.provider.CsvSource;
 import org.longexposure.backend.Backend;
 import org.longexposure.backend.BlockLayout;
 import org.longexposure.backend.FakeDeviceBackend;
@@ -134,13 +134,13 @@ class PredictorPlanTest {
     }
 
     @ParameterizedTest
-    @ValueSource(doubles = {0, 0.3, 0.7, 0.95, 1})
-    void tileSelectionEqualsTheHostRuleOnTheHostMasses(double coverage) {
+    @CsvSource({"0, 1", "0.3, 1", "0.7, 1", "0.95, 1", "1, 1", "0.7, 0.3", "1, 0.3", "1, 0.01", "0.95, 0.6"})
+    void tileSelectionEqualsTheHostRuleOnTheHostMasses(double coverage, double fraction) {
         SplittableRandom rng = new SplittableRandom(11);
         int nh = 3;
         int c = 10;
         try (CpuBackend be = new CpuBackend(2)) {
-            for (int[] tb : new int[][] {{11, 3}, {1, 4}, {13, 13}, {17, 4}}) {
+            for (int[] tb : new int[][] {{11, 3}, {1, 4}, {13, 13}, {17, 4}, {40, 3}}) {
                 int t = tb[0];
                 int block = tb[1];
                 int bsz = 3;
@@ -148,11 +148,26 @@ class PredictorPlanTest {
                 AttentionPredictor p = randomAttention(rng, nh, c, 2, block, coverage);
                 int[] mask = paddedMask(bsz, t);
                 double[][][][] dist = p.distribution(p.scores(randomFloats(rng, bsz * t * c), mask, bsz, t));
-                boolean[][][] expect = AttentionPredictor.select(dist, nh, nB, coverage);
+                boolean[][][] expect = AttentionPredictor.select(dist, nh, nB, coverage, fraction);
                 BlockLayout layout = emptyBlockLayout(be, nh, t, block);
-                be.predict().selectTiles(layout, doubles(be, aggregate(dist, nh, nB), nh, nB, nB), coverage);
-                assertThat(BlockLayouts.toBooleans(be, layout)).as("T %d block %d", t, block).isDeepEqualTo(expect);
-                if (coverage == 1) {
+                be.predict().selectTiles(layout, doubles(be, aggregate(dist, nh, nB), nh, nB, nB), coverage,
+                        fraction);
+                boolean[][][] got = BlockLayouts.toBooleans(be, layout);
+                assertThat(got).as("T %d block %d", t, block).isDeepEqualTo(expect);
+                for (int h = 0; h < nh; h++) {
+                    for (int qb = 0; qb < nB; qb++) {
+                        int kept = 0;
+                        for (int kb = 0; kb <= qb; kb++) {
+                            kept += got[h][qb][kb] ? 1 : 0;
+                        }
+                        int budget = Math.max(qb == 0 ? 1 : 2, (int) Math.ceil(fraction * (qb + 1)));
+                        assertThat(kept).as("row %d of head %d within its budget", qb, h).isLessThanOrEqualTo(budget);
+                        if (coverage == 1) {
+                            assertThat(kept).as("coverage 1 fills the budget").isEqualTo(Math.min(qb + 1, budget));
+                        }
+                    }
+                }
+                if (coverage == 1 && fraction == 1) {
                     assertThat(BlockLayouts.toBooleans(be, layout))
                             .isDeepEqualTo(BlockLayouts.toBooleans(be, BlockLayouts.full(nh, t, block, be)));
                 }
@@ -181,7 +196,7 @@ class PredictorPlanTest {
             for (double coverage : new double[] {0.3, 0.5, 0.55, 0.65, 0.9}) {
                 boolean[][][] expect = AttentionPredictor.select(dist, 1, nB, coverage);
                 BlockLayout layout = emptyBlockLayout(be, 1, nB * 2 - 1, 2);
-                be.predict().selectTiles(layout, doubles(be, aggregate(dist, 1, nB), 1, nB, nB), coverage);
+                be.predict().selectTiles(layout, doubles(be, aggregate(dist, 1, nB), 1, nB, nB), coverage, 1.0);
                 assertThat(BlockLayouts.toBooleans(be, layout)).as("coverage %s", coverage).isDeepEqualTo(expect);
             }
             // coverage 0.5 in row 5: sink and diagonal forced; visiting 1 (0.2), 2 (0.2) reaches 0.4 < 0.5, then
@@ -192,8 +207,8 @@ class PredictorPlanTest {
     }
 
     @ParameterizedTest
-    @ValueSource(doubles = {0, 0.4, 0.8, 1})
-    void neuronSelectionEqualsTheHostRuleOnTheHostScores(double coverage) {
+    @CsvSource({"0, 6", "0.4, 6", "0.8, 6", "1, 6", "0.8, 2", "1, 2", "1, 0", "0.4, 9"})
+    void neuronSelectionEqualsTheHostRuleOnTheHostScores(double coverage, int budget) {
         SplittableRandom rng = new SplittableRandom(12);
         int c = 9;
         int ffn = 45;
@@ -205,6 +220,9 @@ class PredictorPlanTest {
                 int tb = rt[1];
                 float[] w = randomFloats(rng, nb * (c + 1));
                 MlpPredictor p = new MlpPredictor(c, ffn, bn, tb, w, coverage);
+                p.maxBlocks(budget);
+                int maxBlocks = Math.min(budget, nb);
+                assertThat(p.maxBlocks()).isEqualTo(maxBlocks);
                 int[] mask = new int[rows];
                 for (int i = 0; i < rows; i++) {
                     mask[i] = i < rows - tb - 1 ? 1 : 0;   // the last token block (at least) has no real row
@@ -218,8 +236,8 @@ class PredictorPlanTest {
                 for (int r = 0; r < nTB; r++) {
                     System.arraycopy(scores[r], 0, flat, r * nb, nb);
                 }
-                NeuronLayout layout = new NeuronLayout(bn, tb, rows, nb, be.allocate(DType.I32, nTB + 1),
-                        be.allocate(DType.I32, (long) nTB * nb));
+                NeuronLayout layout = new NeuronLayout(bn, tb, rows, maxBlocks, be.allocate(DType.I32, nTB + 1),
+                        be.allocate(DType.I32, (long) nTB * Math.max(1, maxBlocks)));
                 Tensor keyMask = ints(be, mask);
                 be.predict().selectNeuronBlocks(layout, doubles(be, flat, nTB, nb), keyMask, coverage);
                 boolean[][] got = toBooleans(be, layout, nb);
@@ -228,9 +246,12 @@ class PredictorPlanTest {
                 if (coverage == 0) {
                     assertThat(Tensors.toInts(be, layout.rowPtr())[nTB]).isZero();
                 }
-                if (coverage == 1) {
-                    for (int r = 0; r < nTB - 1; r++) {
-                        assertThat(got[r]).containsOnly(true);
+                int[] rowPtr = Tensors.toInts(be, layout.rowPtr());
+                for (int r = 0; r < nTB - 1; r++) {
+                    int listed = rowPtr[r + 1] - rowPtr[r];
+                    assertThat(listed).as("token block %d within the budget", r).isLessThanOrEqualTo(maxBlocks);
+                    if (coverage == 1) {
+                        assertThat(listed).as("coverage 1 fills the budget").isEqualTo(maxBlocks);
                     }
                 }
                 // the scores op on z = x·Wᵀ + b in float: the host form's scores up to that rounding
@@ -342,13 +363,16 @@ class PredictorPlanTest {
     void selectionOpsRejectTargetsTooSmallForTheFullLayout() {
         try (CpuBackend be = new CpuBackend(1)) {
             BlockLayout small = new BlockLayout(2, 1, 5, be.allocate(DType.I32, 4), be.allocate(DType.I32, 5));
-            assertThatThrownBy(() -> be.predict().selectTiles(small, be.allocate(DType.F64, 1, 3, 3), 0.5))
+            assertThatThrownBy(() -> be.predict().selectTiles(small, be.allocate(DType.F64, 1, 3, 3), 0.5, 1.0))
                     .isInstanceOf(IllegalArgumentException.class).hasMessageContaining("colIdx")
                     .hasMessageContaining("6");
-            NeuronLayout narrow = new NeuronLayout(4, 2, 4, 2, be.allocate(DType.I32, 3), be.allocate(DType.I32, 6));
+            BlockLayout fits = new BlockLayout(2, 1, 5, be.allocate(DType.I32, 4), be.allocate(DType.I32, 6));
+            assertThatThrownBy(() -> be.predict().selectTiles(fits, be.allocate(DType.F64, 1, 3, 3), 0.5, 0))
+                    .isInstanceOf(IllegalArgumentException.class).hasMessageContaining("maxRowFraction");
+            NeuronLayout narrow = new NeuronLayout(4, 2, 4, 2, be.allocate(DType.I32, 3), be.allocate(DType.I32, 3));
             assertThatThrownBy(() -> be.predict().selectNeuronBlocks(narrow, be.allocate(DType.F64, 2, 3),
                     be.allocate(DType.I32, 4), 0.5)).isInstanceOf(IllegalArgumentException.class)
-                    .hasMessageContaining("maxBlocks");
+                    .hasMessageContaining("min(maxBlocks, nb) = 4");
         }
     }
 

@@ -218,8 +218,12 @@ class PredictorsTest {
                 assertThat(l.attnDensity()).isBetween(0.0, 1.0);
                 assertThat(l.mlpDensity()).isBetween(0.0, 1.0);
             }
+            p.budgets(0.5, new int[] {1, p.mlp(1).maxBlocks()});
             p.save(tmp.resolve("pred"));
             Predictors back = Predictors.load(tmp.resolve("pred"));
+            assertThat(back.attention(0).maxRowFraction()).isEqualTo(0.5);
+            assertThat(back.mlp(0).maxBlocks()).isEqualTo(1);
+            assertThat(back.mlp(1).maxBlocks()).isEqualTo(p.mlp(1).maxBlocks());
             Batch b = train.get(1);
             ForwardState st = lm.allocate(b.batchSize(), b.seqLen());
             lm.forward(st, b, false);
@@ -249,6 +253,7 @@ class PredictorsTest {
             for (int l = 0; l < 2; l++) {
                 p.attention(l).coverage = 1;
                 p.mlp(l).coverage = 1;
+                p.mlp(l).maxBlocks(Integer.MAX_VALUE);   // no budget
             }
             lm.sparsity(p.plan(be, true, true));
             assertThat(lm.forwardLoss(st, b, 0f, false)).isEqualTo(dense);
@@ -268,6 +273,23 @@ class PredictorsTest {
                 + " \"hidden_size\": 0}");
         assertThatThrownBy(() -> Predictors.load(d)).isInstanceOf(InputFormatException.class)
                 .hasMessageContaining(Predictors.JSON).hasMessageContaining("hidden_size");
+        Files.writeString(d.resolve(Predictors.JSON), "{\"format\": \"other\"}");
+        assertThatThrownBy(() -> Predictors.load(d)).isInstanceOf(InputFormatException.class)
+                .hasMessageContaining("format");
+        Path fit = fixture();
+        try (CpuBackend be = new CpuBackend(1); CausalLm lm = Architecture.load(fit.resolve("model"), be)) {
+            PredictorFit.fit(be, lm, batches(fit).subList(0, 1), new PredictorFit.Config(4, 2, 0.9, 16, 7, 0.9))
+                    .save(d);
+        }
+        String json = Files.readString(d.resolve(Predictors.JSON));
+        Files.writeString(d.resolve(Predictors.JSON), json.replaceFirst("\"attn_coverage\"",
+                "\"attn_max_row_fraction\" : 1.5, \"attn_coverage\""));
+        assertThatThrownBy(() -> Predictors.load(d)).isInstanceOf(InputFormatException.class)
+                .hasMessageContaining("layers[0].attn_max_row_fraction").hasMessageContaining("(0, 1]");
+        Files.writeString(d.resolve(Predictors.JSON), json.replaceFirst("\"attn_coverage\"",
+                "\"mlp_max_blocks\" : -2, \"attn_coverage\""));
+        assertThatThrownBy(() -> Predictors.load(d)).isInstanceOf(InputFormatException.class)
+                .hasMessageContaining("layers[0].mlp_max_blocks");
         Files.writeString(d.resolve(Predictors.JSON), "{\"format\": \"other\"}");
         assertThatThrownBy(() -> Predictors.load(d)).isInstanceOf(InputFormatException.class)
                 .hasMessageContaining("format");

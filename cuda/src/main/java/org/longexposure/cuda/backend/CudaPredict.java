@@ -64,16 +64,16 @@ public final class CudaPredict implements PredictOps {
     }
 
     @Override
-    public void selectTiles(BlockLayout layout, Tensor mass, double coverage) {
+    public void selectTiles(BlockLayout layout, Tensor mass, double coverage, double maxRowFraction) {
         String op = "selectTiles";
-        checks.selectTiles(layout, mass, coverage);
+        checks.selectTiles(layout, mass, coverage, maxRowFraction);
         int nh = layout.numHeads();
         int nB = layout.numBlocks();
         int rows = OpChecks.toInt(op, "NH·nB", (long) nh * nB);
         long flags = reserve(op, rows, nB);
         long counts = flags + align((long) rows * nB);
         stream.launch(function("predict_select_tiles"), nB, nh, 1, ROW_THREADS, 1, 1, smem(op, "nB", nB, 13),
-                KernelArgs.of(flags, counts, mass, nB, coverage));
+                KernelArgs.of(flags, counts, mass, nB, coverage, maxRowFraction));
         stream.launch(function("predict_csr_from_flags"), 1, 1, 1, SCAN_THREADS, 1, 1, 0,
                 KernelArgs.of(layout.rowPtr(), layout.colIdx(), flags, counts, rows, nB));
     }
@@ -98,7 +98,7 @@ public final class CudaPredict implements PredictOps {
         long counts = flags + align((long) nTB * nb);
         stream.launch(function("predict_select_neuron_blocks"), nTB, 1, 1, NEURON_THREADS, 1, 1,
                 smem(op, "nb", nb, 13), KernelArgs.of(flags, counts, scores, keyMask, rows, layout.tokenBlock(), nb,
-                        coverage));
+                        coverage, Math.min(layout.maxBlocks(), nb)));
         stream.launch(function("predict_csr_from_flags"), 1, 1, 1, SCAN_THREADS, 1, 1, 0,
                 KernelArgs.of(layout.rowPtr(), layout.blockIdx(), flags, counts, nTB, nb));
     }

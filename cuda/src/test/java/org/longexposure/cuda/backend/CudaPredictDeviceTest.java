@@ -185,17 +185,20 @@ class CudaPredictDeviceTest extends DeviceTestBase {
             int block = dims[2];
             int nB = (t + block - 1) / block;
             double[] m = masses(r, nh, nB);
-            for (double coverage : new double[] {0, 0.3, 0.77, 0.95, 1}) {
+            for (double[] cf : new double[][] {{0, 1}, {0.3, 1}, {0.77, 1}, {0.95, 1}, {1, 1}, {1, 0.15},
+                    {0.77, 0.3}, {0.95, 0.07}}) {
+                double coverage = cf[0];
+                double fraction = cf[1];
                 long full = (long) nh * nB * (nB + 1) / 2;
                 BlockLayout lc = new BlockLayout(block, nh, t, cpu.allocate(DType.I32, (long) nh * nB + 1),
                         cpu.allocate(DType.I32, full));
                 BlockLayout lg = new BlockLayout(block, nh, t, gpu.allocate(DType.I32, (long) nh * nB + 1),
                         gpu.allocate(DType.I32, full));
-                cpu.predict().selectTiles(lc, doubles(cpu, m, nh, nB, nB), coverage);
-                gpu.predict().selectTiles(lg, doubles(gpu, m, nh, nB, nB), coverage);
+                cpu.predict().selectTiles(lc, doubles(cpu, m, nh, nB, nB), coverage, fraction);
+                gpu.predict().selectTiles(lg, doubles(gpu, m, nh, nB, nB), coverage, fraction);
                 int[][] want = csr(cpu, lc.rowPtr(), lc.colIdx());
                 int[][] got = csr(gpu, lg.rowPtr(), lg.colIdx());
-                String what = "NH " + nh + " nB " + nB + " coverage " + coverage;
+                String what = "NH " + nh + " nB " + nB + " coverage " + coverage + " row fraction " + fraction;
                 assertThat(got[0]).as(what + " rowPtr").containsExactly(want[0]);
                 assertThat(got[1]).as(what + " colIdx").containsExactly(want[1]);
             }
@@ -228,16 +231,19 @@ class CudaPredictDeviceTest extends DeviceTestBase {
             tied[i] = 4;
         }
         for (double[] s : new double[][] {scores, tied}) {
-            for (double coverage : new double[] {0, 0.37, 0.8, 1}) {
-                NeuronLayout lc = new NeuronLayout(bn, tb, rows, nb, cpu.allocate(DType.I32, nTB + 1),
-                        cpu.allocate(DType.I32, (long) nTB * nb));
-                NeuronLayout lg = new NeuronLayout(bn, tb, rows, nb, gpu.allocate(DType.I32, nTB + 1),
-                        gpu.allocate(DType.I32, (long) nTB * nb));
+            for (double[] cb : new double[][] {{0, nb}, {0.37, nb}, {0.8, nb}, {1, nb}, {1, 9}, {0.8, 5}, {1, 0}}) {
+                double coverage = cb[0];
+                int budget = (int) cb[1];
+                long idx = (long) nTB * Math.max(1, budget);
+                NeuronLayout lc = new NeuronLayout(bn, tb, rows, budget, cpu.allocate(DType.I32, nTB + 1),
+                        cpu.allocate(DType.I32, idx));
+                NeuronLayout lg = new NeuronLayout(bn, tb, rows, budget, gpu.allocate(DType.I32, nTB + 1),
+                        gpu.allocate(DType.I32, idx));
                 cpu.predict().selectNeuronBlocks(lc, doubles(cpu, s, nTB, nb), ints(cpu, mask), coverage);
                 gpu.predict().selectNeuronBlocks(lg, doubles(gpu, s, nTB, nb), ints(gpu, mask), coverage);
                 int[][] want = csr(cpu, lc.rowPtr(), lc.blockIdx());
                 int[][] got = csr(gpu, lg.rowPtr(), lg.blockIdx());
-                String what = (s == tied ? "tied " : "") + "coverage " + coverage;
+                String what = (s == tied ? "tied " : "") + "coverage " + coverage + " budget " + budget;
                 assertThat(got[0]).as(what + " rowPtr").containsExactly(want[0]);
                 assertThat(got[1]).as(what + " blockIdx").containsExactly(want[1]);
                 assertThat(want[0][3] - want[0][2]).as("a token block of padding lists nothing").isZero();
