@@ -16,7 +16,7 @@
 //
 // Kernels:
 //  predict_block_mean_pool_bf16(pooled, counts, x, keyMask, B, T, C, block)
-//     grid (B·nB, ceil(C / 256)), block 256: one CTA per (sequence block, 256-column chunk), one thread per column.
+//     grid (B·nB, ceil(C / 128)), block 128: one CTA per (sequence block, 128-column chunk), one thread per column.
 //     pooled (B·nB, C) = the mean of the block's real rows of x (B·T, C), summed in double in ascending t, 0 for a
 //     block without real rows; counts (B·nB) = its real rows (written by the chunk-0 CTA).
 //  predict_tile_mass_bf16(mass, qt, kt, counts, gamma, B, nB, NH, R)
@@ -44,6 +44,7 @@ typedef __nv_bfloat16 bf16;
 namespace {
 
 constexpr int SCAN_THREADS = 1024;
+constexpr int POOL_UNROLL = 8;
 
 // The selection rule on v[0..n) (shared memory), called by every thread of the CTA. `order` is n ints of shared
 // memory; keep[i] is set for the chosen candidates (flags already set are the forced ones and stay); `limit` is the
@@ -114,14 +115,24 @@ extern "C" __global__ void predict_block_mean_pool_bf16(bf16* pooled, int* count
     int t1 = min(T, t0 + block);
     double sum = 0;
     int n = 0;
-    for (int t = t0; t < t1; t++) {
-        long long tok = (long long) b * T + t;
-        if (keyMask[tok] == 0) {
-            continue;
+    // POOL_UNROLL independent loads in flight per thread, then the additions in ascending t: the same sum as a
+    // plain loop, without waiting on each load in turn.
+    for (int tb = t0; tb < t1; tb += POOL_UNROLL) {
+        float v[POOL_UNROLL];
+        int m[POOL_UNROLL];
+#pragma unroll
+        for (int u = 0; u < POOL_UNROLL; u++) {
+            int t = tb + u;
+            long long tok = (long long) b * T + t;
+            m[u] = t < t1 ? keyMask[tok] : 0;
+            v[u] = t < t1 && e < C ? __bfloat162float(x[tok * C + e]) : 0.f;
         }
-        n++;
-        if (e < C) {
-            sum += (double) __bfloat162float(x[tok * C + e]);
+#pragma unroll
+        for (int u = 0; u < POOL_UNROLL; u++) {
+            if (m[u] != 0) {
+                n++;
+                sum += (double) v[u];
+            }
         }
     }
     if (e < C) {

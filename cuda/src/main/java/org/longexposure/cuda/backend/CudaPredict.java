@@ -22,7 +22,7 @@ import org.longexposure.tensor.Tensor;
  */
 public final class CudaPredict implements PredictOps {
     private static final String STEM = "predict";
-    private static final int POOL_THREADS = 256;
+    private static final int POOL_THREADS = 128;
     private static final int ROW_THREADS = 64;
     private static final int NEURON_THREADS = 256;
     private static final int SCAN_THREADS = 1024;
