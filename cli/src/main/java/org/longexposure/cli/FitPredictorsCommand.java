@@ -92,7 +92,7 @@ final class FitPredictorsCommand implements Callable<Integer> {
             SampleOptions.MicroBatches read = samples.microBatches(lm, batches);
             List<Batch> micro = read.batches();
             if (micro.size() <= heldOut) {
-                throw new Main.UserException(samples.data + ": " + read.samples() + " samples make " + micro.size()
+                throw new Main.UserException(samples.data + ": " + read.rows() + " samples make " + micro.size()
                         + " micro-batches of " + samples.batchSize + ", not more than --held-out " + heldOut);
             }
             List<Batch> train = micro.subList(0, micro.size() - heldOut);
