@@ -73,10 +73,7 @@ final class FitPredictorsCommand implements Callable<Integer> {
     @Override
     public Integer call() throws IOException {
         PrintWriter pw = spec.commandLine().getOut();
-        if (samples.batchSize < 1 || samples.seqLen < 1 || heldOut < 1 || batches <= heldOut) {
-            throw new Main.UserException("--batch-size, --seq-len and --held-out must be >= 1 and --batches larger"
-                    + " than --held-out");
-        }
+        samples.requireHeldOut(batches, heldOut);
         PredictorFit.Config cfg;
         try {
             cfg = new PredictorFit.Config(blockSize, rank, attnMass, neuronBlock, tokenBlock, mlpRecall);

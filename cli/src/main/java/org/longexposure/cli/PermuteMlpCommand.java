@@ -68,10 +68,7 @@ final class PermuteMlpCommand implements Callable<Integer> {
     @Override
     public Integer call() throws IOException {
         PrintWriter pw = spec.commandLine().getOut();
-        if (samples.batchSize < 1 || samples.seqLen < 1 || heldOut < 1 || batches <= heldOut) {
-            throw new Main.UserException("--batch-size, --seq-len and --held-out must be >= 1 and --batches larger"
-                    + " than --held-out");
-        }
+        samples.requireHeldOut(batches, heldOut);
         if (neuronBlock < 1 || tokenBlock < 1) {
             throw new Main.UserException("--neuron-block and --token-block must be >= 1, got " + neuronBlock + " and "
                     + tokenBlock);

@@ -36,6 +36,18 @@ final class SampleOptions {
     int seqLen;
 
     /**
+     * For the commands that hold micro-batches out for a report (fit-predictors, permute-mlp): fails unless
+     * {@code --batch-size}, {@code --seq-len} and {@code heldOut} are at least 1 and {@code batches} leaves at least
+     * one micro-batch besides the held-out ones.
+     */
+    void requireHeldOut(int batches, int heldOut) {
+        if (batchSize < 1 || seqLen < 1 || heldOut < 1 || batches <= heldOut) {
+            throw new Main.UserException("--batch-size, --seq-len and --held-out must be >= 1 and --batches larger"
+                    + " than --held-out");
+        }
+    }
+
+    /**
      * The micro-batches read, and how many rows the whole file makes: one a sample when truncated, fewer when
      * packed.
      */
