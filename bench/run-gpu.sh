@@ -7,12 +7,13 @@
 # $OUT/lora-step-cuda-vs-hf.json (the file to commit under bench/results/) and prints a table last.
 #
 # Needs: a Java runtime and the jars, built on the development machine and carried: any bin/java under .travel/
-# (or a .tgz of one there); every jar under .travel/ and bench/target/ (the bench jar and bench/target/lib from
+# (or a .tgz of one there); every jar in .travel/lib, .travel/test and bench/target/ (the bench jar and bench/target/lib from
 # `./mvnw -pl bench -am package -DskipTests`) goes on the class path; python3 with torch, transformers, peft. Environment: OUT (results folder, default bench/out), LE_COMMIT (source commit for the records),
 # LE_CASES (default below), LE_EAGER=1 (also time HF eager attention at OPT-1.3B 1024),
 # LONGEXPOSURE_CUDA_LIB_PATH (extra library folders; the CUDA toolkit's are looked up otherwise).
 set -uo pipefail
 root="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
+source "$root/tools/device/common.sh"
 cd "$root"
 out="${OUT:-bench/out}"
 mkdir -p "$out"
@@ -23,9 +24,8 @@ cases="${LE_CASES:-opt-1.3b:512,1024,2048 opt-2.7b:512,1024 opt-350m:512 opt-2.7
 main() {
 # --- Java runtime and class path from what travelled
 java_bin="$(find .travel -path '*/bin/java' -type f 2>/dev/null | head -n 1)"
-if [ -z "$java_bin" ] && [ -f .travel/jre.tar.xz ]; then
-  mkdir -p "$work/jre" && tar -xJf .travel/jre.tar.xz -C "$work/jre"
-  java_bin="$(find "$work/jre" -path '*/bin/java' -type f | head -n 1)"
+if [ -z "$java_bin" ] && le_runtime .travel "$work/jre"; then
+  java_bin="$le_java"
 fi
 if [ -z "$java_bin" ]; then
   tgz="$(find .travel -name '*.tgz' -o -name '*.tar.gz' 2>/dev/null | head -n 1)"
@@ -39,8 +39,7 @@ if [ -z "$java_bin" ]; then
   exit 2
 fi
 # jars: whatever travelled in .travel/, plus the bench module's own build when bench/target was carried too
-cp="$( (find bench/target -maxdepth 2 -name '*.jar' ! -name '*-tests.jar' 2>/dev/null | sort
-       find .travel -name '*.jar' 2>/dev/null | sort) | tr '\n' ':')"
+cp="$(le_class_path bench/target/lib bench/target .travel/lib .travel/test)"
 if [ -z "$cp" ]; then
   echo "error: no jars under .travel/"
   exit 2
@@ -48,13 +47,9 @@ fi
 commit="${LE_COMMIT:-$(cat .travel/COMMIT 2>/dev/null || git rev-parse --short HEAD 2>/dev/null || echo unknown)}"
 
 # --- CUDA library folders: libcuda.so.1 comes from the loader path; NVRTC and cuBLASLt from the toolkit
-libpath="${LONGEXPOSURE_CUDA_LIB_PATH:-}"
-for so in libcuda.so.1 libnvrtc.so.13 libcublasLt.so.13; do
-  if ! ldconfig -p | grep -q "$so"; then
-    f="$(find /usr/local /usr/lib /usr/lib64 /opt -maxdepth 6 -name "$so" -print -quit 2>/dev/null)"
-    [ -n "$f" ] && libpath="${libpath:+$libpath:}$(dirname "$f")"
-  fi
-done
+le_libpath="${LONGEXPOSURE_CUDA_LIB_PATH:-}"
+le_add_cuda_libs "" libcuda.so.1 libnvrtc.so.13 libcublasLt.so.13
+libpath=$le_libpath
 echo "java: $java_bin; commit $commit; cuda lib path: ${libpath:-(loader path only)}"
 nvidia-smi --query-gpu=name,memory.used,memory.total,clocks.sm,power.draw --format=csv,noheader || true
 

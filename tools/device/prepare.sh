@@ -4,6 +4,7 @@
 #   .travel/test/     the cuda module's test classes, their test dependencies and the JUnit console launcher
 #   .travel/jre.tar.xz  a jlink runtime (JDK 25) with just the modules the jars need
 #   .travel/run-tests.sh  the device-side test runner (a copy of tools/device/run-tests.sh)
+#   .travel/common.sh     the functions it sources (a copy of tools/device/common.sh)
 # Usage: JAVA_HOME=<JDK 25> tools/device/prepare.sh [--with-bench]
 #   --with-bench  also pack the bench module (its GPU step benchmark; JMH stays behind)
 # The whole folder must stay small enough to travel with a GPU job (about 22 MiB); the script prints its size.
@@ -88,7 +89,7 @@ if command -v strip >/dev/null 2>&1; then
 fi
 tar -C "$out/jre.tmp" -cf - . | xz -9e -T0 > "$out/jre.tar.xz"
 rm -rf "$out/jre.tmp"
-cp tools/device/run-tests.sh "$out/run-tests.sh"
+cp tools/device/run-tests.sh tools/device/common.sh "$out/"
 
 du -sh "$out"
 du -sh "$out"/* | sort -h

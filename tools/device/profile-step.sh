@@ -6,28 +6,23 @@
 # (default 3) profiled steps. Each case's JSON and log go to $OUT/profile-<model>-<seq>[-off].{json,log}; the
 # tables print as they come.
 set -uo pipefail
+source "$(dirname "${BASH_SOURCE[0]}")/common.sh"
 cd "$(dirname "$0")/../.."
 out="${OUT:-/tmp/le-out}"
 mkdir -p "$out"
-jre=/tmp/longexposure-jre
-if [[ ! -x "$jre/bin/java" ]]; then
-  mkdir -p "$jre" && tar -C "$jre" -xJf .travel/jre.tar.xz
-fi
-libpath=""
-for so in libnvrtc.so.13 libcublasLt.so.13; do
-  if ! ldconfig -p | grep -q "$so"; then
-    f="$(find /usr/local /usr/lib /opt -maxdepth 6 -name "$so" -print -quit 2>/dev/null)"
-    [[ -n "$f" ]] && libpath="${libpath:+$libpath:}$(dirname "$f")"
-  fi
-done
+le_runtime .travel /tmp/longexposure-jre keep
+le_libpath=""
+le_add_cuda_libs "" libnvrtc.so.13 libcublasLt.so.13
+libpath=$le_libpath
+cp=$(le_class_path .travel/lib)
 commit="$(cat .travel/COMMIT 2>/dev/null || echo unknown)"
 for c in ${LE_PROFILE_CASES:-opt-1.3b:1024}; do
   IFS=: read -r model seq tune <<< "$c"
   tune="${tune:-on}"
   name="profile-$model-$seq$([[ "$tune" == off ]] && echo -off)"
   echo "== $name"
-  timeout 150 "$jre/bin/java" -Xmx16g --add-modules jdk.incubator.vector --enable-native-access=ALL-UNNAMED \
-    -cp ".travel/lib/*" org.longexposure.bench.step.CudaStepBench --config "bench/configs/$model/config.json" \
+  timeout 150 "$le_java" -Xmx16g --add-modules jdk.incubator.vector --enable-native-access=ALL-UNNAMED \
+    -cp "$cp" org.longexposure.bench.step.CudaStepBench --config "bench/configs/$model/config.json" \
     --batch 4 --seq "$seq" --rank 8 --alpha 16 --targets q_proj,v_proj --warmup 3 --iters 9 \
     --profile "${LE_PROFILE_STEPS:-3}" --gemm-autotune "$tune" ${libpath:+--cuda-lib-path "$libpath"} \
     --commit "$commit" --out "$out/$name.json" > "$out/$name.log" 2>&1

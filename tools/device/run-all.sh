@@ -8,6 +8,7 @@
 #   3. the training-step benchmark against Hugging Face PEFT (bench/run-gpu.sh), cases from LE_CASES.
 # Logs and result files go to $OUT. Set LE_SKIP=tests,e2e,bench (any subset) to leave parts out.
 set -uo pipefail
+source "$(dirname "${BASH_SOURCE[0]}")/common.sh"
 cd "$(dirname "$0")/../.."
 out="${OUT:-/tmp/le-out}"
 mkdir -p "$out"
@@ -21,20 +22,14 @@ if [[ "$skip" != *,tests,* ]]; then
   grep -E '✘|\[ *[0-9]+ tests (successful|failed|skipped|aborted|found)' "$out/tests.log" | head -60
 fi
 
-jre=/tmp/longexposure-jre
-if [[ ! -x "$jre/bin/java" ]]; then
-  mkdir -p "$jre" && tar -C "$jre" -xJf .travel/jre.tar.xz
-fi
-libpath=""
-for so in libnvrtc.so.13 libcublasLt.so.13; do
-  if ! ldconfig -p | grep -q "$so"; then
-    f="$(find /usr/local /usr/lib /opt -maxdepth 6 -name "$so" -print -quit 2>/dev/null)"
-    [[ -n "$f" ]] && libpath="${libpath:+$libpath:}$(dirname "$f")"
-  fi
-done
+le_runtime .travel /tmp/longexposure-jre keep
+le_libpath=""
+le_add_cuda_libs "" libnvrtc.so.13 libcublasLt.so.13
+libpath=$le_libpath
+cp=$(le_class_path .travel/lib)
 le() {
-  "$jre/bin/java" -Xmx8g --add-modules jdk.incubator.vector --enable-native-access=ALL-UNNAMED \
-    -Dlongexposure.home="$PWD" -cp ".travel/lib/*" org.longexposure.cli.Main "$@"
+  "$le_java" -Xmx8g --add-modules jdk.incubator.vector --enable-native-access=ALL-UNNAMED \
+    -Dlongexposure.home="$PWD" -cp "$cp" org.longexposure.cli.Main "$@"
 }
 
 if [[ "$skip" != *,e2e,* ]]; then

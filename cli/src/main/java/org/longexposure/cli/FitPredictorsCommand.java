@@ -73,10 +73,7 @@ final class FitPredictorsCommand implements Callable<Integer> {
     @Override
     public Integer call() throws IOException {
         PrintWriter pw = spec.commandLine().getOut();
-        if (samples.batchSize < 1 || samples.seqLen < 1 || heldOut < 1 || batches <= heldOut) {
-            throw new Main.UserException("--batch-size, --seq-len and --held-out must be >= 1 and --batches larger"
-                    + " than --held-out");
-        }
+        samples.requireHeldOut(batches, heldOut);
         PredictorFit.Config cfg;
         try {
             cfg = new PredictorFit.Config(blockSize, rank, attnMass, neuronBlock, tokenBlock, mlpRecall);
@@ -92,7 +89,7 @@ final class FitPredictorsCommand implements Callable<Integer> {
             SampleOptions.MicroBatches read = samples.microBatches(lm, batches);
             List<Batch> micro = read.batches();
             if (micro.size() <= heldOut) {
-                throw new Main.UserException(samples.data + ": " + read.samples() + " samples make " + micro.size()
+                throw new Main.UserException(samples.data + ": " + read.rows() + " samples make " + micro.size()
                         + " micro-batches of " + samples.batchSize + ", not more than --held-out " + heldOut);
             }
             List<Batch> train = micro.subList(0, micro.size() - heldOut);

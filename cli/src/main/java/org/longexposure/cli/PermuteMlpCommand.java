@@ -8,17 +8,12 @@ import java.io.PrintWriter;
 import java.nio.file.Files;
 import java.nio.file.Path;
 import java.nio.file.StandardCopyOption;
-import java.util.ArrayList;
 import java.util.List;
 import java.util.Map;
 import java.util.concurrent.Callable;
 import org.longexposure.backend.Activation;
 import org.longexposure.backend.Backend;
 import org.longexposure.io.data.Batch;
-import org.longexposure.io.data.Batcher;
-import org.longexposure.io.data.Example;
-import org.longexposure.io.data.JsonlDataset;
-import org.longexposure.io.data.TokenEncoder;
 import org.longexposure.model.Architecture;
 import org.longexposure.model.CausalLm;
 import org.longexposure.model.ForwardState;
@@ -39,7 +34,7 @@ import picocli.CommandLine.Spec;
  * three orders gives the lowest union density on the profiling micro-batches at {@code --token-block} and
  * {@code --neuron-block}, and {@code <out>/permutation-report.json}.
  */
-@Command(name = "permute-mlp", mixinStandardHelpOptions = true,
+@Command(name = "permute-mlp", mixinStandardHelpOptions = true, resourceBundle = "org.longexposure.cli.PermuteMlp",
         description = "Fit an FFN neuron permutation packing co-activated neurons; report union density.")
 final class PermuteMlpCommand implements Callable<Integer> {
     private static final int[] TOKEN_BLOCKS = {16, 64, 128, 256};
@@ -49,20 +44,8 @@ final class PermuteMlpCommand implements Callable<Integer> {
     @Spec
     CommandSpec spec;
 
-    @Option(names = "--model", required = true, description = "HF model folder (ReLU MLP)")
-    Path model;
-
-    @Option(names = "--data", required = true, description = "JSONL samples (the same formats as finetune)")
-    Path data;
-
-    @Option(names = "--out", required = true, description = "output folder")
-    Path out;
-
-    @Option(names = "--batch-size", defaultValue = "4", description = "sequences per micro-batch")
-    int batchSize;
-
-    @Option(names = "--seq-len", defaultValue = "256", description = "row length")
-    int seqLen;
+    @Mixin
+    SampleOptions samples;
 
     @Option(names = "--pack", description = "pack short samples into full rows (as finetune --pack)")
     boolean pack;
@@ -85,53 +68,40 @@ final class PermuteMlpCommand implements Callable<Integer> {
     @Override
     public Integer call() throws IOException {
         PrintWriter pw = spec.commandLine().getOut();
-        if (batchSize < 1 || seqLen < 1 || heldOut < 1 || batches <= heldOut) {
-            throw new Main.UserException("--batch-size, --seq-len and --held-out must be >= 1 and --batches larger"
-                    + " than --held-out");
-        }
+        samples.requireHeldOut(batches, heldOut);
         if (neuronBlock < 1 || tokenBlock < 1) {
             throw new Main.UserException("--neuron-block and --token-block must be >= 1, got " + neuronBlock + " and "
                     + tokenBlock);
         }
-        ModelFiles.requireModelDir(model);
+        ModelFiles.requireModelDir(samples.model);
         ObjectNode run = new ObjectMapper().createObjectNode();
-        try (Backend be = backendOption.open(); CausalLm lm = Architecture.load(model, be)) {
+        try (Backend be = backendOption.open(); CausalLm lm = Architecture.load(samples.model, be)) {
             if (lm.config().activation() != Activation.RELU) {
-                throw new Main.UserException(model + ": the MLP uses " + lm.config().activation()
+                throw new Main.UserException(samples.model + ": the MLP uses " + lm.config().activation()
                         + "; a neuron permutation for union sparsity needs a ReLU MLP");
             }
-            if (seqLen > lm.config().maxPositions()) {
-                throw new Main.UserException("--seq-len " + seqLen + " exceeds the model's max_position_embeddings "
-                        + lm.config().maxPositions());
-            }
-            TokenEncoder enc = ModelFiles.encoder(ModelFiles.tokenizer(model, lm.config().vocabSize()));
-            List<Example> examples = JsonlDataset.read(data, enc);
-            List<Example> rows = (pack ? Batcher.pack(examples, seqLen) : Batcher.truncate(examples, seqLen)).rows();
-            List<Batch> micro = new ArrayList<>();
-            for (int m = 0; m < batches && m * batchSize < rows.size(); m++) {
-                micro.add(Batcher.batch(rows.subList(m * batchSize, Math.min(rows.size(), (m + 1) * batchSize)),
-                        seqLen, enc.padId()));
-            }
+            SampleOptions.MicroBatches read = samples.microBatches(lm, batches, pack);
+            List<Batch> micro = read.batches();
             if (micro.size() <= heldOut) {
-                throw new Main.UserException(data + ": " + rows.size() + " rows make " + micro.size()
-                        + " micro-batches of " + batchSize + ", not more than --held-out " + heldOut);
+                throw new Main.UserException(samples.data + ": " + read.rows() + " rows make " + micro.size()
+                        + " micro-batches of " + samples.batchSize + ", not more than --held-out " + heldOut);
             }
             List<Batch> fit = micro.subList(0, micro.size() - heldOut);
             List<Batch> valid = micro.subList(micro.size() - heldOut, micro.size());
             int layers = lm.config().numLayers();
             int ffn = lm.config().ffnDim();
             int[] tbs = tokenBlocksWith(tokenBlock);
-            ForwardState st = lm.allocate(batchSize, seqLen);
+            ForwardState st = lm.allocate(samples.batchSize, samples.seqLen);
             long t0 = System.nanoTime();
             Map<Integer, CoactivationOrder.Activity> fitAct = CoactivationOrder.profile(be, lm, st, fit, tbs, null);
             long[] tokenActive = new long[layers + 1];
             Map<Integer, CoactivationOrder.Activity> validAct = CoactivationOrder.profile(be, lm, st, valid, tbs,
                     tokenActive);
             double profileSeconds = (System.nanoTime() - t0) / 1e9;
-            run.put("model", model.toString());
-            run.put("data", data.toString());
-            run.put("batch_size", batchSize);
-            run.put("seq_len", seqLen);
+            run.put("model", samples.model.toString());
+            run.put("data", samples.data.toString());
+            run.put("batch_size", samples.batchSize);
+            run.put("seq_len", samples.seqLen);
             run.put("pack", pack);
             run.put("profiling_micro_batches", fit.size());
             run.put("held_out_micro_batches", valid.size());
@@ -199,15 +169,15 @@ final class PermuteMlpCommand implements Callable<Integer> {
                 pw.println(line);
             }
             run.put("order_seconds", (System.nanoTime() - t1) / 1e9);
-            Files.createDirectories(out);
-            new MlpPermutation(chosen).save(out.resolve(MlpPermutation.FILE));
+            Files.createDirectories(samples.out);
+            new MlpPermutation(chosen).save(samples.out.resolve(MlpPermutation.FILE));
             run.put("ffn_dim", ffn);
         }
-        Path json = out.resolve("permutation-report.json");
-        Path tmp = out.resolve("permutation-report.json.tmp");
+        Path json = samples.out.resolve("permutation-report.json");
+        Path tmp = samples.out.resolve("permutation-report.json.tmp");
         new ObjectMapper().writerWithDefaultPrettyPrinter().writeValue(tmp.toFile(), run);
         Files.move(tmp, json, StandardCopyOption.REPLACE_EXISTING, StandardCopyOption.ATOMIC_MOVE);
-        pw.printf("wrote %s and %s%n", out.resolve(MlpPermutation.FILE), json);
+        pw.printf("wrote %s and %s%n", samples.out.resolve(MlpPermutation.FILE), json);
         return 0;
     }
 

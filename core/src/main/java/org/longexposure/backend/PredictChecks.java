@@ -1,14 +1,19 @@
 package org.longexposure.backend;
 
+import static org.longexposure.backend.OpShapes.lastDim;
+import static org.longexposure.backend.OpShapes.numel;
+import static org.longexposure.backend.OpShapes.positive;
+import static org.longexposure.backend.OpShapes.toInt;
+
 import org.longexposure.tensor.DType;
 import org.longexposure.tensor.Tensor;
 
 /**
  * The argument checks of {@link PredictOps}, shared by its implementations: each method checks one op's operands
- * (dtypes, element counts, layout capacities, scalar ranges) before any work starts and fails with an
- * IllegalArgumentException naming the op, the operand and what was expected. The backend supplies what differs:
- * where its tensors must live (the {@link Operand} check) and its activation dtype ACT. Methods return the derived
- * size the op needs next.
+ * (dtypes, element counts, layout capacities, scalar ranges, with {@link OpShapes}' common checks) before any work
+ * starts and fails with an IllegalArgumentException naming the op, the operand and what was expected. The backend
+ * supplies what differs: where its tensors must live (the {@link Operand} check) and its activation dtype ACT.
+ * Methods return the derived size the op needs next.
  */
 public final class PredictChecks {
     /** A backend's check that {@code t} is a non-null tensor of {@code dtype} in its memory; returns {@code t}. */
@@ -131,37 +136,9 @@ public final class PredictChecks {
         return (int) ((ffn + (long) neuronBlock - 1) / neuronBlock);
     }
 
-    private static void numel(String op, String name, Tensor t, long n, String expected) {
-        if (t.numel() != n) {
-            throw new IllegalArgumentException(op + ": " + name + " has shape " + t.shape() + " but must hold " + n
-                    + " elements: " + expected);
-        }
-    }
-
-    private static int lastDim(String op, String name, Tensor t) {
-        if (t.shape().rank() == 0) {
-            throw new IllegalArgumentException(op + ": " + name + " must have at least one dimension, got "
-                    + t.shape());
-        }
-        return toInt(op, "last dimension of " + name, t.shape().dim(-1));
-    }
-
-    private static int toInt(String op, String what, long n) {
-        if (n > Integer.MAX_VALUE) {
-            throw new IllegalArgumentException(op + ": " + what + " = " + n + " exceeds " + Integer.MAX_VALUE);
-        }
-        return (int) n;
-    }
-
     private static void coverage(String op, double coverage) {
         if (!(coverage >= 0)) {
             throw new IllegalArgumentException(op + ": coverage must be >= 0, got " + coverage);
-        }
-    }
-
-    private static void positive(String op, String name, int v) {
-        if (v < 1) {
-            throw new IllegalArgumentException(op + ": " + name + " must be >= 1, got " + v);
         }
     }
 }

@@ -12,6 +12,7 @@ import jdk.incubator.vector.VectorOperators;
 import org.longexposure.backend.Activation;
 import org.longexposure.backend.ActivationOps;
 import org.longexposure.backend.Dropout;
+import org.longexposure.backend.OpShapes;
 import org.longexposure.tensor.DType;
 import org.longexposure.tensor.Tensor;
 
@@ -61,7 +62,7 @@ public final class CpuActivation implements ActivationOps {
         String op = "activationForward";
         CpuChecks.require(op, "inp", inp, DType.F32);
         CpuChecks.require(op, "out", out, DType.F32);
-        CpuChecks.sameShape(op, "out", out, "inp", inp);
+        OpShapes.sameShape(op, "out", out, "inp", inp);
         if (act == null) {
             throw new IllegalArgumentException(op + ": act must not be null");
         }
@@ -109,8 +110,8 @@ public final class CpuActivation implements ActivationOps {
         CpuChecks.require(op, "inp", inp, DType.F32);
         CpuChecks.require(op, "dOut", dOut, DType.F32);
         CpuChecks.require(op, "dInp", dInp, DType.F32);
-        CpuChecks.sameShape(op, "dOut", dOut, "inp", inp);
-        CpuChecks.sameShape(op, "dInp", dInp, "inp", inp);
+        OpShapes.sameShape(op, "dOut", dOut, "inp", inp);
+        OpShapes.sameShape(op, "dInp", dInp, "inp", inp);
         if (act == null) {
             throw new IllegalArgumentException(op + ": act must not be null");
         }
@@ -173,8 +174,8 @@ public final class CpuActivation implements ActivationOps {
         CpuChecks.require(op, "a", a, DType.F32);
         CpuChecks.require(op, "b", b, DType.F32);
         CpuChecks.require(op, "out", out, DType.F32);
-        CpuChecks.sameShape(op, "b", b, "a", a);
-        CpuChecks.sameShape(op, "out", out, "a", a);
+        OpShapes.sameShape(op, "b", b, "a", a);
+        OpShapes.sameShape(op, "out", out, "a", a);
         add(out.host(), a.host(), b.host(), a.numel());
     }
 
@@ -183,7 +184,7 @@ public final class CpuActivation implements ActivationOps {
         String op = "accumulate";
         CpuChecks.require(op, "dst", dst, DType.F32);
         CpuChecks.require(op, "src", src, DType.F32);
-        CpuChecks.sameShape(op, "src", src, "dst", dst);
+        OpShapes.sameShape(op, "src", src, "dst", dst);
         add(dst.host(), dst.host(), src.host(), dst.numel());
     }
 
@@ -268,7 +269,7 @@ public final class CpuActivation implements ActivationOps {
     private void dropout(String op, Tensor out, Tensor inp, float p, long seed) {
         CpuChecks.require(op, "inp", inp, DType.F32);
         CpuChecks.require(op, "out", out, DType.F32);
-        CpuChecks.sameShape(op, "out", out, "inp", inp);
+        OpShapes.sameShape(op, "out", out, "inp", inp);
         if (!(p >= 0f && p < 1f)) {
             throw new IllegalArgumentException(op + ": p must be in [0, 1), got " + p);
         }

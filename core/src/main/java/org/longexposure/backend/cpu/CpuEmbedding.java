@@ -8,6 +8,7 @@ import java.lang.foreign.MemorySegment;
 import java.lang.foreign.ValueLayout;
 import java.util.function.IntConsumer;
 import org.longexposure.backend.EmbeddingOps;
+import org.longexposure.backend.OpShapes;
 import org.longexposure.tensor.DType;
 import org.longexposure.tensor.Tensor;
 
@@ -46,7 +47,7 @@ public final class CpuEmbedding implements EmbeddingOps {
         int v = checkTable(op, "table", table);
         int c = table.shape().idim(1);
         int n = checkIds(op, ids, v);
-        checkRows(op, "out", out, ids, n, c);
+        OpShapes.embeddingRows(op, "out", out, ids, n, c);
         MemorySegment o = out.host();
         MemorySegment t = table.host();
         MemorySegment id = ids.host();
@@ -103,7 +104,7 @@ public final class CpuEmbedding implements EmbeddingOps {
         int v = checkTable(op, "dTable", dTable);
         int c = dTable.shape().idim(1);
         int n = checkIds(op, ids, v);
-        checkRows(op, "dOut", dOut, ids, n, c);
+        OpShapes.embeddingRows(op, "dOut", dOut, ids, n, c);
         MemorySegment dt = dTable.host();
         MemorySegment dy = dOut.host();
         MemorySegment id = ids.host();
@@ -133,16 +134,15 @@ public final class CpuEmbedding implements EmbeddingOps {
         }
     }
 
+    /** Fails unless the table is (V, C); returns V. */
     private static int checkTable(String op, String name, Tensor table) {
-        if (table.shape().rank() != 2) {
-            throw new IllegalArgumentException(op + ": " + name + " must be (V, C), got shape " + table.shape());
-        }
+        OpShapes.embeddingTable(op, name, table);
         return table.shape().idim(0);
     }
 
     /** Checks every id lies in [0, V); returns N, the number of ids (ids may be (N) or (B, T)). */
     private static int checkIds(String op, Tensor ids, int v) {
-        int n = CpuChecks.toInt(op, "number of ids", ids.numel());
+        int n = OpShapes.toInt(op, "number of ids", ids.numel());
         MemorySegment id = ids.host();
         for (int i = 0; i < n; i++) {
             int x = id.getAtIndex(ValueLayout.JAVA_INT_UNALIGNED, i);
@@ -152,14 +152,6 @@ public final class CpuEmbedding implements EmbeddingOps {
             }
         }
         return n;
-    }
-
-    /** Fails unless t is (N, C), or any (…, C) with N rows, matching ids and the table. */
-    private static void checkRows(String op, String name, Tensor t, Tensor ids, int n, int c) {
-        if (t.shape().rank() == 0 || t.shape().dim(-1) != c || t.shape().rows() != n) {
-            throw new IllegalArgumentException(op + ": " + name + " has shape " + t.shape() + ", expected (N, C) = ["
-                    + n + ", " + c + "] from ids " + ids.shape() + " and the table's (V, C)");
-        }
     }
 
     private static float get(MemorySegment s, long i) {

@@ -3,6 +3,8 @@ package org.longexposure.backend.cpu;
 import java.lang.foreign.MemorySegment;
 import java.lang.foreign.ValueLayout;
 import org.longexposure.backend.LinearOps;
+import org.longexposure.backend.OpShapes;
+import org.longexposure.backend.OpShapes.LinearDims;
 import org.longexposure.tensor.DType;
 import org.longexposure.tensor.Tensor;
 
@@ -40,17 +42,17 @@ public final class CpuLinear implements LinearOps {
      */
     @Override
     public void linearForward(Tensor out, Tensor inp, Tensor weight, Tensor bias, boolean accumulate) {
-        Dims d = check(out, inp, weight, "linearForward");
+        LinearDims d = check(out, inp, weight, "linearForward");
         if (bias != null) {
-            bias.requireShape("linearForward bias", d.n).requireDType("linearForward bias", DType.F32);
+            bias.requireShape("linearForward bias", d.n()).requireDType("linearForward bias", DType.F32);
             if (accumulate) {
-                addRows(out.host(), bias.host(), d.m, d.n);
+                addRows(out.host(), bias.host(), d.m(), d.n());
             } else {
-                broadcastRows(out.host(), bias.host(), d.m, d.n);
+                broadcastRows(out.host(), bias.host(), d.m(), d.n());
             }
         }
         // out (M,N) (+)= inp (M,K) · Wᵀ (K,N): Wᵀ is W read with swapped strides.
-        product(d.m, d.n, d.k, 1f, rowMajor(inp, d.k), weightTransposed(weight, d.k), out.host(), d.n,
+        product(d.m(), d.n(), d.k(), 1f, rowMajor(inp, d.k()), weightTransposed(weight, d.k()), out.host(), d.n(),
                 accumulate || bias != null);
     }
 
@@ -68,29 +70,25 @@ public final class CpuLinear implements LinearOps {
 
     @Override
     public void linearForwardScaled(Tensor out, Tensor inp, Tensor weight, float alpha, boolean accumulate) {
-        Dims d = check(out, inp, weight, "linearForwardScaled");
-        product(d.m, d.n, d.k, alpha, rowMajor(inp, d.k), weightTransposed(weight, d.k), out.host(), d.n,
+        LinearDims d = check(out, inp, weight, "linearForwardScaled");
+        product(d.m(), d.n(), d.k(), alpha, rowMajor(inp, d.k()), weightTransposed(weight, d.k()), out.host(), d.n(),
                 accumulate);
     }
 
     @Override
     public void linearBackwardInput(Tensor dInp, Tensor dOut, Tensor weight, float alpha, boolean accumulate) {
-        Dims d = check(dOut, dInp, weight, "linearBackwardInput");
+        LinearDims d = check(dOut, dInp, weight, "linearBackwardInput");
         // dInp (M,K) (+)= alpha · dOut (M,N) · W (N,K)
-        product(d.m, d.k, d.n, alpha, rowMajor(dOut, d.n), rowMajor(weight, d.k), dInp.host(), d.k,
+        product(d.m(), d.k(), d.n(), alpha, rowMajor(dOut, d.n()), rowMajor(weight, d.k()), dInp.host(), d.k(),
                 accumulate);
     }
 
     @Override
     public void linearBackwardWeight(Tensor dWeight, Tensor dBias, Tensor dOut, Tensor inp, float alpha) {
-        int m = Math.toIntExact(dOut.shape().rows());
-        int n = dOut.shape().idim(-1);
-        int k = inp.shape().idim(-1);
-        dOut.requireDType("linearBackwardWeight dOut", DType.F32);
-        if (inp.shape().rows() != m) {
-            throw new IllegalArgumentException("linearBackwardWeight: dOut " + dOut.shape() + " and inp "
-                    + inp.shape() + " have different row counts");
-        }
+        LinearDims d = OpShapes.linearBackwardWeight(dOut, inp, DType.F32);
+        int m = d.m();
+        int n = d.n();
+        int k = d.k();
         if (dWeight != null) {
             dWeight.requireShape("linearBackwardWeight dWeight", n, k).requireDType("dWeight", DType.F32);
             // dW (N,K) += alpha · dOutᵀ (N,M) · inp (M,K)
@@ -152,25 +150,15 @@ public final class CpuLinear implements LinearOps {
         return new MatrixRef(w.host(), w.dtype(), 0, 1, k);
     }
 
-    private record Dims(int m, int n, int k) {
-    }
-
-    /** Checks y (M,N), x (M,K), W (N,K) and returns (M, N, K). */
-    private static Dims check(Tensor y, Tensor x, Tensor w, String op) {
-        if (w.shape().rank() != 2) {
-            throw new IllegalArgumentException(op + ": weight must be 2-D (N, K), got " + w.shape());
-        }
-        int n = w.shape().idim(0);
-        int k = w.shape().idim(1);
-        if (y.shape().idim(-1) != n || x.shape().idim(-1) != k || y.shape().rows() != x.shape().rows()) {
-            throw new IllegalArgumentException(op + ": shapes do not match: out/dOut " + y.shape() + ", inp/dInp "
-                    + x.shape() + ", weight " + w.shape() + " (expected (M, N), (M, K), (N, K))");
-        }
-        y.requireDType(op + " (M, N) operand", DType.F32);
-        x.requireDType(op + " (M, K) operand", DType.F32);
+    /**
+     * Checks y (M, N), x (M, K), W (N, K) ({@link OpShapes#linear}, F32 activations) and that W is a dtype
+     * {@link CpuGemm} reads; returns (M, N, K).
+     */
+    private static LinearDims check(Tensor y, Tensor x, Tensor w, String op) {
+        LinearDims d = OpShapes.linear(op, y, x, w, DType.F32);
         if (!(w.dtype() == DType.F32 || w.dtype() == DType.F16 || w.dtype() == DType.BF16)) {
             throw new IllegalArgumentException(op + ": weight dtype " + w.dtype() + " not supported (f32, f16, bf16)");
         }
-        return new Dims(Math.toIntExact(y.shape().rows()), n, k);
+        return d;
     }
 }

@@ -9,6 +9,7 @@ import java.lang.foreign.ValueLayout;
 import jdk.incubator.vector.FloatVector;
 import jdk.incubator.vector.VectorOperators;
 import org.longexposure.backend.LossOps;
+import org.longexposure.backend.OpShapes;
 import org.longexposure.tensor.DType;
 import org.longexposure.tensor.Tensor;
 
@@ -43,7 +44,7 @@ public final class CpuLoss implements LossOps {
                                       float labelSmoothing) {
         String op = "crossEntropyForward";
         int v = checkLogits(op, "logits", logits);
-        int n = CpuChecks.toInt(op, "rows", logits.shape().rows());
+        int n = OpShapes.toInt(op, "rows", logits.shape().rows());
         checkRowVector(op, "losses", losses, DType.F32, n, logits);
         checkRowVector(op, "lse", lse, DType.F32, n, logits);
         checkTargetsAndWeights(op, targets, weights, logits, n, v, labelSmoothing);
@@ -120,8 +121,8 @@ public final class CpuLoss implements LossOps {
         String op = "crossEntropyBackward";
         int v = checkLogits(op, "logits", logits);
         CpuChecks.require(op, "dLogits", dLogits, DType.F32);
-        CpuChecks.sameShape(op, "dLogits", dLogits, "logits", logits);
-        int n = CpuChecks.toInt(op, "rows", logits.shape().rows());
+        OpShapes.sameShape(op, "dLogits", dLogits, "logits", logits);
+        int n = OpShapes.toInt(op, "rows", logits.shape().rows());
         checkRowVector(op, "lse", lse, DType.F32, n, logits);
         checkTargetsAndWeights(op, targets, weights, logits, n, v, labelSmoothing);
         MemorySegment z = logits.host();
@@ -169,17 +170,12 @@ public final class CpuLoss implements LossOps {
 
     private static int checkLogits(String op, String name, Tensor logits) {
         CpuChecks.require(op, name, logits, DType.F32);
-        int v = CpuChecks.lastDim(op, name, logits);
-        if (v < 1) {
-            throw new IllegalArgumentException(op + ": " + name + " has shape " + logits.shape()
-                    + "; the vocabulary (last) dimension must be >= 1");
-        }
-        return v;
+        return OpShapes.vocab(op, name, logits);
     }
 
     private static void checkRowVector(String op, String name, Tensor t, DType d, int n, Tensor logits) {
         CpuChecks.require(op, name, t, d);
-        CpuChecks.numel(op, name, t, n, "(N) for logits of shape " + logits.shape());
+        OpShapes.numel(op, name, t, n, "(N) for logits of shape " + logits.shape());
     }
 
     /** Checks shapes, ε ∈ [0, 1], and that every row with a non-zero weight has a target in [0, V). */

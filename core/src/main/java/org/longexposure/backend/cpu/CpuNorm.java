@@ -9,6 +9,7 @@ import java.lang.foreign.ValueLayout;
 import java.util.Arrays;
 import jdk.incubator.vector.FloatVector;
 import org.longexposure.backend.NormOps;
+import org.longexposure.backend.OpShapes;
 import org.longexposure.tensor.DType;
 import org.longexposure.tensor.Tensor;
 
@@ -51,9 +52,9 @@ public final class CpuNorm implements NormOps {
         String op = "layerNormForward";
         CpuChecks.require(op, "inp", inp, DType.F32);
         CpuChecks.require(op, "out", out, DType.F32);
-        CpuChecks.sameShape(op, "out", out, "inp", inp);
-        int c = CpuChecks.lastDim(op, "inp", inp);
-        int m = CpuChecks.toInt(op, "rows", inp.shape().rows());
+        OpShapes.sameShape(op, "out", out, "inp", inp);
+        int c = OpShapes.lastDim(op, "inp", inp);
+        int m = OpShapes.toInt(op, "rows", inp.shape().rows());
         checkRowVector(op, "mean", mean, m, inp);
         checkRowVector(op, "rstd", rstd, m, inp);
         checkParam(op, "weight", weight, c, inp);
@@ -142,10 +143,10 @@ public final class CpuNorm implements NormOps {
         CpuChecks.require(op, "inp", inp, DType.F32);
         CpuChecks.require(op, "dOut", dOut, DType.F32);
         CpuChecks.require(op, "dInp", dInp, DType.F32);
-        CpuChecks.sameShape(op, "dOut", dOut, "inp", inp);
-        CpuChecks.sameShape(op, "dInp", dInp, "inp", inp);
-        int c = CpuChecks.lastDim(op, "inp", inp);
-        int m = CpuChecks.toInt(op, "rows", inp.shape().rows());
+        OpShapes.sameShape(op, "dOut", dOut, "inp", inp);
+        OpShapes.sameShape(op, "dInp", dInp, "inp", inp);
+        int c = OpShapes.lastDim(op, "inp", inp);
+        int m = OpShapes.toInt(op, "rows", inp.shape().rows());
         checkRowVector(op, "mean", mean, m, inp);
         checkRowVector(op, "rstd", rstd, m, inp);
         checkParam(op, "weight", weight, c, inp);
@@ -295,13 +296,13 @@ public final class CpuNorm implements NormOps {
 
     private static void checkRowVector(String op, String name, Tensor t, int m, Tensor inp) {
         CpuChecks.require(op, name, t, DType.F32);
-        CpuChecks.numel(op, name, t, m, "(M) for inp of shape " + inp.shape());
+        OpShapes.numel(op, name, t, m, "(M) for inp of shape " + inp.shape());
     }
 
     private static void checkParam(String op, String name, Tensor t, int c, Tensor inp) {
         if (t != null) {
             CpuChecks.require(op, name, t, DType.F32);
-            CpuChecks.numel(op, name, t, c, "(C) for inp of shape " + inp.shape());
+            OpShapes.numel(op, name, t, c, "(C) for inp of shape " + inp.shape());
         }
     }
 

@@ -12,6 +12,7 @@ import jdk.incubator.vector.FloatVector;
 import jdk.incubator.vector.VectorOperators;
 import jdk.incubator.vector.VectorShape;
 import jdk.incubator.vector.VectorSpecies;
+import org.longexposure.backend.OpShapes;
 import org.longexposure.backend.OptimOps;
 import org.longexposure.tensor.DType;
 import org.longexposure.tensor.Tensor;
@@ -52,9 +53,9 @@ public final class CpuOptim implements OptimOps {
         CpuChecks.require(op, "grad", grad, DType.F32);
         CpuChecks.require(op, "m", m, DType.F32);
         CpuChecks.require(op, "v", v, DType.F32);
-        CpuChecks.sameShape(op, "grad", grad, "param", param);
-        CpuChecks.sameShape(op, "m", m, "param", param);
-        CpuChecks.sameShape(op, "v", v, "param", param);
+        OpShapes.sameShape(op, "grad", grad, "param", param);
+        OpShapes.sameShape(op, "m", m, "param", param);
+        OpShapes.sameShape(op, "v", v, "param", param);
         if (step < 1) {
             throw new IllegalArgumentException(op + ": step is 1-based, got " + step);
         }
@@ -104,7 +105,7 @@ public final class CpuOptim implements OptimOps {
         MemorySegment g = grad.host();
         long n = grad.numel();
         long chunks = (n + SUM_CHUNK - 1) / SUM_CHUNK;
-        double[] partial = new double[CpuChecks.toInt(op, "chunks", chunks)];
+        double[] partial = new double[OpShapes.toInt(op, "chunks", chunks)];
         if (n < CpuPointwise.PARALLEL_MIN) {
             for (int c = 0; c < partial.length; c++) {
                 partial[c] = chunkSumOfSquares(g, (long) c * SUM_CHUNK, Math.min(n, (long) (c + 1) * SUM_CHUNK));

@@ -11,6 +11,7 @@ import java.util.Arrays;
 import jdk.incubator.vector.FloatVector;
 import jdk.incubator.vector.VectorOperators;
 import org.longexposure.backend.NeuronLayout;
+import org.longexposure.backend.OpShapes;
 import org.longexposure.tensor.DType;
 import org.longexposure.tensor.Tensor;
 
@@ -518,7 +519,7 @@ public final class CpuSparseMlp {
         /** Fails unless t is an F32 (…, C) host tensor with N rows. */
         void requireRows(String op, String name, Tensor t) {
             CpuChecks.require(op, name, t, DType.F32);
-            if (CpuChecks.lastDim(op, name, t) != c || t.shape().rows() != n) {
+            if (OpShapes.lastDim(op, name, t) != c || t.shape().rows() != n) {
                 throw new IllegalArgumentException(op + ": " + name + " must be (N, C) = (" + n + ", " + c
                         + ") (N from the layout, C from w1), got " + t.shape());
             }

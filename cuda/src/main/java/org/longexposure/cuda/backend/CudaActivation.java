@@ -2,6 +2,7 @@ package org.longexposure.cuda.backend;
 
 import org.longexposure.backend.Activation;
 import org.longexposure.backend.ActivationOps;
+import org.longexposure.backend.OpShapes;
 import org.longexposure.cuda.driver.CudaStream;
 import org.longexposure.cuda.driver.KernelArgs;
 import org.longexposure.cuda.kernels.KernelLibrary;
@@ -40,7 +41,7 @@ public final class CudaActivation implements ActivationOps {
         String op = "activationForward";
         OpChecks.require(op, "inp", inp, DType.BF16);
         OpChecks.require(op, "out", out, DType.BF16);
-        OpChecks.sameShape(op, "out", out, "inp", inp);
+        OpShapes.sameShape(op, "out", out, "inp", inp);
         String symbol = switch (requireAct(op, act)) {
             case RELU -> "relu_forward_bf16";
             case GELU -> "gelu_forward_bf16";
@@ -55,8 +56,8 @@ public final class CudaActivation implements ActivationOps {
         OpChecks.require(op, "inp", inp, DType.BF16);
         OpChecks.require(op, "dOut", dOut, DType.BF16);
         OpChecks.require(op, "dInp", dInp, DType.BF16);
-        OpChecks.sameShape(op, "dOut", dOut, "inp", inp);
-        OpChecks.sameShape(op, "dInp", dInp, "inp", inp);
+        OpShapes.sameShape(op, "dOut", dOut, "inp", inp);
+        OpShapes.sameShape(op, "dInp", dInp, "inp", inp);
         String symbol = switch (requireAct(op, act)) {
             case RELU -> "relu_backward_bf16";
             case GELU -> "gelu_backward_bf16";
@@ -71,8 +72,8 @@ public final class CudaActivation implements ActivationOps {
         OpChecks.require(op, "a", a, DType.BF16, DType.F32);
         OpChecks.require(op, "b", b, a.dtype());
         OpChecks.require(op, "out", out, a.dtype());
-        OpChecks.sameShape(op, "b", b, "a", a);
-        OpChecks.sameShape(op, "out", out, "a", a);
+        OpShapes.sameShape(op, "b", b, "a", a);
+        OpShapes.sameShape(op, "out", out, "a", a);
         shadows.wrote(out);
         launch(suffixed("add", a.dtype()), a.numel(), KernelArgs.of(out, a, b, a.numel()));
     }
@@ -82,7 +83,7 @@ public final class CudaActivation implements ActivationOps {
         String op = "accumulate";
         OpChecks.require(op, "dst", dst, DType.BF16, DType.F32);
         OpChecks.require(op, "src", src, dst.dtype());
-        OpChecks.sameShape(op, "src", src, "dst", dst);
+        OpShapes.sameShape(op, "src", src, "dst", dst);
         shadows.wrote(dst);
         launch(suffixed("add", dst.dtype()), dst.numel(), KernelArgs.of(dst, dst, src, dst.numel()));
     }
@@ -100,7 +101,7 @@ public final class CudaActivation implements ActivationOps {
     private void dropout(String op, Tensor out, String outName, Tensor inp, String inpName, float p, long seed) {
         OpChecks.require(op, inpName, inp, DType.BF16, DType.F32);
         OpChecks.require(op, outName, out, inp.dtype());
-        OpChecks.sameShape(op, outName, out, inpName, inp);
+        OpShapes.sameShape(op, outName, out, inpName, inp);
         if (!(p >= 0f && p < 1f)) {
             throw new IllegalArgumentException(op + ": p must be in [0, 1), got " + p);
         }
@@ -125,7 +126,7 @@ public final class CudaActivation implements ActivationOps {
         String op = "convert";
         OpChecks.require(op, "src", src, DType.BF16, DType.F32);
         OpChecks.require(op, "dst", dst, src.dtype() == DType.F32 ? DType.BF16 : DType.F32);
-        OpChecks.sameShape(op, "dst", dst, "src", src);
+        OpShapes.sameShape(op, "dst", dst, "src", src);
         String symbol = src.dtype() == DType.F32 ? "convert_f32_to_bf16" : "convert_bf16_to_f32";
         shadows.wrote(dst);
         launch(symbol, src.numel(), KernelArgs.of(dst, src, src.numel()));

@@ -1,6 +1,7 @@
 package org.longexposure.cuda.backend;
 
 import org.longexposure.backend.EmbeddingOps;
+import org.longexposure.backend.OpShapes;
 import org.longexposure.cuda.driver.CudaStream;
 import org.longexposure.cuda.driver.KernelArgs;
 import org.longexposure.cuda.kernels.KernelLibrary;
@@ -38,8 +39,8 @@ public final class CudaEmbedding implements EmbeddingOps {
         OpChecks.require(op, "ids", ids, DType.I32);
         OpChecks.require(op, "table", table, DType.BF16);
         int c = checkTable(op, "table", table);
-        int n = OpChecks.toInt(op, "number of ids", ids.numel());
-        checkRows(op, "out", out, ids, n, c);
+        int n = OpShapes.toInt(op, "number of ids", ids.numel());
+        OpShapes.embeddingRows(op, "out", out, ids, n, c);
         if (n == 0 || c == 0) {
             return;
         }
@@ -54,8 +55,8 @@ public final class CudaEmbedding implements EmbeddingOps {
         OpChecks.require(op, "dOut", dOut, DType.BF16);
         OpChecks.require(op, "ids", ids, DType.I32);
         int c = checkTable(op, "dTable", dTable);
-        int n = OpChecks.toInt(op, "number of ids", ids.numel());
-        checkRows(op, "dOut", dOut, ids, n, c);
+        int n = OpShapes.toInt(op, "number of ids", ids.numel());
+        OpShapes.embeddingRows(op, "dOut", dOut, ids, n, c);
         shadows.wrote(dTable);
         if (n == 0 || c == 0) {
             return;
@@ -67,17 +68,7 @@ public final class CudaEmbedding implements EmbeddingOps {
 
     /** Fails unless the table is (V, C); returns C. */
     private static int checkTable(String op, String name, Tensor table) {
-        if (table.shape().rank() != 2) {
-            throw new IllegalArgumentException(op + ": " + name + " must be (V, C), got shape " + table.shape());
-        }
-        return OpChecks.toInt(op, "C", table.shape().dim(1));
-    }
-
-    /** Fails unless t is (…, C) with N rows, matching ids and the table. */
-    private static void checkRows(String op, String name, Tensor t, Tensor ids, int n, int c) {
-        if (t.shape().rank() == 0 || t.shape().dim(-1) != c || t.shape().rows() != n) {
-            throw new IllegalArgumentException(op + ": " + name + " has shape " + t.shape() + ", expected (N, C) = ["
-                    + n + ", " + c + "] from ids " + ids.shape() + " and the table's (V, C)");
-        }
+        OpShapes.embeddingTable(op, name, table);
+        return OpShapes.toInt(op, "C", table.shape().dim(1));
     }
 }

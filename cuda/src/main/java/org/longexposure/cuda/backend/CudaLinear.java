@@ -3,6 +3,8 @@ package org.longexposure.cuda.backend;
 import static org.longexposure.cuda.backend.CudaBackend.ptr;
 
 import org.longexposure.backend.LinearOps;
+import org.longexposure.backend.OpShapes;
+import org.longexposure.backend.OpShapes.LinearDims;
 import org.longexposure.cuda.blas.CublasGemm;
 import org.longexposure.cuda.driver.CudaFunction;
 import org.longexposure.cuda.driver.KernelArgs;
@@ -54,11 +56,11 @@ final class CudaLinear implements LinearOps {
 
     private void forward(Tensor out, Tensor inp, Tensor weight, Tensor bias, boolean relu, boolean accumulate,
                          String op) {
-        Dims d = check(out, inp, weight, op);
+        LinearDims d = OpShapes.linear(op, out, inp, weight, DType.BF16);
         long w = weightBf16(weight);
         long b = 0;
         if (bias != null) {
-            bias.requireShape(op + " bias", d.n);
+            bias.requireShape(op + " bias", d.n());
             b = switch (bias.dtype()) {
                 case BF16 -> ptr(bias);
                 case F32 -> shadows.of(bias);
@@ -66,38 +68,34 @@ final class CudaLinear implements LinearOps {
                         + " not supported (f32 or bf16)");
             };
         }
-        product(false, true, d.m, d.n, d.k, 1f, ptr(inp), d.k, w, d.k, accumulate ? 1f : 0f, ptr(out), d.n, b,
-                DType.BF16, relu);
+        product(false, true, d.m(), d.n(), d.k(), 1f, ptr(inp), d.k(), w, d.k(), accumulate ? 1f : 0f, ptr(out),
+                d.n(), b, DType.BF16, relu);
     }
 
     @Override
     public void linearForwardScaled(Tensor out, Tensor inp, Tensor weight, float alpha, boolean accumulate) {
-        Dims d = check(out, inp, weight, "linearForwardScaled");
+        LinearDims d = OpShapes.linear("linearForwardScaled", out, inp, weight, DType.BF16);
         long w = weightBf16(weight);
-        product(false, true, d.m, d.n, d.k, alpha, ptr(inp), d.k, w, d.k, accumulate ? 1f : 0f, ptr(out), d.n, 0,
-                null, false);
+        product(false, true, d.m(), d.n(), d.k(), alpha, ptr(inp), d.k(), w, d.k(), accumulate ? 1f : 0f, ptr(out),
+                d.n(), 0, null, false);
     }
 
     @Override
     public void linearBackwardInput(Tensor dInp, Tensor dOut, Tensor weight, float alpha, boolean accumulate) {
-        Dims d = check(dOut, dInp, weight, "linearBackwardInput");
+        LinearDims d = OpShapes.linear("linearBackwardInput", dOut, dInp, weight, DType.BF16);
         long w = weightBf16(weight);
         // dInp (M, K) (+)= alpha · dOut (M, N) · W (N, K)
-        product(false, false, d.m, d.k, d.n, alpha, ptr(dOut), d.n, w, d.k, accumulate ? 1f : 0f, ptr(dInp), d.k,
-                0, null, false);
+        product(false, false, d.m(), d.k(), d.n(), alpha, ptr(dOut), d.n(), w, d.k(), accumulate ? 1f : 0f,
+                ptr(dInp), d.k(), 0, null, false);
     }
 
     @Override
     public void linearBackwardWeight(Tensor dWeight, Tensor dBias, Tensor dOut, Tensor inp, float alpha) {
-        int m = Math.toIntExact(dOut.shape().rows());
-        int n = dOut.shape().idim(-1);
-        int k = inp.shape().idim(-1);
-        dOut.requireDType("linearBackwardWeight dOut", DType.BF16);
+        LinearDims d = OpShapes.linearBackwardWeight(dOut, inp, DType.BF16);
         inp.requireDType("linearBackwardWeight inp", DType.BF16);
-        if (inp.shape().rows() != m) {
-            throw new IllegalArgumentException("linearBackwardWeight: dOut " + dOut.shape() + " and inp "
-                    + inp.shape() + " have different row counts");
-        }
+        int m = d.m();
+        int n = d.n();
+        int k = d.k();
         shadows.wrote(dWeight);
         shadows.wrote(dBias);
         if (dWeight != null) {
@@ -150,24 +148,5 @@ final class CudaLinear implements LinearOps {
 
     private static int ceilDiv(long a, int b) {
         return Math.toIntExact((a + b - 1) / b);
-    }
-
-    private record Dims(int m, int n, int k) {
-    }
-
-    /** Checks y (M, N) BF16, x (M, K) BF16, W (N, K) BF16/F32 and returns (M, N, K). */
-    private static Dims check(Tensor y, Tensor x, Tensor w, String op) {
-        if (w.shape().rank() != 2) {
-            throw new IllegalArgumentException(op + ": weight must be 2-D (N, K), got " + w.shape());
-        }
-        int n = w.shape().idim(0);
-        int k = w.shape().idim(1);
-        if (y.shape().idim(-1) != n || x.shape().idim(-1) != k || y.shape().rows() != x.shape().rows()) {
-            throw new IllegalArgumentException(op + ": shapes do not match: out/dOut " + y.shape() + ", inp/dInp "
-                    + x.shape() + ", weight " + w.shape() + " (expected (M, N), (M, K), (N, K))");
-        }
-        y.requireDType(op + " (M, N) operand", DType.BF16);
-        x.requireDType(op + " (M, K) operand", DType.BF16);
-        return new Dims(Math.toIntExact(y.shape().rows()), n, k);
     }
 }

@@ -4,6 +4,7 @@ import java.lang.foreign.Arena;
 import java.lang.foreign.MemorySegment;
 import java.lang.foreign.ValueLayout;
 import org.longexposure.backend.LossOps;
+import org.longexposure.backend.OpShapes;
 import org.longexposure.cuda.driver.CudaStream;
 import org.longexposure.cuda.driver.KernelArgs;
 import org.longexposure.cuda.kernels.KernelLibrary;
@@ -49,7 +50,7 @@ public final class CudaLoss implements LossOps {
                                       float labelSmoothing) {
         String op = "crossEntropyForward";
         int v = checkLogits(op, logits);
-        int n = OpChecks.toInt(op, "rows", logits.shape().rows());
+        int n = OpShapes.toInt(op, "rows", logits.shape().rows());
         checkRowVector(op, "losses", losses, DType.F32, n, logits);
         checkRowVector(op, "lse", lse, DType.F32, n, logits);
         checkTargetsAndWeights(op, targets, weights, logits, n, labelSmoothing);
@@ -80,8 +81,8 @@ public final class CudaLoss implements LossOps {
         String op = "crossEntropyBackward";
         int v = checkLogits(op, logits);
         OpChecks.require(op, "dLogits", dLogits, DType.BF16);
-        OpChecks.sameShape(op, "dLogits", dLogits, "logits", logits);
-        int n = OpChecks.toInt(op, "rows", logits.shape().rows());
+        OpShapes.sameShape(op, "dLogits", dLogits, "logits", logits);
+        int n = OpShapes.toInt(op, "rows", logits.shape().rows());
         checkRowVector(op, "lse", lse, DType.F32, n, logits);
         checkTargetsAndWeights(op, targets, weights, logits, n, labelSmoothing);
         if (n == 0) {
@@ -97,17 +98,12 @@ public final class CudaLoss implements LossOps {
 
     private static int checkLogits(String op, Tensor logits) {
         OpChecks.require(op, "logits", logits, DType.BF16);
-        int v = OpChecks.lastDim(op, "logits", logits);
-        if (v < 1) {
-            throw new IllegalArgumentException(op + ": logits has shape " + logits.shape()
-                    + "; the vocabulary (last) dimension must be >= 1");
-        }
-        return v;
+        return OpShapes.vocab(op, "logits", logits);
     }
 
     private static void checkRowVector(String op, String name, Tensor t, DType d, int n, Tensor logits) {
         OpChecks.require(op, name, t, d);
-        OpChecks.numel(op, name, t, n, "(N) for logits of shape " + logits.shape());
+        OpShapes.numel(op, name, t, n, "(N) for logits of shape " + logits.shape());
     }
 
     private static void checkTargetsAndWeights(String op, Tensor targets, Tensor weights, Tensor logits, int n,

@@ -1,6 +1,7 @@
 package org.longexposure.cuda.backend;
 
 import org.longexposure.backend.NormOps;
+import org.longexposure.backend.OpShapes;
 import org.longexposure.cuda.driver.CudaStream;
 import org.longexposure.cuda.driver.KernelArgs;
 import org.longexposure.cuda.kernels.KernelLibrary;
@@ -44,9 +45,9 @@ public final class CudaNorm implements NormOps {
         String op = "layerNormForward";
         OpChecks.require(op, "inp", inp, DType.BF16);
         OpChecks.require(op, "out", out, DType.BF16);
-        OpChecks.sameShape(op, "out", out, "inp", inp);
-        int c = OpChecks.lastDim(op, "inp", inp);
-        int m = OpChecks.toInt(op, "rows", inp.shape().rows());
+        OpShapes.sameShape(op, "out", out, "inp", inp);
+        int c = OpShapes.lastDim(op, "inp", inp);
+        int m = OpShapes.toInt(op, "rows", inp.shape().rows());
         checkRowVector(op, "mean", mean, m, inp);
         checkRowVector(op, "rstd", rstd, m, inp);
         shadows.wrote(mean);
@@ -68,10 +69,10 @@ public final class CudaNorm implements NormOps {
         OpChecks.require(op, "inp", inp, DType.BF16);
         OpChecks.require(op, "dOut", dOut, DType.BF16);
         OpChecks.require(op, "dInp", dInp, DType.BF16);
-        OpChecks.sameShape(op, "dOut", dOut, "inp", inp);
-        OpChecks.sameShape(op, "dInp", dInp, "inp", inp);
-        int c = OpChecks.lastDim(op, "inp", inp);
-        int m = OpChecks.toInt(op, "rows", inp.shape().rows());
+        OpShapes.sameShape(op, "dOut", dOut, "inp", inp);
+        OpShapes.sameShape(op, "dInp", dInp, "inp", inp);
+        int c = OpShapes.lastDim(op, "inp", inp);
+        int m = OpShapes.toInt(op, "rows", inp.shape().rows());
         checkRowVector(op, "mean", mean, m, inp);
         checkRowVector(op, "rstd", rstd, m, inp);
         String param = "(C) for inp of shape " + inp.shape();
@@ -112,6 +113,6 @@ public final class CudaNorm implements NormOps {
 
     private static void checkRowVector(String op, String name, Tensor t, int m, Tensor inp) {
         OpChecks.require(op, name, t, DType.F32);
-        OpChecks.numel(op, name, t, m, "(M) for inp of shape " + inp.shape());
+        OpShapes.numel(op, name, t, m, "(M) for inp of shape " + inp.shape());
     }
 }

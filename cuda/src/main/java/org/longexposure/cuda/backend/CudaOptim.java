@@ -4,6 +4,7 @@ import java.lang.foreign.Arena;
 import java.lang.foreign.MemorySegment;
 import java.lang.foreign.ValueLayout;
 import java.util.List;
+import org.longexposure.backend.OpShapes;
 import org.longexposure.backend.OptimOps;
 import org.longexposure.cuda.driver.CudaStream;
 import org.longexposure.cuda.driver.KernelArgs;
@@ -63,9 +64,9 @@ public final class CudaOptim implements OptimOps {
         OpChecks.require(op, "grad", grad, DType.F32);
         OpChecks.require(op, "m", m, DType.F32);
         OpChecks.require(op, "v", v, DType.F32);
-        OpChecks.sameShape(op, "grad", grad, "param", param);
-        OpChecks.sameShape(op, "m", m, "param", param);
-        OpChecks.sameShape(op, "v", v, "param", param);
+        OpShapes.sameShape(op, "grad", grad, "param", param);
+        OpShapes.sameShape(op, "m", m, "param", param);
+        OpShapes.sameShape(op, "v", v, "param", param);
         if (step < 1) {
             throw new IllegalArgumentException(op + ": step is 1-based, got " + step);
         }
@@ -111,9 +112,9 @@ public final class CudaOptim implements OptimOps {
             OpChecks.require(op, "grads[" + i + "]", grads.get(i), DType.F32);
             OpChecks.require(op, "m[" + i + "]", m.get(i), DType.F32);
             OpChecks.require(op, "v[" + i + "]", v.get(i), DType.F32);
-            OpChecks.sameShape(op, "grads[" + i + "]", grads.get(i), "params[" + i + "]", p);
-            OpChecks.sameShape(op, "m[" + i + "]", m.get(i), "params[" + i + "]", p);
-            OpChecks.sameShape(op, "v[" + i + "]", v.get(i), "params[" + i + "]", p);
+            OpShapes.sameShape(op, "grads[" + i + "]", grads.get(i), "params[" + i + "]", p);
+            OpShapes.sameShape(op, "m[" + i + "]", m.get(i), "params[" + i + "]", p);
+            OpShapes.sameShape(op, "v[" + i + "]", v.get(i), "params[" + i + "]", p);
             entries[6 * i] = CudaBackend.ptr(p);
             entries[6 * i + 1] = CudaBackend.ptr(grads.get(i));
             entries[6 * i + 2] = CudaBackend.ptr(m.get(i));

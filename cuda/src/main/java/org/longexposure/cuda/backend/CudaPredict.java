@@ -2,6 +2,7 @@ package org.longexposure.cuda.backend;
 
 import org.longexposure.backend.BlockLayout;
 import org.longexposure.backend.NeuronLayout;
+import org.longexposure.backend.OpShapes;
 import org.longexposure.backend.PredictChecks;
 import org.longexposure.backend.PredictOps;
 import org.longexposure.cuda.driver.CudaFunction;
@@ -69,7 +70,7 @@ public final class CudaPredict implements PredictOps {
         checks.selectTiles(layout, mass, coverage, maxRowFraction);
         int nh = layout.numHeads();
         int nB = layout.numBlocks();
-        int rows = OpChecks.toInt(op, "NH·nB", (long) nh * nB);
+        int rows = OpShapes.toInt(op, "NH·nB", (long) nh * nB);
         long flags = reserve(op, rows, nB);
         long counts = flags + align((long) rows * nB);
         stream.launch(function("predict_select_tiles"), nB, nh, 1, ROW_THREADS, 1, 1, smem(op, "nB", nB, 13),
