@@ -24,19 +24,20 @@ attn_fraction=0.15
 # active 128-neuron blocks per layer of the real OPT-1.3B (LONG_EXPOSURE.md 9.6, 5%/0.9 rule)
 mlp_blocks_opt_1_3b=27,6,3,0,0,0,10,4,13,17,7,9,15,19,14,13,17,19,19,20,11,11,17,26
 
+# shellcheck source=../tools/device/common.sh
+source "$root/tools/device/common.sh"
+
 main() {
-jre="$work/jre"
-mkdir -p "$jre" && tar -xJf .travel/jre.tar.xz -C "$jre"
-java_bin="$(find "$jre" -path '*/bin/java' -type f | head -n 1)"
+if ! le_runtime .travel "$work/jre"; then
+  echo "error: no Java runtime under .travel/ (jre.tar.xz); build it with tools/device/prepare.sh --with-bench"
+  exit 2
+fi
 commit="${LE_COMMIT:-$(cat .travel/COMMIT 2>/dev/null || echo unknown)}"
-libpath="${LONGEXPOSURE_CUDA_LIB_PATH:-}"
-for so in libcuda.so.1 libnvrtc.so.13 libcublasLt.so.13; do
-  if ! ldconfig -p | grep -q "$so"; then
-    f="$(find /usr/local /usr/lib /usr/lib64 /opt -maxdepth 6 -name "$so" -print -quit 2>/dev/null)"
-    [ -n "$f" ] && libpath="${libpath:+$libpath:}$(dirname "$f")"
-  fi
-done
-java_cmd=("$java_bin" --enable-native-access=ALL-UNNAMED --add-modules jdk.incubator.vector -Xmx16g -cp ".travel/lib/*")
+le_libpath="${LONGEXPOSURE_CUDA_LIB_PATH:-}"
+le_add_cuda_libs "" libcuda.so.1 libnvrtc.so.13 libcublasLt.so.13
+libpath="$le_libpath"
+java_cmd=("$le_java" --enable-native-access=ALL-UNNAMED --add-modules jdk.incubator.vector -Xmx16g
+          -cp "$(le_class_path .travel/lib)")
 first=1
 for c in $cases; do
   model="${c%%:*}"

@@ -5,8 +5,9 @@
 #   2. an end-to-end check of the command line on the GPU: finetune / eval / generate --backend cuda on the
 #      bundled model and data, the same finetune on the CPU backend for comparison, and a short finetune with
 #      --sparsity auto on the GPU,
-#   3. the training-step benchmark against Hugging Face PEFT (bench/run-gpu.sh), cases from LE_CASES.
-# Logs and result files go to $OUT. Set LE_SKIP=tests,e2e,bench (any subset) to leave parts out.
+#   3. the training-step benchmark against Hugging Face PEFT (bench/run-gpu.sh), cases from LE_CASES,
+#   4. Long Exposure's sparse step against our dense step and HF (bench/run-sparse-gpu.sh), LE_SPARSE_CASES.
+# Logs and result files go to $OUT. Set LE_SKIP=tests,e2e,bench,sparse (any subset) to leave parts out.
 set -uo pipefail
 source "$(dirname "${BASH_SOURCE[0]}")/common.sh"
 cd "$(dirname "$0")/../.."
@@ -62,4 +63,10 @@ fi
 if [[ "$skip" != *,bench,* ]]; then
   echo "== benchmark"
   LE_CASES="${LE_CASES:-opt-1.3b:1024}" OUT="$out" LONGEXPOSURE_CUDA_LIB_PATH="$libpath" bash bench/run-gpu.sh
+fi
+
+if [[ "$skip" != *,sparse,* ]]; then
+  echo "== sparse step"
+  LE_SPARSE_CASES="${LE_SPARSE_CASES:-opt-1.3b:1024}" OUT="$out" LONGEXPOSURE_CUDA_LIB_PATH="$libpath" \
+    bash bench/run-sparse-gpu.sh
 fi
