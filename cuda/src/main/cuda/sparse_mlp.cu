@@ -14,14 +14,14 @@
 //   backward  dH[R, x]     = (dOut[R, :]·W2[:, n(x)]) · (hidden[R, x] > 0)     (x < nS_r; a bf16 scratch)
 //             dInp[R, :]   = Σ_{x < nS_r} dH[R, x]·W1[n(x), :]                  (overwrite)
 //             dB1[n]      += Σ_r Σ_R dH[R, x] over the token blocks listing n   (f32; unlisted neurons untouched)
-//             dB2         += Σ_rows dOut                                        (linear.cu's column_sum_bf16)
+//             dB2         += Σ_rows dOut          (sparse_mlp_relu_grad without mask, then sparse_mlp_slab_sum)
 //
 // Two paths (CudaSparse picks one per call by a rule on host-known sizes; see its Javadoc and
 // cuda/notes/sparse-mlp.md):
 //  * gather + cuBLASLt (large token blocks, the micro-batch union): sparse_mlp_gather copies one token block's
 //    listed weights into dense W1c (HW, C), W2c (C, HW), b1c (HW), zeros past nS_r; CudaSparse runs the four
-//    products on cuBLASLt; sparse_mlp_relu_grad masks dH and sums its columns per 64-row slab, and
-//    sparse_mlp_bias1_scatter adds the slab sums to dB1 at the listed neurons.
+//    products on cuBLASLt (strided-batched over a group of token blocks); sparse_mlp_relu_grad masks dH and sums
+//    its columns per 64-row slab, and sparse_mlp_bias1_grad adds the slab sums to dB1 at the listed neurons.
 //  * direct (small token blocks): the templated tensor-core GEMM below reads the weights in place.
 //
 // Direct: all four products are one templated tensor-core GEMM, C_tile(TM × 128) = A(TM × K) · B(K × 128), one CTA
@@ -58,11 +58,14 @@
 //  sparse_mlp_dhidden_tmTM(dOut, W2, hidden, rowPtr, blockList, dH, partial, N, C, H, BN, HW, TB)
 //                                                                                        grid (ceil(HW/128), tiles)
 //  sparse_mlp_dinp_tmTM(dH, W1, rowPtr, blockList, dInp, N, C, H, BN, HW, TB)            grid (ceil(C/128), tiles)
-//  sparse_mlp_bias1_grad(dB1, partial, rowPtr, blockList, tiles, TM, TB, H, BN, HW)      any grid over H threads
-// Gather path (each documented at its definition):
-//  sparse_mlp_gather(W1, W2, b1, rowPtr, blockList, r, W1c, W2c, b1c, C, H, BN, HW)     grid (any, 2 or 3)
-//  sparse_mlp_relu_grad(dH, hidden, partial, rows, HW)                   block (32, 8), grid (ceil(HW/256), slabs)
-//  sparse_mlp_bias1_scatter(dB1, partial, rowPtr, blockList, r, slabs, H, BN, HW)         any grid over HW threads
+//  sparse_mlp_bias1_grad(dB1, partial, rowPtr, blockList, r0, tiles, tilesPerTB, H, BN, HW)
+//                                                                                        any grid over H threads
+// Gather path and shared passes (each documented at its definition):
+//  sparse_mlp_gather(W1, W2, b1, rowPtr, blockList, r0, W1c, W2c, b1c, strideW, strideB, C, H, BN, HW)
+//                                                                                        grid (any, 2 or 3, group)
+//  sparse_mlp_relu_grad(dH, hidden, partial, rows, HW, TB)               block (32, 8), grid (ceil(HW/256), slabs)
+//  sparse_mlp_slab_sum(dB, partial, slabs, cols)                             any grid over cols (dB2 after a
+//                                                                            relu_grad pass over dOut without mask)
 //  sparse_mlp_bias_rows(out, b2, N, C)                                                    any grid (HW = 0 layers)
 #include "mma.cuh"
 
@@ -365,13 +368,15 @@ __device__ __forceinline__ void sparse_mlp_gemm(const Params& p) {
 SPARSE_MLP_KERNELS(64)
 SPARSE_MLP_KERNELS(128)
 
-// dB1[n] += Σ over row tiles (in order) of the token block r = tile·TM / TB, when r lists neuron block j = n / BN
-// at position q, of partial[tile, q·BN + n mod BN]; neurons no token block lists are left untouched. One thread
-// per neuron; the position is a binary search in r's ascending list, once per token block.
+// dB1[n] += Σ over the tiles t < nTiles (in order) of partial[t, q·BN + n mod BN], where tile t belongs to token
+// block r = r0 + t / tilesPerTB and r lists neuron block j = n / BN at position q; neurons no such token block lists
+// are left untouched. Tiles are the direct kernels' row tiles (r0 = 0, tilesPerTB = TB / TM) or the 64-row slabs
+// of sparse_mlp_relu_grad over a group of token blocks. One thread per neuron; the position is a binary search in
+// r's ascending list, once per token block.
 extern "C" __global__ void __launch_bounds__(256) sparse_mlp_bias1_grad(float* dB1, const float* partial,
                                                                        const int* rowPtr, const int* blockList,
-                                                                       int nTiles, int TM, int TB, int H, int BN,
-                                                                       int HW) {
+                                                                       int r0, int nTiles, int tilesPerTB, int H,
+                                                                       int BN, int HW) {
     for (int n = blockIdx.x * blockDim.x + threadIdx.x; n < H; n += gridDim.x * blockDim.x) {
         const int j = n / BN, t = n % BN;
         const int maxCount = HW / BN;
@@ -379,7 +384,7 @@ extern "C" __global__ void __launch_bounds__(256) sparse_mlp_bias1_grad(float* d
         bool touched = false;
         int lastR = -1, pos = -1;
         for (int tile = 0; tile < nTiles; ++tile) {
-            const int r = (int) ((long long) tile * TM / TB);
+            const int r = r0 + tile / tilesPerTB;
             if (r != lastR) {
                 lastR = r;
                 int lo = rowPtr[r];
@@ -402,20 +407,26 @@ extern "C" __global__ void __launch_bounds__(256) sparse_mlp_bias1_grad(float* d
 
 // ---- gather path: the listed weights copied into dense operands for cuBLASLt (CudaSparse drives the GEMMs)
 
-// One token block r's operands, zero past its nS_r = cnt·BN listed neurons (cnt clamped to HW / BN):
+// The operands of token block r = r0 + blockIdx.z, item z of a group (W1c, W2c at z·strideW, b1c at z·strideB
+// elements), zero past its nS_r = cnt·BN listed neurons (cnt clamped to HW / BN):
 //   W1c (HW, C):  W1c[x, :] = W1[n(x), :]            (y = 0; a listed block is BN contiguous W1 rows)
 //   W2c (C, HW):  W2c[c, x] = W2[c, n(x)]            (y = 1; per W2 row, cnt runs of BN contiguous elements)
 //   b1c (HW):     b1c[x]    = bf16(b1[n(x)]), or 0   (y = 2; skipped when b1c is null; b1 null gives zeros)
 // 16-byte moves (C and BN multiples of 8, so a move never straddles a neuron block), grid-stride over the flat
-// index of the 8-element chunks (HW·C / 8 < 2^31, checked by the caller). grid (any, 3), block 256.
+// index of the 8-element chunks (HW·C / 8 < 2^31, checked by the caller). grid (any, 2 or 3, group size),
+// block 256.
 extern "C" __global__ void __launch_bounds__(256) sparse_mlp_gather(const bf16* __restrict__ w1,
                                                                    const bf16* __restrict__ w2,
                                                                    const float* __restrict__ b1, const int* rowPtr,
-                                                                   const int* blockList, int r,
+                                                                   const int* blockList, int r0,
                                                                    bf16* __restrict__ w1c, bf16* __restrict__ w2c,
-                                                                   bf16* __restrict__ b1c, int C, int H, int BN,
-                                                                   int HW) {
+                                                                   bf16* __restrict__ b1c, long long strideW,
+                                                                   long long strideB, int C, int H, int BN, int HW) {
     const int nb = H / BN;
+    const int r = r0 + blockIdx.z;
+    w1c += blockIdx.z * strideW;
+    w2c += blockIdx.z * strideW;
+    if (b1c != nullptr) b1c += blockIdx.z * strideB;
     const int p0 = __ldg(rowPtr + r);
     const int cnt = max(0, min(__ldg(rowPtr + r + 1) - p0, HW / BN));
     const int ns = cnt * BN;
@@ -457,19 +468,26 @@ extern "C" __global__ void __launch_bounds__(256) sparse_mlp_gather(const bf16* 
 
 constexpr int kSlab = 64;  // rows per partial column sum of sparse_mlp_relu_grad
 
-// ReLU backward over one token block's compacted gradient, in place, with the bias gradient's column sums:
+// ReLU backward over a group's compacted gradient, in place, with the bias gradient's column sums:
 //   dH[i, x] = 0 where !(hidden[i, x] > 0)        dH, hidden (rows, HW) bf16 row-major, HW a multiple of 8
-//   partial[s, x] = Σ_{i in slab s} dH[i, x]       f32 (ceil(rows / 64), HW), or nothing when partial is null
-// block (32, 8): thread (tx, ty) owns columns 8·(32·bx + tx) .. +8 and rows ty, ty + 8, ... of slab by (64 rows);
-// the 8 row groups are added in a fixed order through shared memory: deterministic, no atomics.
-// grid (ceil(HW / 256), ceil(rows / 64)).
+//   partial[y, x] = Σ_{i in slab y} dH[i, x]       f32 (gridDim.y, HW), or nothing when partial is null
+// The rows are token blocks of TB rows (the last may be shorter); each is cut into slabsPerTB = ceil(TB' / 64)
+// slabs, TB' = min(TB, rows), so slab y is rows [b·TB + s·64, min(b·TB + min((s+1)·64, TB), rows)) with
+// b = y / slabsPerTB, s = y mod slabsPerTB: no slab crosses a token block. With hidden null nothing is masked or
+// written: plain column sums (dB2 = Σ_rows dOut). block (32, 8): thread (tx, ty) owns columns 8·(32·bx + tx) .. +8
+// and rows ty, ty + 8, ... of its slab; the 8 row groups are added in a fixed order through shared memory:
+// deterministic, no atomics. grid (ceil(HW / 256), number of token blocks · slabsPerTB).
 extern "C" __global__ void __launch_bounds__(256) sparse_mlp_relu_grad(bf16* __restrict__ dH,
                                                                       const bf16* __restrict__ hidden,
-                                                                      float* __restrict__ partial, int rows, int HW) {
+                                                                      float* __restrict__ partial, int rows, int HW,
+                                                                      int TB) {
     __shared__ float red[8][256];
     const int x = (blockIdx.x * 32 + threadIdx.x) * 8;
-    const int r0 = blockIdx.y * kSlab;
-    const int r1 = min(rows, r0 + kSlab);
+    const int slabsPerTB = (min(TB, rows) + kSlab - 1) / kSlab;
+    const int b = blockIdx.y / slabsPerTB, sl = blockIdx.y % slabsPerTB;
+    const long long tb0 = (long long) b * TB;
+    const int r0 = (int) min((long long) rows, tb0 + (long long) sl * kSlab);
+    const int r1 = (int) min((long long) rows, tb0 + min((sl + 1) * kSlab, TB));
     float s[8];
 #pragma unroll
     for (int k = 0; k < 8; ++k) s[k] = 0.f;
@@ -477,20 +495,29 @@ extern "C" __global__ void __launch_bounds__(256) sparse_mlp_relu_grad(bf16* __r
         for (int i = r0 + threadIdx.y; i < r1; i += 8) {
             const size_t off = (size_t) i * HW + x;
             uint4 g = *reinterpret_cast<const uint4*>(dH + off);
-            const uint4 h = __ldg(reinterpret_cast<const uint4*>(hidden + off));
             __nv_bfloat162* gp = reinterpret_cast<__nv_bfloat162*>(&g);
-            const __nv_bfloat162* hp = reinterpret_cast<const __nv_bfloat162*>(&h);
+            if (hidden != nullptr) {
+                const uint4 h = __ldg(reinterpret_cast<const uint4*>(hidden + off));
+                const __nv_bfloat162* hp = reinterpret_cast<const __nv_bfloat162*>(&h);
 #pragma unroll
-            for (int k = 0; k < 4; ++k) {
-                float2 gv = __bfloat1622float2(gp[k]);
-                const float2 hv = __bfloat1622float2(hp[k]);
-                if (!(hv.x > 0.f)) gv.x = 0.f;
-                if (!(hv.y > 0.f)) gv.y = 0.f;
-                s[2 * k] += gv.x;
-                s[2 * k + 1] += gv.y;
-                gp[k] = __floats2bfloat162_rn(gv.x, gv.y);  // exact: gv is a bf16 value or 0
+                for (int k = 0; k < 4; ++k) {
+                    float2 gv = __bfloat1622float2(gp[k]);
+                    const float2 hv = __bfloat1622float2(hp[k]);
+                    if (!(hv.x > 0.f)) gv.x = 0.f;
+                    if (!(hv.y > 0.f)) gv.y = 0.f;
+                    s[2 * k] += gv.x;
+                    s[2 * k + 1] += gv.y;
+                    gp[k] = __floats2bfloat162_rn(gv.x, gv.y);  // exact: gv is a bf16 value or 0
+                }
+                *reinterpret_cast<uint4*>(dH + off) = g;
+            } else {
+#pragma unroll
+                for (int k = 0; k < 4; ++k) {
+                    const float2 gv = __bfloat1622float2(gp[k]);
+                    s[2 * k] += gv.x;
+                    s[2 * k + 1] += gv.y;
+                }
             }
-            *reinterpret_cast<uint4*>(dH + off) = g;
         }
     }
     if (partial == nullptr) return;
@@ -507,19 +534,13 @@ extern "C" __global__ void __launch_bounds__(256) sparse_mlp_relu_grad(bf16* __r
     }
 }
 
-// dB1[n(x)] += Σ_{s < slabs} partial[s, x] (slabs in order) for token block r's listed compacted columns
-// x < nS_r; distinct x give distinct neurons, so there is no race; others untouched. Any grid over HW threads.
-extern "C" __global__ void __launch_bounds__(256) sparse_mlp_bias1_scatter(float* dB1, const float* partial,
-                                                                          const int* rowPtr, const int* blockList,
-                                                                          int r, int slabs, int H, int BN, int HW) {
-    const int nb = H / BN;
-    const int p0 = rowPtr[r];
-    const int ns = max(0, min(rowPtr[r + 1] - p0, HW / BN)) * BN;
-    const int* list = blockList + p0;
-    for (int x = blockIdx.x * blockDim.x + threadIdx.x; x < ns; x += gridDim.x * blockDim.x) {
+// dB[x] += Σ_{s < slabs} partial[s, x] (slabs in order), x < cols: the second pass of a column sum. Any grid.
+extern "C" __global__ void __launch_bounds__(256) sparse_mlp_slab_sum(float* dB, const float* partial, int slabs,
+                                                                     int cols) {
+    for (int x = blockIdx.x * blockDim.x + threadIdx.x; x < cols; x += gridDim.x * blockDim.x) {
         float s = 0.f;
-        for (int k = 0; k < slabs; ++k) s += partial[(size_t) k * HW + x];
-        dB1[neuron_of(list, x, BN, nb)] += s;
+        for (int k = 0; k < slabs; ++k) s += partial[(size_t) k * cols + x];
+        dB[x] += s;
     }
 }
 

@@ -32,7 +32,8 @@ import org.longexposure.tensor.Tensor;
  *       ({@link NeuronLayouts#random}: every token block lists round(density·nb) blocks, so maxBlocks, the compacted
  *       width's cap, is the density's share of the nb = H/BN blocks) at each density; by default one token block
  *       spanning the N rows (the micro-batch union), the backend's default path rule. Reported as times and as
- *       ratios to dense.</li>
+ *       ratios to dense, with the bias gradients (dB1, dB2; dense: column sums) and without them (both sides run
+ *       only the products and the ReLU backward then).</li>
  *   <li>MLP path crossover ({@code --crossover-token-blocks}): the same forward + backward with each token block
  *       size, once on a backend forced onto the direct kernels and once forced onto gather + cuBLASLt
  *       ({@link CudaOptions#sparseMlpGemmRows()} = MAX / 0), at the {@code --crossover-densities}: where the
@@ -238,8 +239,11 @@ public final class CudaSparseOpsBench {
                         layouts[i % LAYOUTS]));
                 double b = time(i -> be.sparse().sparseMlpBackward(dInp, dB1, dB2, dOut[i % SETS], hidden, w1, w2,
                         layouts[i % LAYOUTS]));
+                double bNoBias = time(i -> be.sparse().sparseMlpBackward(dInp, null, null, dOut[i % SETS], hidden,
+                        w1, w2, layouts[i % LAYOUTS]));
                 be.sync();
-                return new double[] {f, b, NeuronLayouts.density(be, layouts[0], o.h()), layouts[0].maxBlocks()};
+                return new double[] {f, b, NeuronLayouts.density(be, layouts[0], o.h()), layouts[0].maxBlocks(),
+                        bNoBias};
             }
         }
 
@@ -282,12 +286,21 @@ public final class CudaSparseOpsBench {
                 be.linear().linearBackwardWeight(null, ops.dB1, dHm, x[i % SETS], 1f);
                 be.linear().linearBackwardWeight(null, ops.dB2, dOut[i % SETS], hid, 1f);
             };
+            IntConsumer denseBwdNoBias = i -> {
+                be.linear().linearBackwardInput(dH, dOut[i % SETS], ops.w2, 1f, false);
+                be.activation().activationBackward(dHm, dH, hid, Activation.RELU);
+                be.linear().linearBackwardInput(ops.dInp, dHm, ops.w1, 1f, false);
+            };
             double dF = time(denseFwd);
             double dB = time(denseBwd);
+            double dBn = time(denseBwdNoBias);
             mlp.put("dense_cublas_fwd_ms", dF);
             mlp.put("dense_cublas_bwd_ms", dB);
             mlp.put("dense_cublas_fwd_bwd_ms", dF + dB);
-            System.out.printf("mlp dense cuBLASLt: fwd %.3f bwd %.3f f+b %.3f ms%n", dF, dB, dF + dB);
+            mlp.put("dense_cublas_bwd_no_bias_grads_ms", dBn);
+            mlp.put("dense_cublas_fwd_bwd_no_bias_grads_ms", dF + dBn);
+            System.out.printf("mlp dense cuBLASLt: fwd %.3f bwd %.3f f+b %.3f ms; without bias gradients bwd %.3f "
+                    + "f+b %.3f ms%n", dF, dB, dF + dB, dBn, dF + dBn);
 
             ArrayNode rows = mlp.putArray("sparse");
             for (double d : o.densities()) {
@@ -302,8 +315,12 @@ public final class CudaSparseOpsBench {
                 row.put("vs_dense_cublas_fwd_bwd", (f + b) / (dF + dB));
                 row.put("vs_dense_over_density", (f + b) / (dF + dB) / actual);
                 row.put("effective_tflops_fwd_bwd", 4 * flopsDense * actual / ((f + b) * 1e-3) / 1e12);
+                double bn = t[4];
+                row.put("bwd_no_bias_grads_ms", bn).put("fwd_bwd_no_bias_grads_ms", f + bn);
+                row.put("vs_dense_cublas_fwd_bwd_no_bias_grads", (f + bn) / (dF + dBn));
                 System.out.printf("mlp sparse density %.3f (actual %.4f): fwd %.3f bwd %.3f f+b %.3f ms (%.3f of "
-                        + "dense; fwd %.3f, bwd %.3f)%n", d, actual, f, b, f + b, (f + b) / (dF + dB), f / dF, b / dB);
+                        + "dense; fwd %.3f, bwd %.3f); without bias gradients f+b %.3f ms (%.3f of dense)%n", d,
+                        actual, f, b, f + b, (f + b) / (dF + dB), f / dF, b / dB, f + bn, (f + bn) / (dF + dBn));
             }
         }
 

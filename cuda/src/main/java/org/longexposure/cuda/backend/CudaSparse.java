@@ -7,6 +7,7 @@ import java.util.Map;
 import org.longexposure.backend.BlockLayout;
 import org.longexposure.backend.NeuronLayout;
 import org.longexposure.backend.SparseOps;
+import org.longexposure.cuda.CudaException;
 import org.longexposure.cuda.blas.CublasGemm;
 import org.longexposure.cuda.driver.CudaFunction;
 import org.longexposure.cuda.driver.KernelArgs;
@@ -24,22 +25,22 @@ import org.longexposure.tensor.Tensor;
  * blocks of token block r, m_r its rows.
  * <ul>
  *   <li><b>gather + cuBLASLt</b> (the main path: one token block spanning the micro-batch, or any token block of at
- *       least {@link CudaOptions#sparseMlpGemmRows()} rows). Per token block, {@code sparse_mlp_gather} copies the
- *       listed W1 rows into W1c (HW, C), the matching W2 columns into W2c (C, HW) and b1 into b1c (HW) bf16, zeros
- *       in the slots past the token block's count (so the padded hidden columns are relu(0) = 0 and add nothing);
- *       then plain dense products on {@link CublasGemm}, at cuBLASLt's rate:
+ *       least {@link CudaOptions#sparseMlpGemmRows()} rows). For a group of token blocks (all of them, or as many
+ *       as {@link #GROUP_BYTES} of gathered operands hold), {@code sparse_mlp_gather} copies each token block's
+ *       listed W1 rows into W1c_r (HW, C), the matching W2 columns into W2c_r (C, HW) and b1 into b1c_r (HW) bf16,
+ *       zeros in the slots past the token block's count (so the padded hidden columns are relu(0) = 0 and add
+ *       nothing); then dense products on {@link CublasGemm}, at cuBLASLt's rate, strided-batched over the group's
+ *       full token blocks (a partial last token block gets a call of its own):
  * <pre>
- *   forward   hidden_r = relu(inp_r·W1cᵀ + b1c)     cuBLASLt, RELU_BIAS epilogue (as linearForwardRelu)
- *             out_r    = hidden_r·W2cᵀ + b2          cuBLASLt, BIAS epilogue
- *   backward  dH       = dOut_r·W2c                  cuBLASLt into a bf16 scratch (m_r, HW)
- *             dH ⊙= (hidden_r &gt; 0), per-64-row-slab column sums    sparse_mlp_relu_grad
- *             dB1[listed neurons] += Σ slabs                          sparse_mlp_bias1_scatter (in slab order)
- *             dInp_r   = dH·W1c (overwrite)          cuBLASLt
+ *   forward   hidden_r = relu(inp_r·W1c_rᵀ + b1c_r)   cuBLASLt, RELU_BIAS epilogue (as linearForwardRelu)
+ *             out_r    = hidden_r·W2c_rᵀ + b2          cuBLASLt, BIAS epilogue
+ *   backward  dH_r     = dOut_r·W2c_r                  cuBLASLt into a bf16 scratch
+ *             dH ⊙= (hidden &gt; 0), per-64-row-slab column sums       sparse_mlp_relu_grad
+ *             dB1[listed neurons] += Σ slabs, in order               sparse_mlp_bias1_grad
+ *             dInp_r   = dH_r·W1c_r (overwrite)        cuBLASLt
  * </pre>
  *       The backward gathers again rather than keeping the forward's copies (2·HW·C bf16 per layer, 67 MB at
- *       OPT-1.3B's full width: 1.6 GB over 24 layers, for a copy that costs ~5 % of the products). Token blocks run
- *       one after another through one scratch; strided-batched products over token blocks are not used, since
- *       the rule sends only token blocks of ≥ 512 rows here, whose products already fill the GPU.</li>
+ *       OPT-1.3B's full width: 1.6 GB over 24 layers, for a copy that costs a few % of the products).</li>
  *   <li><b>direct</b> tensor-core kernels of {@code sparse_mlp.cu} (token blocks of fewer rows, where gathering per
  *       token block would multiply the weight traffic by the number of token blocks): one CTA per (output tile of
  *       128 columns, row tile of TM = 128 rows, or 64 when TB = 64·odd), each CTA looping only over its token
@@ -55,8 +56,9 @@ import org.longexposure.tensor.Tensor;
  * <b>Rule</b> (host-known values only): direct iff {@code min(TB, N) < sparseMlpGemmRows} and the direct kernels
  * support the layout (TB a multiple of 64, BN ∈ {64, 128}); otherwise gather. Measured on an H200 at OPT-1.3B
  * shapes (N = 4096, C 2048, H 8192, BN 128; cuda/notes/sparse-mlp.md): see {@link CudaOptions#DEFAULT_SPARSE_MLP_GEMM_ROWS}.
- * Both paths: {@code dB2 += Σ_rows dOut} by linear.cu's {@code column_sum_bf16}; HW = 0 (a layer that computes no
- * neuron) writes out = b2 per row ({@code sparse_mlp_bias_rows}, or zeros), dInp = 0, and leaves dB1 untouched.
+ * Both paths: {@code dB2 += Σ_rows dOut} as 64-row slab sums ({@code sparse_mlp_relu_grad} without a mask) added
+ * in order ({@code sparse_mlp_slab_sum}); HW = 0 (a layer that computes no neuron) writes out = b2 per row
+ * ({@code sparse_mlp_bias_rows}, or zeros), dInp = 0, and leaves dB1 untouched.
  *
  * <p>Dtypes: inp, out, hidden, dOut, dInp BF16 (fp32 accumulation, one rounding per output); W1 (H, C) and W2 (C, H)
  * BF16 device weights ({@code adoptWeight}); b1, b2, dB1, dB2 F32. The gather path adds the biases in cuBLASLt's
@@ -70,10 +72,11 @@ import org.longexposure.tensor.Tensor;
  *
  * <p>Work: {@code 2·Σ_r m_r·HW·C} flops per product on the gather path (the padded slots of a token block listing
  * fewer than maxBlocks are computed as zeros), {@code 2·Σ_r m_r·nS_r·C} on the direct one; four products per
- * forward + backward. Memory: one grow-only device scratch holds, during a call, the gathered W1c, W2c, b1c
- * (2·HW·C + HW bf16) and in backward dH (m·HW bf16) and the slab sums (ceil(m / 64)·HW f32); the direct path's
- * backward holds dH (N·HW) and its partials. Nothing is kept between calls. All work is queued on the backend's
- * stream.
+ * forward + backward; the gather moves 2·HW·C bf16 per token block each way, twice per forward + backward. Memory:
+ * one grow-only device scratch holds, during a call, a group's gathered W1c, W2c, b1c (2·HW·C + HW bf16 per token
+ * block) and in backward the group's dH (rows·HW bf16) and slab sums (f32); the direct path's backward holds dH
+ * (N·HW) and its per-tile partials; both dB2's slab sums (ceil(N / 64)·C f32). Nothing is kept between calls. All
+ * work is queued on the backend's stream.
  */
 final class CudaSparse implements SparseOps {
     private static final int THREADS = 256;
@@ -82,6 +85,11 @@ final class CudaSparse implements SparseOps {
     private static final int STAGES = 3;
     /** Rows per slab of sparse_mlp_relu_grad's column sums (the kernel's kSlab). */
     private static final int SLAB = 64;
+    /**
+     * Gathered operands per group of token blocks at most (at least one token block): 256 MiB, three token blocks
+     * of OPT-1.3B's full width, 85 at 5 % density.
+     */
+    private static final long GROUP_BYTES = 256L << 20;
 
     private final CudaBackend backend;
     private final CudaAttention attention;
@@ -89,6 +97,8 @@ final class CudaSparse implements SparseOps {
     private final DeviceScratch scratch;
     private final int gemmRows;
     private final Map<String, CudaFunction> functions = new HashMap<>();
+    /** cuBLASLt refused a strided-batched product once: the gather path then runs one call per token block. */
+    private boolean batchRefused;
 
     CudaSparse(CudaBackend backend, CudaAttention attention) {
         this.backend = backend;
@@ -140,17 +150,18 @@ final class CudaSparse implements SparseOps {
                     KernelArgs.of(hidden, w2, opt(b2), rowPtr, blocks, out, p.n, p.c, p.h, p.bn, p.hw, p.tb));
             return;
         }
-        Gathered g = gatherScratch(p, 0);
+        Scratch sc = Scratch.of(p, false, false, scratch);
         long b2s = b2 == null ? 0 : backend.shadows().of(b2);
-        for (int r = 0; r < p.nTB; r++) {
-            long r0 = p.rowStart(r);
-            int m = p.rowsOf(r);
-            gather(p, w1, w2, b1, layout, r, g, b1 != null);
-            long hid = ptr(hidden) + r0 * p.hw * 2;
-            gemm.matmul(false, true, m, p.hw, p.c, 1f, ptr(inp) + r0 * p.c * 2, p.c, g.w1c, p.c, 0f, hid, p.hw,
-                    DType.BF16, b1 != null ? g.b1c : 0, DType.BF16, true, backend.stream());
-            gemm.matmul(false, true, m, p.c, p.hw, 1f, hid, p.hw, g.w2c, p.hw, 0f, ptr(out) + r0 * p.c * 2, p.c,
-                    DType.BF16, b2s, DType.BF16, false, backend.stream());
+        for (int r0 = 0; r0 < p.nTB; r0 += sc.group) {
+            int cnt = Math.min(sc.group, p.nTB - r0);
+            long row0 = p.rowStart(r0);
+            gather(p, w1, w2, b1, layout, r0, cnt, sc, b1 != null);
+            long hid = ptr(hidden) + row0 * p.hw * 2;
+            // hidden = relu(inp·W1cᵀ + b1c), then out = hidden·W2cᵀ + b2
+            groupProduct(p, r0, cnt, true, p.hw, p.c, ptr(inp) + row0 * p.c * 2, p.c, sc.w1c, p.c, sc.strideW,
+                    hid, p.hw, b1 != null ? sc.b1c : 0, sc.strideB, true);
+            groupProduct(p, r0, cnt, true, p.c, p.hw, hid, p.hw, sc.w2c, p.hw, sc.strideW,
+                    ptr(out) + row0 * p.c * 2, p.c, b2s, 0, false);
         }
     }
 
@@ -166,87 +177,149 @@ final class CudaSparse implements SparseOps {
         p.requireHidden(op, hidden);
         backend.shadows().wrote(dB1);
         backend.shadows().wrote(dB2);
+        Scratch sc = Scratch.of(p, true, dB1 != null, scratch);
         if (p.hw == 0) {
             backend.stream().memsetD8(ptr(dInp), (byte) 0, (long) p.n * p.c * 2);
         } else if (p.direct) {
-            directBackward(p, dInp, dB1, dOut, hidden, w1, w2, layout);
+            directBackward(p, dInp, dB1, dOut, hidden, w1, w2, layout, sc);
         } else {
-            gatherBackward(p, dInp, dB1, dOut, hidden, w1, w2, layout);
+            gatherBackward(p, dInp, dB1, dOut, hidden, w1, w2, layout, sc);
         }
         if (dB2 != null) {
-            CudaFunction f = backend.kernels().function("linear", "column_sum_bf16");
-            backend.stream().launch(f, ceilDiv(p.c, 32), 1, 1, 32, 8, 1, 0, KernelArgs.of(dB2, dOut, 1f, p.n, p.c));
+            // dB2 += Σ_rows dOut: 64-row slab sums (the ReLU pass without a mask), then the slabs in order.
+            int slabs = ceilDiv(p.n, SLAB);
+            backend.stream().launch(function("sparse_mlp_relu_grad", 0), ceilDiv(p.c, 256), slabs, 1, 32, 8, 1, 0,
+                    KernelArgs.of(dOut, 0L, sc.dB2Partial, p.n, p.c, p.n));
+            backend.stream().launch(function("sparse_mlp_slab_sum", 0), OpChecks.strideBlocks(p.c, THREADS, 4096),
+                    1, 1, THREADS, 1, 1, 0, KernelArgs.of(dB2, sc.dB2Partial, slabs, p.c));
         }
     }
 
     private void gatherBackward(Plan p, Tensor dInp, Tensor dB1, Tensor dOut, Tensor hidden, Tensor w1, Tensor w2,
-                                NeuronLayout layout) {
-        int maxRows = p.rowsOf(0);
-        int maxSlabs = ceilDiv(maxRows, SLAB);
-        long dHBytes = align((long) maxRows * p.hw * 2);
-        long partialBytes = dB1 == null ? 0 : align((long) maxSlabs * p.hw * 4);
-        Gathered g = gatherScratch(p, dHBytes + partialBytes);
-        long dH = g.extra;
-        long partial = dB1 == null ? 0 : dH + dHBytes;
+                                NeuronLayout layout, Scratch sc) {
         long rowPtr = ptr(layout.rowPtr());
         long blocks = ptr(layout.blockIdx());
-        for (int r = 0; r < p.nTB; r++) {
-            long r0 = p.rowStart(r);
-            int m = p.rowsOf(r);
-            int slabs = ceilDiv(m, SLAB);
-            gather(p, w1, w2, null, layout, r, g, false);
-            gemm.matmul(false, false, m, p.hw, p.c, 1f, ptr(dOut) + r0 * p.c * 2, p.c, g.w2c, p.hw, 0f, dH, p.hw,
-                    DType.BF16, 0, null, false, backend.stream());
-            backend.stream().launch(function("sparse_mlp_relu_grad", 0), ceilDiv(p.hw, 256), slabs, 1, 32, 8, 1, 0,
-                    KernelArgs.of(dH, ptr(hidden) + r0 * p.hw * 2, partial, m, p.hw));
+        for (int r0 = 0; r0 < p.nTB; r0 += sc.group) {
+            int cnt = Math.min(sc.group, p.nTB - r0);
+            long row0 = p.rowStart(r0);
+            int rows = (int) (Math.min(p.n, p.rowStart(r0 + cnt)) - row0);
+            int spt = ceilDiv(Math.min(p.tb, rows), SLAB);
+            gather(p, w1, w2, null, layout, r0, cnt, sc, false);
+            // dH = dOut·W2c, masked by hidden > 0 in place with per-slab column sums, then dInp = dH·W1c.
+            groupProduct(p, r0, cnt, false, p.hw, p.c, ptr(dOut) + row0 * p.c * 2, p.c, sc.w2c, p.hw, sc.strideW,
+                    sc.dH, p.hw, 0, 0, false);
+            backend.stream().launch(function("sparse_mlp_relu_grad", 0), ceilDiv(p.hw, 256), cnt * spt, 1, 32, 8, 1,
+                    0, KernelArgs.of(sc.dH, ptr(hidden) + row0 * p.hw * 2, sc.partial, rows, p.hw, p.tb));
             if (dB1 != null) {
-                int grid = OpChecks.strideBlocks(p.hw, THREADS, 4096);
-                backend.stream().launch(function("sparse_mlp_bias1_scatter", 0), grid, 1, 1, THREADS, 1, 1, 0,
-                        KernelArgs.of(dB1, partial, rowPtr, blocks, r, slabs, p.h, p.bn, p.hw));
+                backend.stream().launch(function("sparse_mlp_bias1_grad", 0),
+                        OpChecks.strideBlocks(p.h, THREADS, 4096), 1, 1, THREADS, 1, 1, 0,
+                        KernelArgs.of(dB1, sc.partial, rowPtr, blocks, r0, cnt * spt, spt, p.h, p.bn, p.hw));
             }
-            gemm.matmul(false, false, m, p.c, p.hw, 1f, dH, p.hw, g.w1c, p.c, 0f, ptr(dInp) + r0 * p.c * 2, p.c,
-                    DType.BF16, 0, null, false, backend.stream());
+            groupProduct(p, r0, cnt, false, p.c, p.hw, sc.dH, p.hw, sc.w1c, p.c, sc.strideW,
+                    ptr(dInp) + row0 * p.c * 2, p.c, 0, 0, false);
         }
     }
 
     private void directBackward(Plan p, Tensor dInp, Tensor dB1, Tensor dOut, Tensor hidden, Tensor w1, Tensor w2,
-                                NeuronLayout layout) {
+                                NeuronLayout layout, Scratch sc) {
         long rowPtr = ptr(layout.rowPtr());
         long blocks = ptr(layout.blockIdx());
-        long dHBytes = align((long) p.n * p.hw * 2);
-        long partialBytes = dB1 == null ? 0 : align((long) p.tiles * p.hw * 4);
-        long dH = scratch.address(dHBytes + partialBytes);
-        long partial = dB1 == null ? 0 : dH + dHBytes;
         launch(p, "sparse_mlp_dhidden", true, ceilDiv(p.hw, TILE_N),
-                KernelArgs.of(dOut, w2, hidden, rowPtr, blocks, dH, partial, p.n, p.c, p.h, p.bn, p.hw, p.tb));
+                KernelArgs.of(dOut, w2, hidden, rowPtr, blocks, sc.dH, sc.partial, p.n, p.c, p.h, p.bn, p.hw, p.tb));
         if (dB1 != null) {
             int grid = OpChecks.strideBlocks(p.h, THREADS, 4096);
             backend.stream().launch(function("sparse_mlp_bias1_grad", 0), grid, 1, 1, THREADS, 1, 1, 0,
-                    KernelArgs.of(dB1, partial, rowPtr, blocks, p.tiles, p.tm, p.tb, p.h, p.bn, p.hw));
+                    KernelArgs.of(dB1, sc.partial, rowPtr, blocks, 0, p.tiles, p.tb / p.tm, p.h, p.bn, p.hw));
         }
         launch(p, "sparse_mlp_dinp", true, ceilDiv(p.c, TILE_N),
-                KernelArgs.of(dH, w1, rowPtr, blocks, dInp, p.n, p.c, p.h, p.bn, p.hw, p.tb));
+                KernelArgs.of(sc.dH, w1, rowPtr, blocks, dInp, p.n, p.c, p.h, p.bn, p.hw, p.tb));
     }
 
-    /** Device addresses of the gathered operands in the scratch, then {@code extraBytes} more at {@code extra}. */
-    private record Gathered(long w1c, long w2c, long b1c, long extra) {
+    /**
+     * One product over a group of {@code cnt} token blocks from r0, row-major {@code D_i (m_i, n) = A_i·op(B_i)
+     * (+ bias_i, ReLU)}: A_i and D_i are token block i's rows (a, d: the group's first row; row strides lda, ldd),
+     * B_i the gathered operand of item i (b + i·strideB elements), bias_i at {@code bias + i·strideBias}. The full
+     * token blocks go in one strided-batched cuBLASLt call, a partial last one in a call of its own. Should cuBLASLt
+     * refuse a batched form, the items run one call each (and batching is not tried again).
+     */
+    private void groupProduct(Plan p, int r0, int cnt, boolean transB, int n, int k, long a, int lda, long b, int ldb,
+                              long strideB, long d, int ldd, long bias, long strideBias, boolean relu) {
+        int full = cnt;
+        if (p.rowsOf(r0 + cnt - 1) < p.tb) {
+            full--;
+        }
+        if (full > 1 && !batchRefused) {
+            try {
+                gemm.matmulStridedBatched(false, transB, p.tb, n, k, 1f, a, lda, (long) p.tb * lda, b, ldb, strideB,
+                        0f, d, ldd, (long) p.tb * ldd, full, DType.BF16, bias, strideBias, DType.BF16, relu,
+                        backend.stream());
+            } catch (CudaException e) {
+                batchRefused = true;
+            }
+        }
+        int first = full > 1 && !batchRefused ? full : 0;
+        for (int i = first; i < cnt; i++) {
+            int m = p.rowsOf(r0 + i);
+            long rowOff = (long) i * p.tb;
+            gemm.matmul(false, transB, m, n, k, 1f, a + rowOff * lda * 2, lda, b + i * strideB * 2, ldb, 0f,
+                    d + rowOff * ldd * 2, ldd, DType.BF16, bias == 0 ? 0 : bias + i * strideBias * 2, DType.BF16, relu,
+                    backend.stream());
+        }
     }
 
-    private Gathered gatherScratch(Plan p, long extraBytes) {
-        long wBytes = align((long) p.hw * p.c * 2);
-        long bBytes = align((long) p.hw * 2);
-        long base = scratch.address(2 * wBytes + bBytes + extraBytes);
-        return new Gathered(base, base + wBytes, base + 2 * wBytes, base + 2 * wBytes + bBytes);
+    /**
+     * Device addresses of one call's scratch, all in the one grow-only buffer: the gathered operands of a group of
+     * {@code group} token blocks (W1c and W2c at {@code strideW} elements per item, b1c at {@code strideB}), the
+     * backward's dH of the group's rows (or of all N rows on the direct path) with its column-sum partials, and
+     * dB2's slab sums. Unused parts are 0.
+     */
+    private record Scratch(int group, long strideW, long strideB, long w1c, long w2c, long b1c, long dH,
+                           long partial, long dB2Partial) {
+        static Scratch of(Plan p, boolean backward, boolean wantDB1, DeviceScratch scratch) {
+            long strideW = roundUp((long) p.hw * p.c, 128);
+            long strideB = roundUp(p.hw, 128);
+            boolean gathered = p.hw > 0 && !p.direct;
+            int group = 1;
+            long w = 0;
+            long bb = 0;
+            long dHBytes = 0;
+            long partialBytes = 0;
+            if (gathered) {
+                group = (int) Math.max(1, Math.min(p.nTB, GROUP_BYTES / (4 * strideW + 2 * strideB)));
+                w = align(group * strideW * 2);
+                bb = align(group * strideB * 2);
+                if (backward) {
+                    int rows = (int) Math.min(p.n, (long) group * p.tb);
+                    dHBytes = align((long) rows * p.hw * 2);
+                    partialBytes = wantDB1 ? align((long) group * ceilDiv(Math.min(p.tb, rows), SLAB) * p.hw * 4) : 0;
+                }
+            } else if (p.hw > 0 && backward) {
+                dHBytes = align((long) p.n * p.hw * 2);
+                partialBytes = wantDB1 ? align((long) p.tiles * p.hw * 4) : 0;
+            }
+            long dB2Bytes = backward ? align((long) ceilDiv(p.n, SLAB) * p.c * 4) : 0;
+            long base = scratch.address(Math.max(256, 2 * w + bb + dHBytes + partialBytes + dB2Bytes));
+            long dH = base + 2 * w + bb;
+            return new Scratch(group, strideW, strideB, gathered ? base : 0, gathered ? base + w : 0,
+                    gathered ? base + 2 * w : 0, dHBytes > 0 ? dH : 0, partialBytes > 0 ? dH + dHBytes : 0,
+                    dB2Bytes > 0 ? dH + dHBytes + partialBytes : 0);
+        }
     }
 
-    /** Queues sparse_mlp_gather for token block r: W1c, W2c and (when {@code withBias}) b1c. */
-    private void gather(Plan p, Tensor w1, Tensor w2, Tensor b1, NeuronLayout layout, int r, Gathered g,
+    /** Queues sparse_mlp_gather for token blocks [r0, r0 + cnt): W1c, W2c and (when {@code withBias}) b1c. */
+    private void gather(Plan p, Tensor w1, Tensor w2, Tensor b1, NeuronLayout layout, int r0, int cnt, Scratch sc,
                         boolean withBias) {
         long chunks = (long) p.hw * p.c / 8;
-        int grid = OpChecks.strideBlocks(chunks, THREADS, 8 * backend.context().multiprocessorCount());
-        backend.stream().launch(function("sparse_mlp_gather", 0), grid, withBias ? 3 : 2, 1, THREADS, 1, 1, 0,
-                KernelArgs.of(w1, w2, opt(b1), ptr(layout.rowPtr()), ptr(layout.blockIdx()), r, g.w1c, g.w2c,
-                        withBias ? g.b1c : 0L, p.c, p.h, p.bn, p.hw));
+        int grid = OpChecks.strideBlocks(chunks, THREADS, Math.max(1, 8 * backend.context().multiprocessorCount()
+                / cnt));
+        backend.stream().launch(function("sparse_mlp_gather", 0), grid, withBias ? 3 : 2, cnt, THREADS, 1, 1, 0,
+                KernelArgs.of(w1, w2, opt(b1), ptr(layout.rowPtr()), ptr(layout.blockIdx()), r0, sc.w1c, sc.w2c,
+                        withBias ? sc.b1c : 0L, sc.strideW, sc.strideB, p.c, p.h, p.bn, p.hw));
+    }
+
+    /** Whether cuBLASLt refused a strided-batched product (tests: the batched form must be available). */
+    boolean batchRefused() {
+        return batchRefused;
     }
 
     /** One direct GEMM kernel of the row tile's instance, grid (tiles, N / TM). */
@@ -278,6 +351,10 @@ final class CudaSparse implements SparseOps {
 
     private static long align(long bytes) {
         return (bytes + 255) & ~255L;
+    }
+
+    private static long roundUp(long a, int multiple) {
+        return (a + multiple - 1) / multiple * multiple;
     }
 
     private static int ceilDiv(long a, int b) {
