@@ -22,7 +22,7 @@ import java.util.List;
 public record CudaOptions(int deviceOrdinal, List<Path> libDirs, Path kernelCacheDir, List<Path> cudaHomes,
                           boolean gemmAutotune, int sparseMlpGemmRows) {
     /** Token-block rows from which gather + cuBLASLt beats the direct kernels (H200; cuda/notes/sparse-mlp.md). */
-    public static final int DEFAULT_SPARSE_MLP_GEMM_ROWS = 512;
+    public static final int DEFAULT_SPARSE_MLP_GEMM_ROWS = 256;
 
     public CudaOptions {
         libDirs = List.copyOf(libDirs);

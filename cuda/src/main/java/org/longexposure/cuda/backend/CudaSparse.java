@@ -53,9 +53,14 @@ import org.longexposure.tensor.Tensor;
  *             dB1 += Σ_rows dH at listed neurons: per-(row tile, column) partials, then sparse_mlp_bias1_grad
  * </pre></li>
  * </ul>
- * <b>Rule</b> (host-known values only): direct iff {@code min(TB, N) < sparseMlpGemmRows} and the direct kernels
- * support the layout (TB a multiple of 64, BN ∈ {64, 128}); otherwise gather. Measured on an H200 at OPT-1.3B
- * shapes (N = 4096, C 2048, H 8192, BN 128; cuda/notes/sparse-mlp.md): see {@link CudaOptions#DEFAULT_SPARSE_MLP_GEMM_ROWS}.
+ * <b>Rule</b> (host-known values only): direct iff {@code min(TB, N) < sparseMlpGemmRows} (default
+ * {@link CudaOptions#DEFAULT_SPARSE_MLP_GEMM_ROWS} = 256) and the direct kernels support the layout (TB a multiple of
+ * 64, BN ∈ {64, 128}); otherwise gather. The crossover, measured on an H200 at OPT-1.3B shapes (N = 4096, C 2048,
+ * H 8192, BN 128; forward + backward, each path forced; cuda/notes/sparse-mlp.md): the direct kernels' time hardly
+ * depends on TB (1.9-2.0 ms at full density, 0.55 at 25 %, 0.19 at 5 %), gathering costs 2·HW·C bf16 each way per
+ * token block twice per step, so its time falls with TB: at TB = 128 the direct kernels win at every density (3.7 /
+ * 0.92 / 0.24 ms gathered), at TB = 256 the two are even (2.09 / 0.55 / 0.17), from TB = 512 gathering wins
+ * (1.40 / 0.38 / 0.14), and one token block of all 4096 rows runs at dense cuBLASLt's rate (0.95 / 0.30 / 0.12).
  * Both paths: {@code dB2 += Σ_rows dOut} as 64-row slab sums ({@code sparse_mlp_relu_grad} without a mask) added
  * in order ({@code sparse_mlp_slab_sum}); HW = 0 (a layer that computes no neuron) writes out = b2 per row
  * ({@code sparse_mlp_bias_rows}, or zeros), dInp = 0, and leaves dB1 untouched.

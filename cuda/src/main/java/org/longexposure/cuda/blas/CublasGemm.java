@@ -31,8 +31,9 @@ import org.longexposure.tensor.DType;
  * BIAS_BATCH_STRIDE for a bias per item).
  *
  * <p>Plans (matmul descriptor, the three layouts and the heuristic's best algorithm) are cached per problem
- * (transposes, sizes, leading dimensions, dtypes, epilogue, pointer alignments, batch and strides). The object owns a workspace of
- * {@link #DEFAULT_WORKSPACE_BYTES} on the device. Not thread-safe; all products go on the stream passed in.
+ * (transposes, sizes, leading dimensions, dtypes, epilogue, pointer alignments, batch and strides). The object owns
+ * a workspace of {@link #DEFAULT_WORKSPACE_BYTES} on the device. Not thread-safe; all products go on the stream
+ * passed in.
  */
 public final class CublasGemm implements AutoCloseable {
     /** 32 MiB: what cuBLAS recommends for Hopper (its own default there). */

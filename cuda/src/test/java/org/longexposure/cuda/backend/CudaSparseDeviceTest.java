@@ -29,14 +29,13 @@ import org.longexposure.tensor.DType;
 import org.longexposure.tensor.Tensor;
 
 /**
- * {@link CudaSparse}: the neuron-block-sparse ReLU MLP on both of its paths (the direct kernels on the default
- * backend, whose rule picks them for these small token blocks, and gather + cuBLASLt on a second backend forced onto
- * it with {@code sparseMlpGemmRows = 0}) against the CPU backend's CpuSparseMlp on the same bf16-exact inputs (random
- * layouts; layouts capped below the block count with token blocks listing fewer than maxBlocks, one listing none;
- * one token block and several, the last partial: N = 333 in token blocks of 64 to 1000 rows; C not a multiple of the
- * 128-column tile; biases present and null; maxBlocks = 0) and against the CUDA backend's own dense fc1 → ReLU → fc2
- * (cuBLASLt) with a full layout; block-sparse attention through {@code sparse()} with a full layout against dense
- * attention (bit for bit). Outputs are poisoned with NaN before each run, so an unwritten element fails.
+ * {@link CudaSparse}: the neuron-block-sparse ReLU MLP on both of its paths (backends forced onto the direct kernels
+ * and onto gather + cuBLASLt through {@code sparseMlpGemmRows}, and the default backend whose rule picks one)
+ * against the CPU backend's CpuSparseMlp on the same bf16-exact inputs (random layouts; layouts capped below the
+ * block count with token blocks listing fewer than maxBlocks, one listing none; one token block and several, the
+ * last partial: N = 333 in token blocks of 40 to 1000 rows; C not a multiple of the 128-column tile; biases present
+ * and null; maxBlocks = 0) and against the CUDA backend's own dense fc1 → ReLU → fc2 (cuBLASLt) with a full layout;
+ * block-sparse attention through {@code sparse()} with a full layout against dense attention (bit for bit). Outputs are poisoned with NaN before each run, so an unwritten element fails.
  *
  * <p>Bounds, per element, from magnitudes computed on the host in float64 ({@code |x|·|w|} sums over the same terms):
  * two fp32 sums of the same K terms in different orders differ by at most {@code 2·(K+1)·u·Σ|terms|} (u = 2^-24);
@@ -54,28 +53,34 @@ class CudaSparseDeviceTest extends DeviceTestBase {
     private static final int C = 200;
     private static final int H = 512;
 
-    /** A second CUDA backend whose sparse MLP always takes the gather + cuBLASLt path (sparseMlpGemmRows = 0). */
+    /** Backends whose sparse MLP always gathers (sparseMlpGemmRows = 0) or always runs the direct kernels (MAX). */
     private CudaBackend gathered;
+    private CudaBackend direct;
 
     @BeforeAll
-    void openGatherBackend() {
+    void openPathBackends() {
         if (gpu != null) {
             gathered = CudaBackend.open(CudaOptions.defaults().withSparseMlpGemmRows(0));
+            direct = CudaBackend.open(CudaOptions.defaults().withSparseMlpGemmRows(Integer.MAX_VALUE));
         }
     }
 
     @AfterAll
-    void closeGatherBackend() {
+    void closePathBackends() {
         if (gathered != null) {
             gathered.close();
         }
+        if (direct != null) {
+            direct.close();
+        }
     }
 
-    /** The backend of a path: "direct" (the default rule, which picks the direct kernels here) or "gather". */
+    /** The backend of a path: "direct", "gather", or "rule" (the default backend, its rule choosing). */
     private CudaBackend on(String path) {
         return switch (path) {
-            case "direct" -> gpu;
+            case "direct" -> direct;
             case "gather" -> gathered;
+            case "rule" -> gpu;
             default -> throw new IllegalArgumentException(path);
         };
     }
@@ -209,7 +214,7 @@ class CudaSparseDeviceTest extends DeviceTestBase {
     @CsvSource({"direct, 128, 128, 0.5", "direct, 64, 64, 0.3", "direct, 128, 64, 0.6", "direct, 64, 128, 0.75",
                 "direct, 128, 128, 1.0", "direct, 256, 128, 0.5", "direct, 192, 64, 0.4",
                 "gather, 128, 128, 0.5", "gather, 64, 64, 0.3", "gather, 333, 128, 0.6", "gather, 100, 64, 0.75",
-                "gather, 1000, 128, 1.0", "gather, 40, 32, 0.5"})
+                "gather, 1000, 128, 1.0", "gather, 40, 32, 0.5", "rule, 128, 128, 0.4", "rule, 384, 64, 0.4"})
     void randomLayoutsMatchCpu(String path, int tb, int bn, double density) {
         Case c = Case.random(1000L * tb + bn + (long) (density * 100), tb, bn, density);
         Outputs g = run(on(path), c, null);

@@ -22,7 +22,7 @@ class CudaSparsePathRuleTest {
         assertThat(CudaSparse.useDirect(RULE, 128, 4096, RULE)).isFalse();
         // one token block of the whole micro-batch: its rows decide
         assertThat(CudaSparse.useDirect(4096, 128, 4096, RULE)).isFalse();
-        assertThat(CudaSparse.useDirect(4096, 128, 333, RULE)).isTrue();
+        assertThat(CudaSparse.useDirect(4096, 128, 200, RULE)).isTrue();
         assertThat(CudaSparse.useDirect(4096, 128, RULE, RULE)).isFalse();
     }
 
