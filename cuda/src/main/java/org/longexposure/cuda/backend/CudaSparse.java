@@ -57,10 +57,11 @@ import org.longexposure.tensor.Tensor;
  * {@link CudaOptions#DEFAULT_SPARSE_MLP_GEMM_ROWS} = 256) and the direct kernels support the layout (TB a multiple of
  * 64, BN ∈ {64, 128}); otherwise gather. The crossover, measured on an H200 at OPT-1.3B shapes (N = 4096, C 2048,
  * H 8192, BN 128; forward + backward, each path forced; cuda/notes/sparse-mlp.md): the direct kernels' time hardly
- * depends on TB (1.9-2.0 ms at full density, 0.55 at 25 %, 0.19 at 5 %), gathering costs 2·HW·C bf16 each way per
- * token block twice per step, so its time falls with TB: at TB = 128 the direct kernels win at every density (3.7 /
- * 0.92 / 0.24 ms gathered), at TB = 256 the two are even (2.09 / 0.55 / 0.17), from TB = 512 gathering wins
- * (1.40 / 0.38 / 0.14), and one token block of all 4096 rows runs at dense cuBLASLt's rate (0.95 / 0.30 / 0.12).
+ * depends on TB (1.90-1.98 ms at full density, 0.54-0.58 at 25 %, 0.19-0.20 at 5 %); gathering moves 2·HW·C bf16
+ * each way per token block, twice per step, so its time falls with TB: at TB = 128 the direct kernels win at every
+ * density (gathered: 3.72 / 0.92 / 0.24 ms), at TB = 256 the two are even at full density and gathering wins below
+ * (2.08 / 0.54 / 0.16), from TB = 512 gathering wins everywhere (1.41 / 0.38 / 0.13), and one token block of all
+ * 4096 rows runs at dense cuBLASLt's rate (0.96 / 0.31 / 0.12; dense 0.90).
  * Both paths: {@code dB2 += Σ_rows dOut} as 64-row slab sums ({@code sparse_mlp_relu_grad} without a mask) added
  * in order ({@code sparse_mlp_slab_sum}); HW = 0 (a layer that computes no neuron) writes out = b2 per row
  * ({@code sparse_mlp_bias_rows}, or zeros), dInp = 0, and leaves dB1 untouched.
