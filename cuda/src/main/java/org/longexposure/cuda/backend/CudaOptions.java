@@ -13,12 +13,29 @@ import java.util.List;
  * @param cudaHomes      toolkit folders searched for the CUDA headers NVRTC needs (cuda_bf16.h)
  * @param gemmAutotune   time cuBLASLt's candidate algorithms once per GEMM shape and keep the fastest (default);
  *                       false keeps the heuristic's first choice
+ * @param sparseMlpGemmRows the sparse MLP's path rule: token blocks of at least this many rows (min(tokenBlock, N))
+ *                       gather their listed weights and run cuBLASLt, smaller ones run the direct tensor-core
+ *                       kernels where those support the layout (see CudaSparse; default
+ *                       {@link #DEFAULT_SPARSE_MLP_GEMM_ROWS}, the measured crossover); 0 always gathers,
+ *                       {@link Integer#MAX_VALUE} always runs the direct kernels where they apply (benchmarks, tests)
  */
 public record CudaOptions(int deviceOrdinal, List<Path> libDirs, Path kernelCacheDir, List<Path> cudaHomes,
-                          boolean gemmAutotune) {
+                          boolean gemmAutotune, int sparseMlpGemmRows) {
+    /** Token-block rows from which gather + cuBLASLt beats the direct kernels (H200; cuda/notes/sparse-mlp.md). */
+    public static final int DEFAULT_SPARSE_MLP_GEMM_ROWS = 256;
+
     public CudaOptions {
         libDirs = List.copyOf(libDirs);
         cudaHomes = List.copyOf(cudaHomes);
+        if (sparseMlpGemmRows < 0) {
+            throw new IllegalArgumentException("sparseMlpGemmRows must be >= 0, got " + sparseMlpGemmRows);
+        }
+    }
+
+    /** With the default sparse MLP path rule. */
+    public CudaOptions(int deviceOrdinal, List<Path> libDirs, Path kernelCacheDir, List<Path> cudaHomes,
+                       boolean gemmAutotune) {
+        this(deviceOrdinal, libDirs, kernelCacheDir, cudaHomes, gemmAutotune, DEFAULT_SPARSE_MLP_GEMM_ROWS);
     }
 
     /** With GEMM autotuning on. */
@@ -32,6 +49,10 @@ public record CudaOptions(int deviceOrdinal, List<Path> libDirs, Path kernelCach
     }
 
     public CudaOptions withDevice(int ordinal) {
-        return new CudaOptions(ordinal, libDirs, kernelCacheDir, cudaHomes, gemmAutotune);
+        return new CudaOptions(ordinal, libDirs, kernelCacheDir, cudaHomes, gemmAutotune, sparseMlpGemmRows);
+    }
+
+    public CudaOptions withSparseMlpGemmRows(int rows) {
+        return new CudaOptions(deviceOrdinal, libDirs, kernelCacheDir, cudaHomes, gemmAutotune, rows);
     }
 }

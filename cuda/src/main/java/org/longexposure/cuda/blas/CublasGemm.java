@@ -26,9 +26,14 @@ import org.longexposure.tensor.DType;
  * CUBLAS_STATUS_INVALID_VALUE from the heuristic. So the bias must have D's dtype (bf16 bias for bf16 D, f32 for
  * f32); the bias is still added in fp32 inside the epilogue.
  *
+ * <p>Strided batches ({@link #matmulStridedBatched}): {@code batch} products of one shape whose operands lie at
+ * fixed element strides, in one cuBLASLt call (layout attributes BATCH_COUNT / STRIDED_BATCH_OFFSET, and
+ * BIAS_BATCH_STRIDE for a bias per item).
+ *
  * <p>Plans (matmul descriptor, the three layouts and the heuristic's best algorithm) are cached per problem
- * (transposes, sizes, leading dimensions, dtypes, epilogue, pointer alignments). The object owns a workspace of
- * {@link #DEFAULT_WORKSPACE_BYTES} on the device. Not thread-safe; all products go on the stream passed in.
+ * (transposes, sizes, leading dimensions, dtypes, epilogue, pointer alignments, batch and strides). The object owns
+ * a workspace of {@link #DEFAULT_WORKSPACE_BYTES} on the device. Not thread-safe; all products go on the stream
+ * passed in.
  */
 public final class CublasGemm implements AutoCloseable {
     /** 32 MiB: what cuBLAS recommends for Hopper (its own default there). */
@@ -100,6 +105,20 @@ public final class CublasGemm implements AutoCloseable {
     public void matmul(boolean transA, boolean transB, int m, int n, int k, float alpha, long a, int lda, long b,
                        int ldb, float beta, long d, int ldd, DType dType, long bias, DType biasType, boolean relu,
                        CudaStream s) {
+        matmulStridedBatched(transA, transB, m, n, k, alpha, a, lda, 0, b, ldb, 0, beta, d, ldd, 0, 1, dType, bias,
+                0, biasType, relu, s);
+    }
+
+    /**
+     * {@code batch} independent products of {@link #matmul}'s form in one cuBLASLt call (strided batch): item i
+     * reads A at {@code a + i·strideA}, B at {@code b + i·strideB}, the bias at {@code bias + i·strideBias} and
+     * writes D at {@code d + i·strideD} (strides in elements; strideBias 0 shares one bias). With batch 1 this is
+     * matmul.
+     */
+    public void matmulStridedBatched(boolean transA, boolean transB, int m, int n, int k, float alpha, long a,
+                                     int lda, long strideA, long b, int ldb, long strideB, float beta, long d,
+                                     int ldd, long strideD, int batch, DType dType, long bias, long strideBias,
+                                     DType biasType, boolean relu, CudaStream s) {
         if (closed) {
             throw new IllegalStateException("CublasGemm is closed");
         }
@@ -110,6 +129,10 @@ public final class CublasGemm implements AutoCloseable {
             throw new IllegalArgumentException("GEMM bias dtype " + biasType + " differs from the output dtype "
                     + dType + ": cuBLASLt adds only a bias of the output's dtype");
         }
+        if (batch < 1 || strideA < 0 || strideB < 0 || strideD < 0 || strideBias < 0) {
+            throw new IllegalArgumentException("GEMM batch " + batch + " and strides A/B/D/bias " + strideA + "/"
+                    + strideB + "/" + strideD + "/" + strideBias + " must be >= 1 and >= 0");
+        }
         ColumnMajorGemm cm = ColumnMajorGemm.of(transA, transB, m, n, k, lda, ldb, ldd);
         if (m == 0 || n == 0) {
             return;
@@ -119,8 +142,12 @@ public final class CublasGemm implements AutoCloseable {
         }
         int epilogue = bias != 0 ? (relu ? CublasLt.EPILOGUE_RELU_BIAS : CublasLt.EPILOGUE_BIAS)
                 : (relu ? CublasLt.EPILOGUE_RELU : CublasLt.EPILOGUE_DEFAULT);
+        long outElem = dType == DType.F32 ? 4 : 2;
+        boolean batched = batch > 1;
         PlanKey key = new PlanKey(transA, transB, m, n, k, lda, ldb, ldd, dType, bias != 0 ? biasType : null,
-                epilogue, alignment(a), alignment(b), alignment(d));
+                epilogue, alignment(a, batched ? strideA * 2 : 0), alignment(b, batched ? strideB * 2 : 0),
+                alignment(d, batched ? strideD * outElem : 0), batch, batched ? strideA : 0,
+                batched ? strideB : 0, batched ? strideD : 0, batched && bias != 0 ? strideBias : 0);
         Plan plan = plans.get(key);
         try (Arena arena = Arena.ofConfined()) {
             MemorySegment alphaSeg = arena.allocateFrom(JAVA_FLOAT, alpha);
@@ -170,6 +197,18 @@ public final class CublasGemm implements AutoCloseable {
             undo.add(() -> lt.matrixLayoutDestroy(second));
             MemorySegment out = lt.matrixLayoutCreate(cudaType(key.dType), cm.outRows(), cm.outCols(), cm.outLd());
             undo.add(() -> lt.matrixLayoutDestroy(out));
+            if (key.batch > 1) {
+                // first is the B buffer, second the A buffer (see ColumnMajorGemm)
+                for (MemorySegment l : List.of(first, second, out)) {
+                    lt.matrixLayoutSetInt(l, CublasLt.MATRIX_LAYOUT_BATCH_COUNT, key.batch);
+                }
+                lt.matrixLayoutSetLong(first, CublasLt.MATRIX_LAYOUT_STRIDED_BATCH_OFFSET, key.strideB);
+                lt.matrixLayoutSetLong(second, CublasLt.MATRIX_LAYOUT_STRIDED_BATCH_OFFSET, key.strideA);
+                lt.matrixLayoutSetLong(out, CublasLt.MATRIX_LAYOUT_STRIDED_BATCH_OFFSET, key.strideD);
+                if (key.biasType != null) {
+                    lt.matmulDescSetLong(desc, CublasLt.MATMUL_DESC_BIAS_BATCH_STRIDE, key.strideBias);
+                }
+            }
             MemorySegment pref = lt.preferenceCreate();
             int requested = autotune ? AUTOTUNE_CANDIDATES : 1;
             MemorySegment results = planArena.allocate(CublasLt.HEURISTIC_RESULT_BYTES * requested, 8);
@@ -209,7 +248,7 @@ public final class CublasGemm implements AutoCloseable {
     private int fastest(PlanKey key, ColumnMajorGemm cm, MemorySegment desc, MemorySegment first,
                         MemorySegment second, MemorySegment out, MemorySegment results, int found, Operands ops) {
         long elem = key.dType == DType.F32 ? 4 : 2;
-        long bytes = (long) cm.outLd() * cm.outCols() * elem;
+        long bytes = ((long) (key.batch - 1) * key.strideD + (long) cm.outLd() * cm.outCols()) * elem;
         long scratch = ctx.memAlloc(bytes);
         if (tuneStart == null) {
             tuneStart = ctx.createEvent();
@@ -257,7 +296,9 @@ public final class CublasGemm implements AutoCloseable {
         return "row-major D(" + k.m + "x" + k.n + ") = op(A)·op(B) with K=" + k.k + ", transA=" + k.transA
                 + ", transB=" + k.transB + ", lda=" + k.lda + ", ldb=" + k.ldb + ", ldd=" + k.ldd + ", A/B bf16, D "
                 + k.dType + (k.biasType != null ? ", bias " + k.biasType : "") + ", epilogue " + k.epilogue
-                + ", alignment A/B/D " + k.alignA + "/" + k.alignB + "/" + k.alignD + " bytes";
+                + ", alignment A/B/D " + k.alignA + "/" + k.alignB + "/" + k.alignD + " bytes"
+                + (k.batch > 1 ? ", batch " + k.batch + " with strides A/B/D/bias " + k.strideA + "/" + k.strideB
+                + "/" + k.strideD + "/" + k.strideBias + " elements" : "");
     }
 
     /** The largest power of two (up to 256) dividing {@code address}: what cuBLASLt may assume about it. */
@@ -266,6 +307,11 @@ public final class CublasGemm implements AutoCloseable {
             return 256;
         }
         return (int) Math.min(256, Long.lowestOneBit(address));
+    }
+
+    /** The alignment every item of a strided batch shares: that of the base and of the stride in bytes. */
+    static int alignment(long address, long strideBytes) {
+        return Math.min(alignment(address), alignment(strideBytes));
     }
 
     static int cudaType(DType t) {
@@ -302,7 +348,8 @@ public final class CublasGemm implements AutoCloseable {
     }
 
     record PlanKey(boolean transA, boolean transB, int m, int n, int k, int lda, int ldb, int ldd, DType dType,
-                   DType biasType, int epilogue, int alignA, int alignB, int alignD) {
+                   DType biasType, int epilogue, int alignA, int alignB, int alignD, int batch, long strideA,
+                   long strideB, long strideD, long strideBias) {
     }
 
     private record Plan(PlanKey key, MemorySegment desc, MemorySegment first, MemorySegment second,

@@ -39,8 +39,15 @@ public final class CublasLt {
     public static final int MATMUL_DESC_TRANSB = 4;
     public static final int MATMUL_DESC_EPILOGUE = 7;
     public static final int MATMUL_DESC_BIAS_POINTER = 8;
+    /** int64: elements between the bias vectors of consecutive batch items (0: one bias for all). */
+    public static final int MATMUL_DESC_BIAS_BATCH_STRIDE = 10;
     public static final int MATMUL_DESC_BIAS_DATA_TYPE = 26;
     // cublasLtEpilogue_t
+    /** int32: number of matrices of a strided batch (default 1). */
+    public static final int MATRIX_LAYOUT_BATCH_COUNT = 5;
+    /** int64: elements between consecutive matrices of a strided batch. */
+    public static final int MATRIX_LAYOUT_STRIDED_BATCH_OFFSET = 6;
+
     public static final int EPILOGUE_DEFAULT = 1;
     public static final int EPILOGUE_RELU = 2;
     public static final int EPILOGUE_BIAS = 4;
@@ -69,6 +76,7 @@ public final class CublasLt {
     private final MethodHandle cublasLtMatmulDescSetAttribute;
     private final MethodHandle cublasLtMatrixLayoutCreate;
     private final MethodHandle cublasLtMatrixLayoutDestroy;
+    private final MethodHandle cublasLtMatrixLayoutSetAttribute;
     private final MethodHandle cublasLtMatmulPreferenceCreate;
     private final MethodHandle cublasLtMatmulPreferenceDestroy;
     private final MethodHandle cublasLtMatmulPreferenceSetAttribute;
@@ -88,6 +96,8 @@ public final class CublasLt {
         cublasLtMatrixLayoutCreate = bind(lib, "cublasLtMatrixLayoutCreate", JAVA_INT, ADDRESS, JAVA_INT, JAVA_LONG,
                 JAVA_LONG, JAVA_LONG);
         cublasLtMatrixLayoutDestroy = bind(lib, "cublasLtMatrixLayoutDestroy", JAVA_INT, ADDRESS);
+        cublasLtMatrixLayoutSetAttribute = bind(lib, "cublasLtMatrixLayoutSetAttribute", JAVA_INT, ADDRESS,
+                JAVA_INT, ADDRESS, JAVA_LONG);
         cublasLtMatmulPreferenceCreate = bind(lib, "cublasLtMatmulPreferenceCreate", JAVA_INT, ADDRESS);
         cublasLtMatmulPreferenceDestroy = bind(lib, "cublasLtMatmulPreferenceDestroy", JAVA_INT, ADDRESS);
         cublasLtMatmulPreferenceSetAttribute = bind(lib, "cublasLtMatmulPreferenceSetAttribute", JAVA_INT, ADDRESS,
@@ -146,6 +156,15 @@ public final class CublasLt {
         }
     }
 
+    /** Sets an int64 attribute (bias batch stride). */
+    public void matmulDescSetLong(MemorySegment desc, int attribute, long value) {
+        try (Arena a = Arena.ofConfined()) {
+            MemorySegment v = a.allocateFrom(JAVA_LONG, value);
+            call("cublasLtMatmulDescSetAttribute", () -> "attribute " + attribute + " = " + value,
+                    () -> (int) cublasLtMatmulDescSetAttribute.invokeExact(desc, attribute, v, 8L));
+        }
+    }
+
     /** Sets a pointer attribute (bias pointer), given as a device address. */
     public void matmulDescSetPointer(MemorySegment desc, int attribute, long address) {
         try (Arena a = Arena.ofConfined()) {
@@ -162,6 +181,24 @@ public final class CublasLt {
             call("cublasLtMatrixLayoutCreate", () -> "type " + dataType + ", " + rows + "x" + cols + ", ld " + ld,
                     () -> (int) cublasLtMatrixLayoutCreate.invokeExact(l, dataType, rows, cols, ld));
             return l.get(ADDRESS, 0);
+        }
+    }
+
+    /** Sets an int32 layout attribute (batch count). */
+    public void matrixLayoutSetInt(MemorySegment layout, int attribute, int value) {
+        try (Arena a = Arena.ofConfined()) {
+            MemorySegment v = a.allocateFrom(JAVA_INT, value);
+            call("cublasLtMatrixLayoutSetAttribute", () -> "attribute " + attribute + " = " + value,
+                    () -> (int) cublasLtMatrixLayoutSetAttribute.invokeExact(layout, attribute, v, 4L));
+        }
+    }
+
+    /** Sets an int64 layout attribute (strided batch offset). */
+    public void matrixLayoutSetLong(MemorySegment layout, int attribute, long value) {
+        try (Arena a = Arena.ofConfined()) {
+            MemorySegment v = a.allocateFrom(JAVA_LONG, value);
+            call("cublasLtMatrixLayoutSetAttribute", () -> "attribute " + attribute + " = " + value,
+                    () -> (int) cublasLtMatrixLayoutSetAttribute.invokeExact(layout, attribute, v, 8L));
         }
     }
 

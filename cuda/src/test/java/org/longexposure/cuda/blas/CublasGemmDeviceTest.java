@@ -22,7 +22,8 @@ import org.longexposure.tensor.Tensor;
  * 1e-6 for f32, applied to each intermediate the epilogue may round on its own (product, + C, + bias): on an
  * H200, cuBLASLt's bf16 epilogue with bias and beta = 1 was seen 1.4 ulp away from the exactly rounded result,
  * more than one final rounding explains. A transposed or mis-strided operand, a dropped bias or a wrong
- * alpha/beta breaks the bound by orders of magnitude.
+ * alpha/beta breaks the bound by orders of magnitude. Strided batches: each item against its own float64 product
+ * under the same bound, the gaps between items left untouched.
  */
 @Tag("gpu")
 class CublasGemmDeviceTest {
@@ -70,6 +71,61 @@ class CublasGemmDeviceTest {
         assertThat(be.gemm().planCount()).isEqualTo(before + 1);
         check(rnd, 19, 23, 30, false, true, 0, false, 1f, 0f, DType.F32, false, DType.F32, false);
         assertThat(be.gemm().planCount()).isEqualTo(before + 2);
+    }
+
+    /**
+     * A strided batch of three (the sparse MLP's layout: A rows of consecutive token blocks, B and the bias one per
+     * item, D rows), with the bias + ReLU epilogue and a bias per item, then with one shared bias and no ReLU.
+     */
+    @Test
+    void stridedBatchesMatchEachItemsProduct() {
+        SplittableRandom rnd = new SplittableRandom(5);
+        int batch = 3;
+        int m = 37;
+        int n = 53;
+        int k = 72;
+        long strideA = (long) m * k;
+        long strideB = (long) n * k + 8;
+        long strideD = (long) m * n + 16;
+        long strideBias = 64;
+        float[] a = Gpu.randomBf16(rnd, (int) (batch * strideA), 1f);
+        float[] b = Gpu.randomBf16(rnd, (int) (batch * strideB), 1f);
+        float[] bias = Gpu.randomBf16(rnd, (int) (batch * strideBias), 1f);
+        float[] d0 = Gpu.randomBf16(rnd, (int) (batch * strideD), 1f);
+        Tensor da = Gpu.upload(be, DType.BF16, a, a.length);
+        Tensor db = Gpu.upload(be, DType.BF16, b, b.length);
+        Tensor dbias = Gpu.upload(be, DType.BF16, bias, bias.length);
+        for (boolean perItem : new boolean[] {true, false}) {
+            Tensor dd = Gpu.upload(be, DType.BF16, d0, d0.length);
+            be.gemm().matmulStridedBatched(false, true, m, n, k, 1f, CudaBackend.ptr(da), k, strideA,
+                    CudaBackend.ptr(db), k, strideB, 0f, CudaBackend.ptr(dd), n, strideD, batch, DType.BF16,
+                    CudaBackend.ptr(dbias), perItem ? strideBias : 0, DType.BF16, perItem, be.stream());
+            float[] got = Gpu.download(be, dd);
+            for (int t = 0; t < batch; t++) {
+                for (int i = 0; i < m; i++) {
+                    for (int j = 0; j < n; j++) {
+                        double sum = 0;
+                        double abs = 0;
+                        for (int l = 0; l < k; l++) {
+                            double x = a[(int) (t * strideA) + i * k + l];
+                            double y = b[(int) (t * strideB) + j * k + l];
+                            sum += x * y;
+                            abs += Math.abs(x * y);
+                        }
+                        double b0 = bias[(int) ((perItem ? t * strideBias : 0) + j)];
+                        double ref = perItem ? Math.max(0, sum + b0) : sum + b0;
+                        double tol = 0x1p-8 * (Math.abs(ref) + Math.abs(sum) + Math.abs(b0))
+                                + 1e-4 * (abs + Math.abs(b0));
+                        assertThat((double) got[(int) (t * strideD) + i * n + j])
+                                .as("item %d D[%d,%d], bias per item %s", t, i, j, perItem)
+                                .isCloseTo(ref, org.assertj.core.data.Offset.offset(tol));
+                    }
+                }
+                for (long g = t * strideD + (long) m * n; g < (t + 1) * strideD; g++) {
+                    assertThat(got[(int) g]).as("gap element %d untouched", g).isEqualTo(d0[(int) g]);
+                }
+            }
+        }
     }
 
     /** cuBLASLt 13 has no f32 bias for a bf16 output; CublasGemm refuses the combination up front. */
