@@ -93,7 +93,15 @@ class CudaLinearDeviceTest {
             cpu.linear().linearForwardRelu(ref, host(x, m, k), host(w, n, k), withBias ? host(bias, n) : null);
 
             float[] got = Gpu.download(gpu, fused);
-            assertThat(got).as("bias %s", withBias).containsExactly(Gpu.download(gpu, twoOps));
+            float[] two = Gpu.download(gpu, twoOps);
+            // The two calls may run different cuBLASLt algorithms (each shape and epilogue is autotuned on its
+            // own), whose fp32 sums can round to neighbouring bf16 values: at most one bf16 step apart.
+            for (int i = 0; i < got.length; i++) {
+                float step = Math.max(Math.abs(got[i]), Math.abs(two[i])) * 0x1p-7f;
+                assertThat(Math.abs(got[i] - two[i])).as("bias %s element %d: %s vs %s", withBias, i, got[i], two[i])
+                        .isLessThanOrEqualTo(step);
+                assertThat(got[i]).as("ReLU output").isGreaterThanOrEqualTo(0f);
+            }
             assertThat(Gpu.relativeError(got, ref.toFloatArray())).as("bias %s", withBias).isLessThan(1e-2);
         }
     }
