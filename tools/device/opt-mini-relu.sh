@@ -10,13 +10,19 @@
 #   4. finetune --backend cuda, LoRA on data/e2e-sample (packed 512-token rows), --sparsity off and --sparsity auto
 #      with the same steps, data order and seed; eval of both adapters on packed held-out rows (dense, and sparse
 #      with the auto run's predictors);
-#   5. opt_mini_relu_summary.py (next to this script) joins everything into summary.json.
+#   5. opt_mini_relu_summary.py (next to this script) joins everything into summary.json;
+#   6. (part "bench") the step benchmark (CudaStepBench; the bench jar in lib/: prepare.sh --with-bench) on the
+#      model's configuration with random weights: the dense LoRA step, and sparse attention whose tiles are chosen
+#      on the GPU by random predictors under imposed per-row budgets (--attn-row-fraction), to time the sparse step
+#      with device-side prediction at densities like those the auto run realised.
 # Everything lands in $OUT (at most 8 files: summary.json, run.log, train-metrics.json, exposure.json,
-# predictor-report.json, metrics-off.jsonl, metrics-auto.jsonl, extras.tar.gz).
+# predictor-report.json, metrics-off.jsonl, metrics-auto.jsonl, extras.tar.gz; the bench part: run.log and
+# step-bench.json).
 #
 # Usage (GPU machine; python3 with torch, transformers and tokenizers; no Java needed):
 #   OUT=DIR bash tools/device/opt-mini-relu.sh [--travel DIR] [--pack DIR] [--root DIR] [--train-seconds S]
-#       [--steps N] [--refresh N] [--seq T] [--backend cuda|cpu] [--model DIR] [--tiny]
+#       [--steps N] [--refresh N] [--seq T] [--backend cuda|cpu] [--model DIR] [--tiny] [--parts LIST]
+#       [--bench-fractions LIST]
 #   --travel DIR   holds jre.tar.xz and lib/ (tools/device/prepare.sh); default: this script's folder if it holds
 #                  them, else <root>/.travel
 #   --pack DIR     the packed corpus and recipe; default: <script folder>/opt-mini-relu, else
@@ -29,6 +35,8 @@
 #   --backend B    cuda (default) or cpu, for a local dry run of the Java side
 #   --model DIR    skip the training and use this model folder (a local dry run)
 #   --tiny         pass --tiny to the recipe (its smoke-test model: a local dry run with CPU torch)
+#   --parts LIST   any of model,cli,bench (default model,cli,bench; "cli" needs "model" or --model)
+#   --bench-fractions LIST  attention row budgets for the bench part (default 0.6,0.35)
 set -uo pipefail
 export PYTHONUNBUFFERED=1
 
@@ -43,6 +51,8 @@ seq=512
 backend=cuda
 model=""
 tiny=""
+parts=model,cli,bench
+fractions=0.6,0.35
 while (( $# )); do
   case "$1" in
     --travel) travel="$2"; shift 2 ;;
@@ -55,6 +65,8 @@ while (( $# )); do
     --backend) backend="$2"; shift 2 ;;
     --model) model="$2"; shift 2 ;;
     --tiny) tiny="--tiny"; shift ;;
+    --parts) parts="$2"; shift 2 ;;
+    --bench-fractions) fractions="$2"; shift 2 ;;
     *) echo "opt-mini-relu.sh: unknown argument '$1'" >&2; exit 2 ;;
   esac
 done
@@ -64,7 +76,9 @@ if [[ -z "$root" ]]; then
   root="$d"
 fi
 [[ -z "$travel" ]] && { [[ -f "$here/jre.tar.xz" ]] && travel="$here" || travel="$root/.travel"; }
-[[ -z "$pack" ]] && { [[ -d "$here/opt-mini-relu" ]] && pack="$here/opt-mini-relu" || pack="$root/.travel/opt-mini-relu"; }
+if [[ -z "$pack" ]]; then
+  [[ -d "$here/opt-mini-relu" ]] && pack="$here/opt-mini-relu" || pack="$root/.travel/opt-mini-relu"
+fi
 out="${OUT:-/tmp/opt-mini-relu-out}"
 work=/tmp/opt-mini-relu
 mkdir -p "$out" "$work"
@@ -72,7 +86,15 @@ log="$out/run.log"
 for need in "$root/data/e2e-sample/train.jsonl" "$root/models/opt-mini-256/vocab.json" "$travel/lib"; do
   [[ -e "$need" ]] || { echo "opt-mini-relu.sh: $need not found" | tee -a "$log" >&2; exit 2; }
 done
-if [[ -z "$model" ]]; then
+has() { [[ ",$parts," == *,"$1",* ]]; }
+if [[ -n "$model" ]]; then
+  parts="${parts//model/}"
+fi
+if has cli && ! has model && [[ -z "$model" ]]; then
+  echo "opt-mini-relu.sh: part cli needs part model or --model DIR" | tee -a "$log" >&2
+  exit 2
+fi
+if has model; then
   for need in "$pack/train_recipe.py" "$pack/corpus/index.tsv"; do
     [[ -e "$need" ]] || { echo "opt-mini-relu.sh: $need not found" | tee -a "$log" >&2; exit 2; }
   done
@@ -100,7 +122,7 @@ print("torch", torch.__version__, "transformers", transformers.__version__, "tok
 
 # 1. the model, re-created with its recipe
 tok="$root/models/opt-mini-256"
-if [[ -z "$model" ]]; then
+if has model; then
   say "train opt-mini-relu with its recipe (budget ${train_seconds} s)"
   rm -rf "$work/corpus" "$work/train"
   mkdir -p "$work/corpus"
@@ -118,9 +140,28 @@ if [[ -z "$model" ]]; then
   for f in vocab.json merges.txt special_tokens_map.json tokenizer_config.json; do cp "$tok/$f" "$model/"; done
 fi
 corpus_dir="$work/corpus"
+jre="$work/jre"
+if [[ -f "$travel/jre.tar.xz" ]]; then
+  [[ -x "$jre/bin/java" ]] || { mkdir -p "$jre" && tar -C "$jre" -xJf "$travel/jre.tar.xz"; }
+  java="$jre/bin/java"
+else
+  java="${JAVA_HOME:-/usr/lib/jvm/temurin-25-jdk-amd64}/bin/java"
+fi
+libpath=""
+for so in libnvrtc.so.13 libcublasLt.so.13; do
+  if ! ldconfig -p 2>/dev/null | grep -q "$so"; then
+    f="$(find /usr/local /usr/lib /opt -maxdepth 6 -name "$so" -print -quit 2>/dev/null)"
+    [[ -n "$f" ]] && libpath="${libpath:+$libpath:}$(dirname "$f")"
+  fi
+done
+bopts=(--backend "$backend")
+[[ "$backend" == cuda && -n "$libpath" ]] && bopts+=(--cuda-lib-path "$libpath")
+
+if has cli; then
 
 # Held-out text: the split=val book, cut at paragraph ends into samples of at least 3,000 characters (each fills a
-# 512-token row; without the corpus, in a dry run on a given model, data/gutenberg-sample), starting 20,000 characters in (past the front matter), whitespace folded.
+# 512-token row), starting 20,000 characters in (past the front matter), whitespace folded; without the corpus (a
+# dry run on a given model), data/gutenberg-sample.
 if [[ -f "$corpus_dir/index.tsv" ]]; then
   python3 - "$corpus_dir" "$work/heldout-text.jsonl" <<'EOF' 2>&1 | tee -a "$log"
 import json, os, re, sys
@@ -149,22 +190,6 @@ else
 fi
 
 # 2-4. the command line
-jre="$work/jre"
-if [[ -f "$travel/jre.tar.xz" ]]; then
-  [[ -x "$jre/bin/java" ]] || { mkdir -p "$jre" && tar -C "$jre" -xJf "$travel/jre.tar.xz"; }
-  java="$jre/bin/java"
-else
-  java="${JAVA_HOME:-/usr/lib/jvm/temurin-25-jdk-amd64}/bin/java"
-fi
-libpath=""
-for so in libnvrtc.so.13 libcublasLt.so.13; do
-  if ! ldconfig -p 2>/dev/null | grep -q "$so"; then
-    f="$(find /usr/local /usr/lib /opt -maxdepth 6 -name "$so" -print -quit 2>/dev/null)"
-    [[ -n "$f" ]] && libpath="${libpath:+$libpath:}$(dirname "$f")"
-  fi
-done
-bopts=(--backend "$backend")
-[[ "$backend" == cuda && -n "$libpath" ]] && bopts+=(--cuda-lib-path "$libpath")
 le() {
   "$java" -Xmx"${LE_XMX:-16g}" --add-modules jdk.incubator.vector --enable-native-access=ALL-UNNAMED \
     -Dlongexposure.home="$root" -cp "$travel/lib/*" org.longexposure.cli.Main "$@"
@@ -213,4 +238,32 @@ python3 "$here/opt_mini_relu_summary.py" --work "$work" --out "$out/summary.json
 (cd "$work" && tar -czf "$out/extras.tar.gz" --ignore-failed-read phases.tsv machine.txt evals \
   ft-off/validation.json ft-auto/validation.json ft-auto/predictors/predictors.json predictors/predictors.json \
   heldout-text.jsonl 2>/dev/null)
+fi
+
+if has bench; then
+  cfg="$pack/config.json"
+  [[ -n "$model" && -f "$model/config.json" ]] && cfg="$model/config.json"
+  say "step benchmark on $cfg (random weights), batch 4 x $seq"
+  rm -rf "$work/bench" && mkdir -p "$work/bench"
+  sb=(org.longexposure.bench.step.CudaStepBench --backend "$backend" --config "$cfg" --batch 4 --seq "$seq" --rank 8
+      --alpha 16 --targets q_proj,v_proj --warmup 5 --iters "${LE_BENCH_ITERS:-21}"
+      --commit "$(cat "$travel/COMMIT" 2>/dev/null)")
+  [[ "$backend" == cuda && -n "$libpath" ]] && sb+=(--cuda-lib-path "$libpath")
+  bj() { "$java" -Xmx"${LE_XMX:-16g}" --add-modules jdk.incubator.vector --enable-native-access=ALL-UNNAMED \
+      -cp "$travel/lib/*" "$@"; }
+  run bench_dense bj "${sb[@]}" --out "$work/bench/dense.json"
+  run bench_dense_profile bj "${sb[@]}" --profile 5 --out "$work/bench/dense-profile.json"
+  for f in ${fractions//,/ }; do
+    run "bench_attn_$f" bj "${sb[@]}" --attn-row-fraction "$f" --out "$work/bench/attn-$f.json"
+    run "bench_attn_${f}_profile" bj "${sb[@]}" --attn-row-fraction "$f" --profile 5 \
+      --out "$work/bench/attn-$f-profile.json"
+  done
+  python3 - "$work/bench" "$out/step-bench.json" <<'EOF' 2>&1 | tee -a "$log"
+import json, os, sys
+d, dst = sys.argv[1], sys.argv[2]
+res = {f[:-5]: json.load(open(os.path.join(d, f))) for f in sorted(os.listdir(d)) if f.endswith(".json")}
+json.dump(res, open(dst, "w"), indent=1)
+print("wrote", dst, "with", ", ".join(res))
+EOF
+fi
 cat "$phases" | tee -a "$log"

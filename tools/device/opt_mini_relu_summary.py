@@ -71,7 +71,8 @@ def run_summary(d):
         layers = []
         for l in range(nl):
             def col(rows, key):
-                return [r["sparsity"][key][l] for r in rows if r["sparsity"].get(key) and r["sparsity"][key][l] is not None]
+                return [r["sparsity"][key][l] for r in rows
+                        if r["sparsity"].get(key) and r["sparsity"][key][l] is not None]
             layers.append({
                 "layer": l,
                 "attn_density_all_steps": mean(col(sp, "attn_density")),

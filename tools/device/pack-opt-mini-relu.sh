@@ -2,6 +2,7 @@
 # Packs what a GPU machine needs to re-create the opt-mini-relu model there (the 91 MB model itself is too large
 # to travel with a device job) into a git-ignored folder, by default .travel/opt-mini-relu/ (run it after
 # tools/device/prepare.sh, which empties .travel/):
+#   config.json             the model's configuration (for the step benchmark on random weights)
 #   train_recipe.py         the model's own training script, copied from the model folder and checked against the
 #                           sha256 its MODEL_CARD.md records
 #   corpus/gutenberg-03.txt.xz  one of the three corpus files, xz-compressed (about 4.3 MB of 15.9 MB): 13 books,
@@ -32,7 +33,7 @@ while (( $# )); do
     *) echo "pack-opt-mini-relu.sh: unknown argument '$1' (expected --model, --corpus or --out)" >&2; exit 2 ;;
   esac
 done
-for f in "$model/train_recipe.py" "$corpus/$file" "$corpus/index.tsv" "$corpus/SOURCES.md"; do
+for f in "$model/train_recipe.py" "$model/config.json" "$corpus/$file" "$corpus/index.tsv" "$corpus/SOURCES.md"; do
   [[ -f "$f" ]] || { echo "pack-opt-mini-relu.sh: $f not found" >&2; exit 2; }
 done
 sha=$(sha256sum "$model/train_recipe.py" | cut -d' ' -f1)
@@ -43,7 +44,7 @@ fi
 
 rm -rf "$out"
 mkdir -p "$out/corpus"
-cp "$model/train_recipe.py" "$out/"
+cp "$model/train_recipe.py" "$model/config.json" "$out/"
 cp "$corpus/SOURCES.md" "$out/corpus/"
 # index.tsv: header plus the rows of the one file that travels; the recipe reads exactly the files it names.
 awk -F'\t' -v f="$file" 'NR == 1 || $1 == f' "$corpus/index.tsv" > "$out/corpus/index.tsv"
