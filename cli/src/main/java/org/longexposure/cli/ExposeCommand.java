@@ -26,7 +26,8 @@ import picocli.CommandLine.Model.CommandSpec;
  * first {@code batches × batch-size} rows of a JSONL file in file order (each truncated to {@code seq-len}, each
  * micro-batch padded to its longest row), runs the dense model without adapters and writes
  * {@code <out>/exposure.json} (config, per-layer MLP sparsities, per-head attention tile densities and maps),
- * {@code <out>/sparsity.png} and {@code <out>/attention-layer<l>.png}; prints a per-layer table.
+ * {@code <out>/sparsity.png} and {@code <out>/attention-layer<l>.png} (not with {@code --no-plot}); prints a per-layer
+ * table.
  */
 @Command(name = "expose", mixinStandardHelpOptions = true,
         description = "Measure per-token vs. union (shadowy) sparsity of the MLP and per-head attention tile mass.")
@@ -53,6 +54,10 @@ final class ExposeCommand implements Callable<Integer> {
     @Option(names = "--coverage", defaultValue = "0.95",
             description = "tile density: fraction of each query-block row's mass the kept tiles cover")
     double coverage;
+
+    @Option(names = "--no-plot", description = "skip the PNGs (for runtimes without the plotting library, e.g. a "
+            + "trimmed runtime on a GPU machine); exposure.json holds the same numbers")
+    boolean noPlot;
 
     @Mixin
     BackendOption backendOption;
@@ -94,12 +99,18 @@ final class ExposeCommand implements Callable<Integer> {
         Path tmp = samples.out.resolve("exposure.json.tmp");
         new ObjectMapper().writerWithDefaultPrettyPrinter().writeValue(tmp.toFile(), run);
         Files.move(tmp, json, StandardCopyOption.REPLACE_EXISTING, StandardCopyOption.ATOMIC_MOVE);
-        ExposurePlots.sparsity(samples.out.resolve("sparsity.png"), ex);
-        for (Exposure.Layer l : ex.layers()) {
-            ExposurePlots.attention(samples.out.resolve("attention-layer" + l.layer() + ".png"), l, attnBlock);
+        if (!noPlot) {
+            ExposurePlots.sparsity(samples.out.resolve("sparsity.png"), ex);
+            for (Exposure.Layer l : ex.layers()) {
+                ExposurePlots.attention(samples.out.resolve("attention-layer" + l.layer() + ".png"), l, attnBlock);
+            }
         }
         printTable(pw, ex);
-        pw.printf("wrote %s, sparsity.png and %d attention-layer<l>.png%n", json, ex.layers().size());
+        if (noPlot) {
+            pw.printf("wrote %s%n", json);
+        } else {
+            pw.printf("wrote %s, sparsity.png and %d attention-layer<l>.png%n", json, ex.layers().size());
+        }
         return 0;
     }
 

@@ -62,6 +62,20 @@ class ExposeCommandTest {
     }
 
     @Test
+    void noPlotWritesTheReportOnly(@TempDir Path dir) throws Exception {
+        Path out = dir.resolve("exp");
+        CliRun.Result r = run("expose", "--model", MODEL.toString(), "--data", VALID.toString(), "--out", out.toString(),
+                "--batch-size", "3", "--seq-len", "40", "--batches", "1", "--attn-block", "16", "--no-plot",
+                "--threads", "2");
+        assertThat(r.status()).as(r.err()).isZero();
+        assertThat(r.out()).contains("per-token").doesNotContain(".png");
+        assertThat(JSON.readTree(out.resolve("exposure.json").toFile()).get("layers")).hasSize(4);
+        try (var files = Files.list(out)) {
+            assertThat(files.map(p -> p.getFileName().toString())).containsExactly("exposure.json");
+        }
+    }
+
+    @Test
     void badInputIsAUserError(@TempDir Path dir) throws Exception {
         Path bad = dir.resolve("bad.jsonl");
         Files.writeString(bad, "{\"text\": \"ok\"}\nnot json\n");
