@@ -23,9 +23,13 @@
 //     grid (nB, NH), block 64, dynamic smem 2·nB doubles: one CTA per (query block, head) walks b = 0..B−1 in order;
 //     threads over key blocks compute the logits γ_h·(q̃·k̃) + log n_kb, thread 0 takes the max and the sum of the
 //     exponentials in ascending kb, every thread adds its p̂ to the row's running Σ_b. mass (NH, nB, nB).
-//  predict_neuron_block_scores_bf16(scores, z, keyMask, N, tokenBlock, ffn, BN, nb)
-//     grid (nTB, ceil(nb / 256)), block 256: one thread per (token block, neuron block) sums clamp(z, 0, w_j) over
-//     the token block's real rows in ascending order, in double; w_j = min(BN, ffn − j·BN). scores (nTB, nb).
+//  predict_neuron_block_chunk_sums_bf16(partial, z, keyMask, N, tokenBlock, ffn, BN, nb, chunks)
+//     grid (nTB·chunks, ceil(nb / 64)), block 64, chunks = ceil(tokenBlock / 64): one thread per (token block,
+//     64-row chunk, neuron block) sums clamp(z, 0, w_j) over the chunk's real rows in ascending order, in double;
+//     w_j = min(BN, ffn − j·BN). partial (nTB·chunks, nb), in the predictor's scratch.
+//  predict_neuron_block_scores_sum(scores, partial, nTB, chunks, nb)
+//     grid (nTB, ceil(nb / 256)), block 256: scores (nTB, nb) = the chunk sums added in ascending chunk order, the
+//     two-level order of PredictOps.neuronBlockScores (a chunk past N adds 0).
 //  predict_select_tiles(flags, rowCounts, mass, nB, coverage, maxRowFraction)
 //     grid (nB, NH), block 64, dynamic smem nB·(8 + 4 + 1) bytes: one CTA per (head, query-block row). Writes the
 //     row's keep flags (NH·nB, nB) bytes (diagonal and sink forced; budget max(#forced, ceil(maxRowFraction·(qb+1))))
@@ -45,6 +49,7 @@ namespace {
 
 constexpr int SCAN_THREADS = 1024;
 constexpr int POOL_UNROLL = 8;
+constexpr int SCORE_CHUNK = 64;   // rows per partial sum of the neuron-block scores (PredictOps.SCORE_CHUNK)
 
 // The selection rule on v[0..n) (shared memory), called by every thread of the CTA. `order` is n ints of shared
 // memory; keep[i] is set for the chosen candidates (flags already set are the forced ones and stay); `limit` is the
@@ -207,20 +212,49 @@ extern "C" __global__ void predict_tile_mass_bf16(double* mass, const bf16* qt, 
     }
 }
 
-extern "C" __global__ void predict_neuron_block_scores_bf16(double* scores, const bf16* z, const int* keyMask, int N,
-                                                            int tokenBlock, int ffn, int BN, int nb) {
-    int r = blockIdx.x;
+extern "C" __global__ void predict_neuron_block_chunk_sums_bf16(double* partial, const bf16* z, const int* keyMask,
+                                                                int N, int tokenBlock, int ffn, int BN, int nb,
+                                                                int chunks) {
+    int rc = blockIdx.x;   // r·chunks + c
+    int r = rc / chunks;
+    int c = rc % chunks;
     int j = blockIdx.y * blockDim.x + threadIdx.x;
     if (j >= nb) {
         return;
     }
     double width = (double) min(BN, ffn - j * BN);
-    int t1 = min(N, (r + 1) * tokenBlock);
+    int t0 = r * tokenBlock + c * SCORE_CHUNK;
+    int t1 = min(min(N, (r + 1) * tokenBlock), t0 + SCORE_CHUNK);
     double s = 0;
-    for (int t = r * tokenBlock; t < t1; t++) {
-        if (keyMask[t] != 0) {
-            s += fmin(fmax((double) __bfloat162float(z[(long long) t * nb + j]), 0.0), width);
+    for (int tb = t0; tb < t1; tb += POOL_UNROLL) {
+        float v[POOL_UNROLL];
+        int m[POOL_UNROLL];
+#pragma unroll
+        for (int u = 0; u < POOL_UNROLL; u++) {
+            int t = tb + u;
+            m[u] = t < t1 ? keyMask[t] : 0;
+            v[u] = t < t1 ? __bfloat162float(z[(long long) t * nb + j]) : 0.f;
         }
+#pragma unroll
+        for (int u = 0; u < POOL_UNROLL; u++) {
+            if (m[u] != 0) {
+                s += fmin(fmax((double) v[u], 0.0), width);
+            }
+        }
+    }
+    partial[(long long) rc * nb + j] = s;
+}
+
+extern "C" __global__ void predict_neuron_block_scores_sum(double* scores, const double* partial, int nTB, int chunks,
+                                                           int nb) {
+    int r = blockIdx.x;
+    int j = blockIdx.y * blockDim.x + threadIdx.x;
+    if (r >= nTB || j >= nb) {
+        return;
+    }
+    double s = 0;
+    for (int c = 0; c < chunks; c++) {
+        s += partial[((long long) r * chunks + c) * nb + j];
     }
     scores[(long long) r * nb + j] = s;
 }

@@ -78,10 +78,15 @@ public interface PredictOps {
      */
     void selectTiles(BlockLayout layout, Tensor mass, double coverage, double maxRowFraction);
 
+    /** Rows per partial sum of {@link #neuronBlockScores}. */
+    int SCORE_CHUNK = 64;
+
     /**
      * The MLP predictor's scores per token block (overwrite): scores[R][j] = Σ over the real rows t of token block
-     * R (ascending t) of clamp(z[t][j], 0, w_j), with w_j = min(BN, H − j·BN) the width of neuron block j; summed
-     * in double.
+     * R of clamp(z[t][j], 0, w_j), with w_j = min(BN, H − j·BN) the width of neuron block j; summed in double in two
+     * levels, so that a device can spread a token block of thousands of rows over many threads with the same
+     * rounding: the rows of R in chunks of {@link #SCORE_CHUNK} (ascending t within a chunk, from 0), then the chunk
+     * sums in ascending chunk order (from 0).
      *
      * @param scores  (nTB, nb) F64, nTB = ceil(N / tokenBlock)
      * @param z       (N, nb) ACT, the scorer's output x·Wᵀ + b

@@ -154,13 +154,21 @@ final class CpuPredict implements PredictOps {
         MemorySegment out = scores.host();
         threads.parallelFor(nTB, r -> {
             double[] s = new double[nb];
-            for (int t = r * tokenBlock; t < Math.min(rows, (r + 1) * tokenBlock); t++) {
-                if (ms.getAtIndex(I, t) == 0) {
-                    continue;
+            double[] chunk = new double[nb];
+            int end = Math.min(rows, (r + 1) * tokenBlock);
+            for (int c0 = r * tokenBlock; c0 < end; c0 += PredictOps.SCORE_CHUNK) {
+                Arrays.fill(chunk, 0);
+                for (int t = c0; t < Math.min(end, c0 + PredictOps.SCORE_CHUNK); t++) {
+                    if (ms.getAtIndex(I, t) == 0) {
+                        continue;
+                    }
+                    for (int j = 0; j < nb; j++) {
+                        double width = Math.min(neuronBlock, ffn - j * neuronBlock);
+                        chunk[j] += Math.min(Math.max((double) zs.getAtIndex(F, (long) t * nb + j), 0), width);
+                    }
                 }
                 for (int j = 0; j < nb; j++) {
-                    double width = Math.min(neuronBlock, ffn - j * neuronBlock);
-                    s[j] += Math.min(Math.max((double) zs.getAtIndex(F, (long) t * nb + j), 0), width);
+                    s[j] += chunk[j];
                 }
             }
             for (int j = 0; j < nb; j++) {

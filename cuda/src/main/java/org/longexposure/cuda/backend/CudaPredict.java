@@ -26,6 +26,7 @@ public final class CudaPredict implements PredictOps {
     private static final int POOL_THREADS = 128;
     private static final int ROW_THREADS = 64;
     private static final int NEURON_THREADS = 256;
+    private static final int CHUNK_THREADS = 64;
     private static final int SCAN_THREADS = 1024;
     /** The selections and tile masses keep one row in shared memory: default limit without opting in. */
     private static final int MAX_SMEM = 48 * 1024;
@@ -85,8 +86,13 @@ public final class CudaPredict implements PredictOps {
         int rows = checks.neuronBlockScores(scores, z, keyMask, tokenBlock, ffn, neuronBlock);
         int nb = PredictChecks.neuronBlocks(ffn, neuronBlock);
         int nTB = (rows + tokenBlock - 1) / tokenBlock;
-        stream.launch(function("predict_neuron_block_scores_bf16"), nTB, (nb + NEURON_THREADS - 1) / NEURON_THREADS,
-                1, NEURON_THREADS, 1, 1, 0, KernelArgs.of(scores, z, keyMask, rows, tokenBlock, ffn, neuronBlock, nb));
+        int chunks = (tokenBlock + PredictOps.SCORE_CHUNK - 1) / PredictOps.SCORE_CHUNK;
+        long partial = scratch.address(8L * nTB * chunks * nb);
+        stream.launch(function("predict_neuron_block_chunk_sums_bf16"), nTB * chunks,
+                (nb + CHUNK_THREADS - 1) / CHUNK_THREADS, 1, CHUNK_THREADS, 1, 1, 0,
+                KernelArgs.of(partial, z, keyMask, rows, tokenBlock, ffn, neuronBlock, nb, chunks));
+        stream.launch(function("predict_neuron_block_scores_sum"), nTB, (nb + NEURON_THREADS - 1) / NEURON_THREADS,
+                1, NEURON_THREADS, 1, 1, 0, KernelArgs.of(scores, partial, nTB, chunks, nb));
     }
 
     @Override

@@ -251,6 +251,28 @@ class CudaPredictDeviceTest extends DeviceTestBase {
         }
     }
 
+    @Test
+    void neuronScoresOverLongTokenBlocksEqualTheCpuExactly() {
+        SplittableRandom r = new SplittableRandom(26);
+        int rows = 1000;
+        int ffn = 300;
+        int bn = 32;     // nb = 10, the last block 12 wide
+        int nb = 10;
+        int[] mask = new int[rows];
+        for (int i = 0; i < rows; i++) {
+            mask[i] = i % 97 == 5 || (i >= 640 && i < 700) ? 0 : 1;
+        }
+        float[] z = randomBf16(r, rows * nb, -3, 40);
+        for (int tb : new int[] {rows, 333, 64, 130}) {
+            int nTB = (rows + tb - 1) / tb;
+            Tensor sc = cpu.allocate(DType.F64, nTB, nb);
+            Tensor sg = gpu.allocate(DType.F64, nTB, nb);
+            cpu.predict().neuronBlockScores(sc, tensor(cpu, DType.F32, z, rows, nb), ints(cpu, mask), tb, ffn, bn);
+            gpu.predict().neuronBlockScores(sg, tensor(gpu, DType.BF16, z, rows, nb), ints(gpu, mask), tb, ffn, bn);
+            assertThat(doubles(gpu, sg)).as("token block %d", tb).containsExactly(doubles(cpu, sc));
+        }
+    }
+
     /** Small integers in [-k, k] as floats. */
     private static float[] integers(SplittableRandom r, int n, int k) {
         float[] v = new float[n];
