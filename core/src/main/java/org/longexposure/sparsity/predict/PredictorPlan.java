@@ -41,7 +41,8 @@ import org.longexposure.tensor.Tensor;
  * its own layout tensors, which the next micro-batch's forward overwrites in place (the model reads a layout only
  * between its forward and its backward). The NeuronLayout's maxBlocks is nb, every block: the count a device
  * selected is not known on the host, so the sparse MLP's compacted hidden state has the dense width.
- * Coverages are read from the predictors on every call.
+ * Coverages are read from the predictors on every call. A layer part the predictors mark dense (auto's fallback,
+ * {@link Predictors#attentionDense}) gets no layout.
  */
 final class PredictorPlan implements SparsityPlan {
     private final Predictors predictors;
@@ -74,7 +75,7 @@ final class PredictorPlan implements SparsityPlan {
 
     @Override
     public BlockLayout attention(int layer, Input in) {
-        if (!sparseAttention) {
+        if (!sparseAttention || predictors.attentionDense(layer)) {
             return null;
         }
         AttentionPredictor ap = predictors.attention(layer);
@@ -106,7 +107,7 @@ final class PredictorPlan implements SparsityPlan {
 
     @Override
     public NeuronLayout mlp(int layer, Input in) {
-        if (!sparseMlp) {
+        if (!sparseMlp || predictors.mlpDense(layer)) {
             return null;
         }
         MlpPredictor mp = predictors.mlp(layer);
