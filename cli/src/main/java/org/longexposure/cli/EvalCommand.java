@@ -27,8 +27,8 @@ import picocli.CommandLine.Model.CommandSpec;
 /**
  * {@code longexposure eval}: the mean loss over every predicted token of a JSONL dataset (as Hugging Face computes
  * it for one batch holding all of them), printed as one JSON line {@code {"loss", "tokens", "perplexity"}}. With
- * {@code --predictors} the model runs sparse ({@link OnlineSparsity}, mode on) and the line adds the realised
- * attention and MLP density per layer.
+ * {@code --predictors} the model runs sparse ({@link OnlineSparsity}, mode on, the dense fallbacks recorded with
+ * the predictors honoured) and the line adds the realised attention and MLP density per layer.
  */
 @Command(name = "eval", mixinStandardHelpOptions = true, description = "Mean loss and perplexity on a dataset.")
 final class EvalCommand implements Callable<Integer> {
@@ -54,7 +54,8 @@ final class EvalCommand implements Callable<Integer> {
     boolean pack;
 
     @Option(names = "--predictors", description = "run sparse with these predictors (their calibrated coverages; "
-            + "a " + MlpPermutation.FILE + " inside is applied), e.g. a sparse finetune's <out>/predictors")
+            + "the layer parts they mark dense, auto's fallback, run dense; a " + MlpPermutation.FILE + " inside is "
+            + "applied), e.g. a sparse finetune's <out>/predictors")
     Path predictors;
 
     @Mixin

@@ -18,10 +18,12 @@ import java.time.format.DateTimeFormatter;
 import java.util.ArrayList;
 import java.util.Arrays;
 import java.util.Iterator;
+import java.util.LinkedHashSet;
 import java.util.List;
 import java.util.Locale;
 import java.util.Map;
 import java.util.Optional;
+import java.util.Set;
 import java.util.concurrent.Callable;
 import org.longexposure.backend.Backend;
 import org.longexposure.io.data.Batcher;
@@ -46,6 +48,7 @@ import org.longexposure.sparsity.predict.PredictorFit;
 import org.longexposure.sparsity.predict.Predictors;
 import org.longexposure.train.Checkpoint;
 import org.longexposure.train.LrSchedule;
+import org.longexposure.train.SparseSteps;
 import org.longexposure.train.StepResult;
 import org.longexposure.train.TrainConfig;
 import org.longexposure.train.Trainer;
@@ -66,8 +69,9 @@ import picocli.CommandLine.Model.CommandSpec;
  * auto mode, then every {@code --predictor-refresh} steps) run dense and refit the attention predictors on their
  * ground truth. Each metrics line then carries a {@code sparsity} object: realised attention and MLP density per
  * layer and, on refresh steps, the stale and refreshed recall, coverage and dense fallbacks; validation reports the
- * loss with the sparse plan ({@code valid_loss_sparse}) and dense. Predictors are not checkpointed: a resumed run
- * refits or reloads them and starts with a refresh. {@code --permutation} (or a permutation inside the predictors
+ * loss with the sparse plan ({@code valid_loss_sparse}) and dense. Checkpoints of a sparse run hold the online
+ * sparsity state (predictors, dense fallbacks, auto's calibration pool), so a resumed run continues bit for bit;
+ * it must be resumed with the same sparsity options. {@code --permutation} (or a permutation inside the predictors
  * folder) reorders the FFN neurons at load time; the function is the same, so the written adapter (q/v) is one for
  * the stored base model, and fc1/fc2 targets are refused with it.
  */
@@ -195,6 +199,14 @@ final class FinetuneCommand implements Callable<Integer> {
             + "part whose realised density is above this runs dense")
     double denseAbove;
 
+    @Option(names = "--calibration-window", defaultValue = "" + OnlineSparsity.CALIBRATION_WINDOW,
+            description = "auto: calibrate the coverages on the last N refresh micro-batches (1: the newest only)")
+    int calibrationWindow;
+
+    @Option(names = "--no-drift-margin", description = "auto: calibrate to the targets as given, without raising "
+            + "them by the recall drift seen at the previous refreshes")
+    boolean noDriftMargin;
+
     @Option(names = "--permutation", description = "an MLP neuron permutation (permute-mlp) applied at load time")
     Path permutationFile;
 
@@ -227,9 +239,11 @@ final class FinetuneCommand implements Callable<Integer> {
         }
         OnlineSparsity.Settings settings;
         try {
-            settings = new OnlineSparsity.Settings(mode, attnMass, mlpRecall, denseAbove);
+            settings = new OnlineSparsity.Settings(mode, attnMass, mlpRecall, denseAbove, calibrationWindow,
+                    !noDriftMargin);
         } catch (IllegalArgumentException e) {
-            throw new Main.UserException("--attn-mass, --mlp-recall, --dense-above: " + e.getMessage());
+            throw new Main.UserException("--attn-mass, --mlp-recall, --dense-above, --calibration-window: "
+                    + e.getMessage());
         }
         if (predictorsDir != null) {
             if (!Files.isRegularFile(predictorsDir.resolve(Predictors.JSON))) {
@@ -333,6 +347,8 @@ final class FinetuneCommand implements Callable<Integer> {
                 runConfig.put("attn_mass", attnMass);
                 runConfig.put("mlp_recall", mlpRecall);
                 runConfig.put("dense_above", denseAbove);
+                runConfig.put("calibration_window", calibrationWindow);
+                runConfig.put("drift_margin", !noDriftMargin);
                 runConfig.put("permutation", so.permutation() == null ? null
                         : so.permutation().toAbsolutePath().normalize().toString());
             }
@@ -360,8 +376,11 @@ final class FinetuneCommand implements Callable<Integer> {
             }
 
             OnlineSparsity online = null;
+            SparseSteps sparseSteps = null;
             if (so.mode() != OnlineSparsity.Mode.OFF) {
-                online = startSparsity(pw, be, lm, trainer, rows, enc.padId(), effectiveSeq, so.settings());
+                online = latest.isPresent() ? resumeSparsity(pw, be, lm, latest.get(), so.settings())
+                        : startSparsity(pw, be, lm, trainer, rows, enc.padId(), effectiveSeq, so.settings());
+                sparseSteps = new SparseSteps(lm, trainer, online, predictorRefresh);
             }
             Progress progress = new Progress(pw, System.console() != null && System.console().isTerminal(),
                     start + 1, total);
@@ -372,28 +391,19 @@ final class FinetuneCommand implements Callable<Integer> {
                 }
                 ObjectNode sparseMetrics = null;
                 StepResult r;
-                if (online == null) {
+                if (sparseSteps == null) {
                     r = trainer.step(micro);
                 } else {
-                    // the first step after a (re)start calibrates in auto mode; then every --predictor-refresh steps
-                    boolean refresh = (predictorRefresh > 0 && (step - 1) % predictorRefresh == 0)
-                            || (step == start + 1 && (so.mode() == OnlineSparsity.Mode.AUTO || start > 0));
-                    if (refresh) {
-                        lm.sparsity(SparsityPlan.DENSE);
-                        r = trainer.step(micro);
-                        long t0 = System.nanoTime();
-                        OnlineSparsity.Refresh rf = online.refresh(trainer.state(), micro.getLast());
-                        double refreshMs = (System.nanoTime() - t0) / 1e6;
-                        lm.sparsity(online);
-                        online.takeStep();
-                        sparseMetrics = refreshMetrics(rf, refreshMs, lm.config().numLayers());
+                    // dense refresh steps: step 1 in auto mode, then every --predictor-refresh steps
+                    SparseSteps.Outcome o = sparseSteps.step(micro);
+                    r = o.result();
+                    if (o.refresh() != null) {
+                        sparseMetrics = refreshMetrics(o.refresh(), o.refreshMs(), lm.config().numLayers());
                     } else {
-                        r = trainer.step(micro);
-                        OnlineSparsity.StepDensity d = online.takeStep();
                         sparseMetrics = JSON.createObjectNode();
                         sparseMetrics.put("dense_step", false);
-                        putArray(sparseMetrics, "attn_density", d.attn());
-                        putArray(sparseMetrics, "mlp_density", d.mlp());
+                        putArray(sparseMetrics, "attn_density", o.density().attn());
+                        putArray(sparseMetrics, "mlp_density", o.density().mlp());
                     }
                 }
                 if (!Double.isFinite(r.loss()) || !Double.isFinite(r.gradNorm())) {
@@ -406,7 +416,7 @@ final class FinetuneCommand implements Callable<Integer> {
                 progress.step(step, r.loss(), r.tokensPerSecond());
                 if ((saveEvery > 0 && step % saveEvery == 0) || step == total) {
                     Checkpoint.save(be, ckptDir, lora, params, trainer.optimizer(), new Checkpoint.State(step,
-                            loader.cursor(), counters(loraLayers), runConfig), modelDir.toString());
+                            loader.cursor(), counters(loraLayers), runConfig), modelDir.toString(), online);
                 }
             }
             PeftAdapterIO.write(be, outDir.resolve("adapter"), lora, params, modelDir.toString());
@@ -511,18 +521,27 @@ final class FinetuneCommand implements Callable<Integer> {
         pw.println("+-------------------------------------------------------------");
     }
 
+    /**
+     * Refuses a checkpoint whose run configuration differs from the command's in any key but the backend, in
+     * either direction: a key only one side has (e.g. the sparsity options of a sparse checkpoint resumed with
+     * {@code --sparsity off}) differs too. The message names the key and both values.
+     */
     private static void requireSameRun(Path ckpt, JsonNode saved, ObjectNode now) {
-        for (Iterator<String> it = now.fieldNames(); it.hasNext(); ) {
-            String k = it.next();
+        Set<String> keys = new LinkedHashSet<>();
+        now.fieldNames().forEachRemaining(keys::add);
+        saved.fieldNames().forEachRemaining(keys::add);
+        for (String k : keys) {
             if (k.equals("backend")) {
                 continue;
             }
             JsonNode a = saved.get(k);
             JsonNode b = now.get(k);
-            boolean same = a != null && (a.isNumber() && b.isNumber() ? a.asText().equals(b.asText()) : a.equals(b));
+            boolean same = a != null && b != null
+                    && (a.isNumber() && b.isNumber() ? a.asText().equals(b.asText()) : a.equals(b));
             if (!same) {
-                throw new Main.UserException("cannot resume from " + ckpt + ": '" + k + "' was " + a + " there, "
-                        + b + " now (use another --out for a different run)");
+                throw new Main.UserException("cannot resume from " + ckpt + ": '" + k + "' was "
+                        + (a == null ? "absent" : a) + " there, " + (b == null ? "absent" : b)
+                        + " now (use another --out for a different run)");
             }
         }
     }
@@ -568,6 +587,20 @@ final class FinetuneCommand implements Callable<Integer> {
         return online;
     }
 
+    /** The online sparsity state of the checkpoint a run resumes from. */
+    private OnlineSparsity resumeSparsity(PrintWriter pw, Backend be, CausalLm lm, Path ckpt,
+                                          OnlineSparsity.Settings settings) {
+        OnlineSparsity online;
+        try {
+            online = Checkpoint.loadSparsity(be, lm, ckpt, settings);
+        } catch (IllegalArgumentException e) {
+            throw new Main.UserException("cannot resume from " + ckpt + ": " + e.getMessage());
+        }
+        pw.printf("sparsity %s: predictors and calibration state from %s%n", settings.mode().label(),
+                ckpt.resolve(Checkpoint.SPARSITY));
+        return online;
+    }
+
     private static ObjectNode refreshMetrics(OnlineSparsity.Refresh rf, double ms, int layers) {
         ObjectNode o = JSON.createObjectNode();
         o.put("dense_step", true);
@@ -584,6 +617,8 @@ final class FinetuneCommand implements Callable<Integer> {
         putArray(o, "mlp_recall", rf.mlpRecall());
         putArray(o, "mlp_predicted_density", rf.mlpDensity());
         putArray(o, "mlp_coverage", rf.mlpCoverage());
+        putArray(o, "attn_margin", rf.attnMargin());
+        putArray(o, "mlp_margin", rf.mlpMargin());
         ArrayNode ad = o.putArray("attn_dense");
         for (boolean b : rf.attnDense()) {
             ad.add(b);

@@ -8,17 +8,22 @@ import static org.longexposure.cli.CliRun.run;
 
 import com.fasterxml.jackson.databind.JsonNode;
 import com.fasterxml.jackson.databind.ObjectMapper;
+import com.fasterxml.jackson.databind.node.ObjectNode;
 import java.nio.file.Files;
 import java.nio.file.Path;
 import java.util.ArrayList;
+import java.util.Comparator;
 import java.util.List;
+import java.util.stream.Stream;
 import org.junit.jupiter.api.Test;
 import org.junit.jupiter.api.io.TempDir;
 import org.longexposure.model.MlpPermutation;
 
 /**
  * {@code finetune --sparsity} and {@code permute-mlp} on the bundled model: flag validation (one line, status 2,
- * nothing written), an auto run with a refresh writing per-layer recall and realised density to metrics.jsonl,
+ * nothing written), an auto run with a refresh writing per-layer recall and realised density to metrics.jsonl, a
+ * killed auto run resumed from its checkpoint to the same metrics, adapter and predictors (other sparsity options
+ * refused by name),
  * and a permutation written by permute-mlp applied at load time (the first step's loss equals the dense run's to
  * float rounding; fc1/fc2 adapters are refused with it).
  */
@@ -101,6 +106,66 @@ class SparseFinetuneCommandTest {
         assertThat(e.get("attn_density")).hasSize(4);
         for (JsonNode d : e.get("attn_density")) {
             assertThat(d.asDouble()).isGreaterThan(0.0).isLessThanOrEqualTo(1.0);
+        }
+    }
+
+    @Test
+    void aKilledSparseRunResumesToTheSameResult(@TempDir Path dir) throws Exception {
+        String[] sparse = {"--sparsity", "auto", "--predictor-refresh", "2", "--predictor-fit-batches", "1",
+            "--save-every", "2"};
+        Path straight = dir.resolve("straight");
+        CliRun.Result s = run(finetune(straight, 4, sparse));
+        assertThat(s.status()).as(s.err()).isZero();
+        Path killed = dir.resolve("killed");
+        assertThat(run(finetune(killed, 4, sparse)).status()).isZero();
+        // a kill during step 4: the step-2 checkpoint (before the step-3 refresh), metrics of steps 1..3
+        deleteTree(killed.resolve("checkpoints/step-4"));
+        deleteTree(killed.resolve("adapter"));
+        deleteTree(killed.resolve("predictors"));
+        Files.write(killed.resolve("metrics.jsonl"), Files.readAllLines(killed.resolve("metrics.jsonl")).subList(0, 3));
+        assertThat(killed.resolve("checkpoints/step-2/sparsity/online.json")).exists();
+
+        CliRun.Result resumed = run(finetune(killed, 4, sparse));
+        assertThat(resumed.status()).as(resumed.err()).isZero();
+        assertThat(resumed.out()).contains("step 2 of 4").contains("calibration state from");
+        assertThat(Files.readAllLines(killed.resolve("metrics.jsonl")).stream().map(
+                SparseFinetuneCommandTest::withoutTiming)).containsExactlyElementsOf(Files.readAllLines(
+                straight.resolve("metrics.jsonl")).stream().map(SparseFinetuneCommandTest::withoutTiming).toList());
+        JsonNode step3 = JSON.readTree(Files.readAllLines(killed.resolve("metrics.jsonl")).get(2)).get("sparsity");
+        assertThat(step3.get("dense_step").asBoolean()).as("step 3 refreshes").isTrue();
+        assertThat(Files.readAllBytes(killed.resolve("adapter/adapter_model.safetensors")))
+                .isEqualTo(Files.readAllBytes(straight.resolve("adapter/adapter_model.safetensors")));
+        assertThat(Files.readString(killed.resolve("predictors/predictors.json")))
+                .isEqualTo(Files.readString(straight.resolve("predictors/predictors.json")));
+
+        // the saved state belongs to these options: other ones are refused, naming the option and both values
+        CliRun.Result off = run(finetune(killed, 4, "--save-every", "2"));
+        assertThat(off.status()).isEqualTo(Main.USER_ERROR);
+        assertThat(off.err()).contains("cannot resume").contains("'sparsity' was \"auto\" there, absent now");
+        CliRun.Result mass = run(finetune(killed, 4, "--sparsity", "auto", "--predictor-refresh", "2",
+                "--predictor-fit-batches", "1", "--save-every", "2", "--attn-mass", "0.9"));
+        assertThat(mass.status()).isEqualTo(Main.USER_ERROR);
+        assertThat(mass.err()).contains("'attn_mass' was 0.95 there, 0.9 now");
+    }
+
+    private static String withoutTiming(String line) {
+        try {
+            ObjectNode n = (ObjectNode) JSON.readTree(line);
+            n.remove(List.of("tokens_per_s", "step_ms"));
+            if (n.get("sparsity") instanceof ObjectNode sp) {
+                sp.remove("refresh_ms");
+            }
+            return n.toString();
+        } catch (java.io.IOException e) {
+            throw new java.io.UncheckedIOException(e);
+        }
+    }
+
+    private static void deleteTree(Path p) throws Exception {
+        try (Stream<Path> s = Files.walk(p)) {
+            for (Path q : s.sorted(Comparator.reverseOrder()).toList()) {
+                Files.delete(q);
+            }
         }
     }
 

@@ -29,21 +29,27 @@ import org.longexposure.io.data.DataLoader;
 import org.longexposure.io.peft.PeftAdapterIO;
 import org.longexposure.io.safetensors.SafetensorsFile;
 import org.longexposure.io.safetensors.SafetensorsWriter;
+import org.longexposure.model.CausalLm;
 import org.longexposure.peft.LoraConfig;
 import org.longexposure.peft.TrainableParams;
+import org.longexposure.sparsity.predict.OnlineSparsity;
 import org.longexposure.tensor.Tensor;
 
 /**
  * A resumable training checkpoint, {@code <out>/checkpoints/step-N/}: the adapter (HF PEFT layout), the AdamW
  * moments ({@code optimizer.safetensors}: {@code m/<name>}, {@code v/<name>}) and {@code trainer_state.json}
- * (optimizer step, data cursor, dropout-mask counters, the run's resolved configuration). Written atomically: the
- * folder is assembled under a temporary name, synced, and renamed into place, so a killed run leaves either the
- * whole checkpoint or none of it. Resuming restores every piece of state the CPU step depends on, so a resumed run
- * reproduces an uninterrupted one bit for bit.
+ * (optimizer step, data cursor, dropout-mask counters, the run's resolved configuration); for a run with online
+ * sparsity also {@code sparsity/}, the {@link OnlineSparsity} state (current predictors with their dense fallbacks,
+ * auto's calibration pool, the settings: {@link OnlineSparsity#save}). Written atomically: the folder is assembled
+ * under a temporary name, synced, and renamed into place, so a killed run leaves either the whole checkpoint or none
+ * of it. Resuming restores every piece of state the CPU step depends on, so a resumed run reproduces an
+ * uninterrupted one bit for bit, sparse runs included.
  */
 public final class Checkpoint {
     public static final String OPTIMIZER = "optimizer.safetensors";
     public static final String STATE = "trainer_state.json";
+    /** The sub-folder holding the online sparsity state of a sparse run. */
+    public static final String SPARSITY = "sparsity";
     private static final Pattern STEP_DIR = Pattern.compile("step-(\\d+)");
     private static final ObjectMapper JSON = new ObjectMapper();
 
@@ -67,6 +73,15 @@ public final class Checkpoint {
      */
     public static Path save(Backend be, Path checkpointsDir, LoraConfig lora, TrainableParams params, AdamW adamw,
                             State state, String baseModel) {
+        return save(be, checkpointsDir, lora, params, adamw, state, baseModel, null);
+    }
+
+    /**
+     * As {@link #save(Backend, Path, LoraConfig, TrainableParams, AdamW, State, String)}, with the online sparsity
+     * state of a sparse run ({@code sparsity} not null) in the same folder and under the same rename.
+     */
+    public static Path save(Backend be, Path checkpointsDir, LoraConfig lora, TrainableParams params, AdamW adamw,
+                            State state, String baseModel, OnlineSparsity sparsity) {
         Path target = checkpointsDir.resolve("step-" + state.step());
         Path tmp = checkpointsDir.resolve(".tmp-step-" + state.step());
         try {
@@ -82,6 +97,9 @@ public final class Checkpoint {
                 }
                 SafetensorsWriter.write(tmp.resolve(OPTIMIZER), moments, Map.of("adamw_step",
                         Long.toString(adamw.step())));
+            }
+            if (sparsity != null) {
+                sparsity.save(tmp.resolve(SPARSITY));
             }
             ObjectNode s = JSON.createObjectNode();
             s.put("step", state.step());
@@ -169,6 +187,26 @@ public final class Checkpoint {
         s.path("dropout_counters").forEach(n -> counters.add(n.asLong()));
         return new State(s.path("step").asInt(), new DataLoader.Cursor(s.path("epoch").asInt(),
                 s.path("position").asInt()), counters, s.path("run_config"));
+    }
+
+    /** Whether the checkpoint {@code dir} holds an online sparsity state. */
+    public static boolean hasSparsity(Path dir) {
+        return Files.isRegularFile(dir.resolve(SPARSITY).resolve(OnlineSparsity.STATE_JSON));
+    }
+
+    /**
+     * Restores the online sparsity state of the checkpoint {@code dir} for {@code lm} (adapters plugged and
+     * restored) with the run's {@code settings}, which must be those it was saved with.
+     *
+     * @throws InputFormatException     when the checkpoint has no sparsity state or a file of it is malformed
+     * @throws IllegalArgumentException naming the setting and both values when the settings differ
+     */
+    public static OnlineSparsity loadSparsity(Backend be, CausalLm lm, Path dir, OnlineSparsity.Settings settings) {
+        if (!hasSparsity(dir)) {
+            throw InputFormatException.file(dir, "holds no " + SPARSITY + "/" + OnlineSparsity.STATE_JSON
+                    + ": the checkpoint is of a dense run, or was written before sparse runs saved their state");
+        }
+        return OnlineSparsity.load(be, lm, dir.resolve(SPARSITY), settings);
     }
 
     private static void copy(Backend be, SafetensorsFile f, Path file, String name, Tensor dst) {

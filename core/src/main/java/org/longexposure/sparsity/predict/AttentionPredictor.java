@@ -171,19 +171,24 @@ public final class AttentionPredictor {
     }
 
     /**
-     * Raw scores s[b][h][qb][kb] (kb ≤ qb) and the log key counts, from x (B·T, C) on the host.
+     * The pooled attention input of one micro-batch, all the scores need of x: per sequence b and block qb the row
+     * x̄ = [mean of x over the block's real tokens, 1] (all 0 for a block without real tokens), and the counts.
+     *
+     * @param means [B][nQB·D], D = C + 1
+     * @param count [B][nQB] real tokens per block
      */
-    Scores scores(float[] x, int[] mask, int bsz, int t) {
+    record Pooled(double[][] means, int[][] count) {
+    }
+
+    /** The pooled input of x (B·T, C) on the host, in tiles of this predictor's block. */
+    Pooled pool(float[] x, int[] mask, int bsz, int t) {
         int c = dim;
         int d = c + 1;
         int nQB = (t + block - 1) / block;
-        double[][][][] s = new double[bsz][numHeads][nQB][nQB];
+        double[][] means = new double[bsz][nQB * d];
         int[][] count = new int[bsz][nQB];
-        double[] pooled = new double[nQB * d];
-        double[] qt = new double[nQB * rank];
-        double[] kt = new double[nQB * rank];
         for (int b = 0; b < bsz; b++) {
-            Arrays.fill(pooled, 0);
+            double[] pooled = means[b];
             for (int i = 0; i < t; i++) {
                 if (mask[b * t + i] == 0) {
                     continue;
@@ -202,6 +207,26 @@ public final class AttentionPredictor {
                 }
                 pooled[qb * d + c] = n == 0 ? 0 : 1;
             }
+        }
+        return new Pooled(means, count);
+    }
+
+    /**
+     * Raw scores s[b][h][qb][kb] (kb ≤ qb) and the log key counts, from x (B·T, C) on the host.
+     */
+    Scores scores(float[] x, int[] mask, int bsz, int t) {
+        return scores(pool(x, mask, bsz, t));
+    }
+
+    /** Raw scores of a pooled input (of this predictor's block size). */
+    Scores scores(Pooled in) {
+        int bsz = in.count().length;
+        int nQB = in.count()[0].length;
+        double[][][][] s = new double[bsz][numHeads][nQB][nQB];
+        double[] qt = new double[nQB * rank];
+        double[] kt = new double[nQB * rank];
+        for (int b = 0; b < bsz; b++) {
+            double[] pooled = in.means()[b];
             for (int h = 0; h < numHeads; h++) {
                 project(pooled, pq, h, nQB, qt);
                 project(pooled, pk, h, nQB, kt);
@@ -216,7 +241,7 @@ public final class AttentionPredictor {
                 }
             }
         }
-        return new Scores(s, count, block);
+        return new Scores(s, in.count(), block);
     }
 
     private void project(double[] pooled, float[] p, int h, int nQB, double[] out) {

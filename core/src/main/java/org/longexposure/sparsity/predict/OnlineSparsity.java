@@ -1,5 +1,12 @@
 package org.longexposure.sparsity.predict;
 
+import com.fasterxml.jackson.databind.JsonNode;
+import com.fasterxml.jackson.databind.ObjectMapper;
+import com.fasterxml.jackson.databind.node.ObjectNode;
+import java.io.IOException;
+import java.io.UncheckedIOException;
+import java.nio.file.Files;
+import java.nio.file.Path;
 import java.util.ArrayList;
 import java.util.Arrays;
 import java.util.Collections;
@@ -10,6 +17,7 @@ import org.longexposure.backend.Backend;
 import org.longexposure.backend.BlockLayout;
 import org.longexposure.backend.NeuronLayout;
 import org.longexposure.backend.Tensors;
+import org.longexposure.io.InputFormatException;
 import org.longexposure.io.data.Batch;
 import org.longexposure.model.CausalLm;
 import org.longexposure.model.ForwardState;
@@ -32,16 +40,23 @@ import org.longexposure.sparsity.exposer.TileMass;
  * are affine in x, LoRA included), their rank-R factorisation, and the temperatures γ_h. The MLP predictor maps the
  * MLP input through frozen fc1/ReLU, a fixed function, and is kept.
  *
- * <p>Modes. {@link Mode#ON}: every layer sparse with the predictors' stored coverages. {@link Mode#AUTO}: on each
- * refresh the coverage of each layer's attention and MLP predictor is recalibrated on the refresh micro-batch to
- * the smallest one reaching the recall targets ({@link PredictorFit}'s grid), and a layer whose realised density
- * there is above {@code denseAbove} runs that part dense until the next refresh (at such densities the predictor,
- * the layout and the sparse kernel's overheads cost more than the skipped work saves). The MLP is sparse only on a
- * ReLU model with MLP predictors and no adapter on fc1/fc2.
+ * <p>Modes. {@link Mode#ON}: every layer sparse with the predictors' stored coverages, except the parts the
+ * predictors mark dense ({@link Predictors#attentionDense}). {@link Mode#AUTO}: on each refresh the coverage of each
+ * layer's attention and MLP predictor is recalibrated ({@link CalibrationPool}: on the last {@code
+ * calibrationWindow} refresh micro-batches, to the recall target raised by the recall drift seen at the previous
+ * refreshes) to the smallest one reaching the target ({@link PredictorFit}'s grid), and a layer whose realised
+ * density on the refresh micro-batch is above {@code denseAbove} runs that part dense until the next refresh (at
+ * such densities the predictor, the layout and the sparse kernel's overheads cost more than the skipped work
+ * saves). The MLP is sparse only on a ReLU model with MLP predictors and no adapter on fc1/fc2.
+ *
+ * <p>State and resume: everything a later step depends on is the predictors (maps, temperatures, coverages), the
+ * dense fallbacks and auto's calibration pool; {@link #save} writes them and {@link #load} restores them bit for
+ * bit, so a resumed run continues exactly as the uninterrupted one (the step counters below are emptied by
+ * {@link #takeStep} after every step and are not part of it; nothing here is random).
  *
  * <p>Counters: between two {@link #takeStep} calls, per layer, the kept and causal tiles of the attention (dense
- * layers count as fully kept) and the computed and real (row, neuron) pairs of the MLP. Memory: the predictors plus
- * host copies of one layer's activations at a time during a refresh.
+ * layers count as fully kept) and the computed and real (row, neuron) pairs of the MLP. Memory: the predictors, the
+ * calibration pool (auto) plus host copies of one layer's activations at a time during a refresh.
  */
 public final class OnlineSparsity implements SparsityPlan {
     /**
@@ -50,6 +65,19 @@ public final class OnlineSparsity implements SparsityPlan {
      * saving does not cover the prediction and layout overhead; a layer close to dense also gains no memory.
      */
     public static final double DENSE_ABOVE = 0.85;
+
+    /**
+     * Refresh micro-batches auto mode calibrates on: 3, the newest and the two before it (see
+     * {@link CalibrationPool}). With the drift margin this kept the mean recall between refreshes at or above the
+     * target in every layer of the bundled model, computing about 4 points fewer of a sparse layer's tiles than the
+     * margin on the newest micro-batch alone, with more room above the target than a window of 5
+     * (docs/SPARSITY.md section 4).
+     */
+    public static final int CALIBRATION_WINDOW = 3;
+
+    /** The files of {@link #save} besides the predictors'. */
+    public static final String STATE_JSON = "online.json";
+    private static final String STATE_FORMAT = "longexposure-online-sparsity";
 
     /** How sparsity runs during fine-tuning. */
     public enum Mode {
@@ -73,13 +101,24 @@ public final class OnlineSparsity implements SparsityPlan {
     /**
      * The settings of one run.
      *
-     * @param mode       ON or AUTO (OFF needs no plan)
-     * @param attnMass   AUTO: target fraction of the true attention mass kept, in (0, 1]
-     * @param mlpRecall  AUTO: target fraction of the true active neurons kept, in (0, 1]
-     * @param denseAbove AUTO: realised density above which a layer part runs dense, in [0, 1]
+     * @param mode              ON or AUTO (OFF needs no plan)
+     * @param attnMass          AUTO: target fraction of the true attention mass kept, in (0, 1]
+     * @param mlpRecall         AUTO: target fraction of the true active neurons kept, in (0, 1]
+     * @param denseAbove        AUTO: realised density above which a layer part runs dense, in [0, 1]
+     * @param calibrationWindow AUTO: refresh micro-batches the coverage is calibrated on (≥ 1; 1: the newest only)
+     * @param driftMargin       AUTO: raise the targets by the recall drift seen at the last refreshes
      */
-    public record Settings(Mode mode, double attnMass, double mlpRecall, double denseAbove) {
+    public record Settings(Mode mode, double attnMass, double mlpRecall, double denseAbove, int calibrationWindow,
+                           boolean driftMargin) {
+        /** With auto's default calibration: {@link #CALIBRATION_WINDOW} refreshes and the drift margin. */
+        public Settings(Mode mode, double attnMass, double mlpRecall, double denseAbove) {
+            this(mode, attnMass, mlpRecall, denseAbove, CALIBRATION_WINDOW, true);
+        }
+
         public Settings {
+            if (calibrationWindow < 1) {
+                throw new IllegalArgumentException("calibration window must be >= 1, got " + calibrationWindow);
+            }
             if (mode == null || mode == Mode.OFF) {
                 throw new IllegalArgumentException("online sparsity needs mode on or auto, got " + mode);
             }
@@ -100,10 +139,19 @@ public final class OnlineSparsity implements SparsityPlan {
      * @param attnRecall       the refreshed predictor on the same micro-batch (in-sample)
      * @param attnDensity      the refreshed predictor's realised tile density there
      * @param attnDense        whether the layer's attention runs dense until the next refresh
+     * @param attnMargin       AUTO: the drift margin added to the target at this calibration (else NaN)
      */
     public record Refresh(double[] attnRecallStale, double[] attnRecall, double[] attnDensity, double[] attnCoverage,
                           boolean[] attnDense, double[] mlpRecallStale, double[] mlpRecall, double[] mlpDensity,
-                          double[] mlpCoverage, boolean[] mlpDense) {
+                          double[] mlpCoverage, boolean[] mlpDense, double[] attnMargin, double[] mlpMargin) {
+    }
+
+    /**
+     * The current predictors scored on one dense forward, per layer (NaN where a part has no predictor): recall of
+     * the true attention mass / active neurons and the predicted density, at the coverages in use, whether or not
+     * the part currently runs dense.
+     */
+    public record Score(double[] attnRecall, double[] attnDensity, double[] mlpRecall, double[] mlpDensity) {
     }
 
     /** Realised densities per layer since the last {@link #takeStep} (NaN where the part was never consulted). */
@@ -119,12 +167,19 @@ public final class OnlineSparsity implements SparsityPlan {
     private final boolean[] mlpDense;
     private final double[][] attnCount; // [L][kept, causal]
     private final double[][] mlpCount;  // [L][computed, all]
+    private final CalibrationPool pool;
 
     /**
      * @param lm         the model being fine-tuned (adapters already plugged: fc1/fc2 adapters keep the MLP dense)
-     * @param predictors fitted for {@code lm} (copied: refreshes do not change them)
+     * @param predictors fitted for {@code lm} (copied: refreshes do not change them); their dense fallbacks are
+     *                   the starting ones (ON keeps them, AUTO redecides them at every refresh)
      */
     public OnlineSparsity(Backend be, CausalLm lm, Predictors predictors, Settings settings) {
+        this(be, lm, predictors, settings, new CalibrationPool(lm.config().numLayers(), settings.calibrationWindow(),
+                settings.driftMargin()));
+    }
+
+    private OnlineSparsity(Backend be, CausalLm lm, Predictors predictors, Settings settings, CalibrationPool pool) {
         this.be = be;
         this.mc = lm.config();
         this.settings = settings;
@@ -165,11 +220,13 @@ public final class OnlineSparsity implements SparsityPlan {
         }
         this.attnDense = new boolean[mc.numLayers()];
         this.mlpDense = new boolean[mc.numLayers()];
-        if (!sparseMlp) {
-            Arrays.fill(mlpDense, true);
+        for (int l = 0; l < mc.numLayers(); l++) {
+            attnDense[l] = predictors.attentionDense(l);
+            mlpDense[l] = !sparseMlp || predictors.mlpDense(l);
         }
         this.attnCount = new double[mc.numLayers()][2];
         this.mlpCount = new double[mc.numLayers()][2];
+        this.pool = pool;
     }
 
     public Settings settings() {
@@ -191,9 +248,9 @@ public final class OnlineSparsity implements SparsityPlan {
         return mlpDense[layer];
     }
 
-    /** The current predictors (copies of the refreshed state). */
+    /** The current predictors with the current dense fallbacks (the predictor objects are shared, not copied). */
     public Predictors predictors() {
-        return new Predictors(attn, mlp);
+        return new Predictors(attn, mlp, attnDense, mlp.isEmpty() ? null : mlpDense);
     }
 
     @Override
@@ -270,6 +327,47 @@ public final class OnlineSparsity implements SparsityPlan {
     }
 
     /**
+     * Scores the current predictors on the dense forward of {@code batch} that {@code st} holds (read only; the
+     * state is not changed): what a refresh reports as the stale recall, on any micro-batch, e.g. to follow the
+     * recall between refreshes.
+     */
+    public Score score(ForwardState st, Batch batch) {
+        int layers = mc.numLayers();
+        int[] mask = batch.attentionMask();
+        double[] aRecall = new double[layers];
+        double[] aDensity = new double[layers];
+        double[] mRecall = new double[layers];
+        double[] mDensity = new double[layers];
+        Arrays.fill(mRecall, Double.NaN);
+        Arrays.fill(mDensity, Double.NaN);
+        boolean withMlp = !mlp.isEmpty();
+        for (int l = 0; l < layers; l++) {
+            PredictorFit.Layer a = PredictorFit.Layer.read(be, st.layer(l), withMlp);
+            AttentionPredictor p = attn.get(l);
+            double[][][][] mass = TileMass.perSequence(a.q(), a.k(), a.lse(), mask, batch.batchSize(),
+                    batch.seqLen(), mc.numHeads(), mc.headSize(), p.block);
+            boolean[][][] keep = p.keep(a.attnIn(), mask, batch.batchSize(), batch.seqLen());
+            aRecall[l] = recall(PredictorFit.attnKept(keep, mass));
+            int nQB = keep[0].length;
+            aDensity[l] = keptTiles(keep) / ((double) mc.numHeads() * nQB * (nQB + 1) / 2);
+            if (withMlp) {
+                MlpPredictor m = mlp.get(l);
+                double[][] truth = GroundTruth.blockActivity(GroundTruth.tokenActivity(a.h(), mask, mask.length,
+                        mc.ffnDim(), m.neuronBlock), m.tokenBlock);
+                int[] real = GroundTruth.realRows(mask, mask.length, m.tokenBlock);
+                boolean[][] mk = m.keep(a.mlpIn(), mask, mask.length);
+                mRecall[l] = recall(PredictorFit.mlpKept(mk, truth));
+                double all = 0;
+                for (int r : real) {
+                    all += (double) r * mc.ffnDim();
+                }
+                mDensity[l] = computedPairs(mk, real, m) / all;
+            }
+        }
+        return new Score(aRecall, aDensity, mRecall, mDensity);
+    }
+
+    /**
      * Refreshes from the dense forward of {@code batch} that {@code st} holds (the caller ran it with a dense plan,
      * e.g. a dense training step; the saved q, k, log-sum-exp, layer inputs and FFN hidden states are read, not
      * written). See the class comment.
@@ -289,28 +387,42 @@ public final class OnlineSparsity implements SparsityPlan {
         double[] mRecall = new double[layers];
         double[] mDensity = new double[layers];
         double[] mCov = new double[layers];
+        double[] aMargin = new double[layers];
+        double[] mMargin = new double[layers];
+        Arrays.fill(aMargin, Double.NaN);
+        Arrays.fill(mMargin, Double.NaN);
         Arrays.fill(mStale, Double.NaN);
         Arrays.fill(mRecall, Double.NaN);
         Arrays.fill(mDensity, Double.NaN);
         Arrays.fill(mCov, Double.NaN);
         boolean withMlp = !mlp.isEmpty();
+        boolean auto = settings.mode() == Mode.AUTO;
         for (int l = 0; l < layers; l++) {
             PredictorFit.Layer a = PredictorFit.Layer.read(be, st.layer(l), withMlp);
             AttentionPredictor old = attn.get(l);
             double[][][][] mass = TileMass.perSequence(a.q(), a.k(), a.lse(), mask, bsz, t, mc.numHeads(),
                     mc.headSize(), old.block);
             aStale[l] = recall(PredictorFit.attnKept(old.keep(a.attnIn(), mask, bsz, t), mass));
+            if (auto) {
+                pool.observeAttention(l, aStale[l]);
+            }
             double[] xtx = new double[d * d];
             double[] xtq = new double[d * c];
             double[] xtk = new double[d * c];
             PredictorFit.accumulate(xtx, xtq, a.attnIn(), a.q(), mask, c, c);
             PredictorFit.accumulate(null, xtk, a.attnIn(), a.k(), mask, c, c);
             AttentionPredictor p = PredictorFit.fitAttention(xtx, xtq, xtk, c, old.numHeads, old.rank, old.block);
-            AttentionPredictor.Scores sc = p.scores(a.attnIn(), mask, bsz, t);
+            AttentionPredictor.Pooled pooled = p.pool(a.attnIn(), mask, bsz, t);
+            AttentionPredictor.Scores sc = p.scores(pooled);
             p.fitTemperature(Collections.singletonList(sc), Collections.singletonList(mass));
-            p.coverage = settings.mode() == Mode.AUTO
-                    ? PredictorFit.calibrateAttention(p, Collections.singletonList(sc), Collections.singletonList(mass), settings.attnMass())
-                    : old.coverage;
+            if (auto) {
+                CalibrationPool.Result cal = pool.calibrateAttention(l, p, new CalibrationPool.AttnSample(pooled,
+                        mass), settings.attnMass());
+                p.coverage = cal.coverage();
+                aMargin[l] = cal.margin();
+            } else {
+                p.coverage = old.coverage;
+            }
             p.maxRowFraction = old.maxRowFraction;
             attn.set(l, p);
             boolean[][][] keep = AttentionPredictor.select(p.distribution(sc), p.numHeads, sc.nQB(), p.coverage,
@@ -319,7 +431,7 @@ public final class OnlineSparsity implements SparsityPlan {
             int nQB = sc.nQB();
             aDensity[l] = keptTiles(keep) / ((double) mc.numHeads() * nQB * (nQB + 1) / 2);
             aCov[l] = p.coverage;
-            if (settings.mode() == Mode.AUTO) {
+            if (auto) {
                 attnDense[l] = aDensity[l] > settings.denseAbove();
             }
             if (withMlp) {
@@ -330,10 +442,12 @@ public final class OnlineSparsity implements SparsityPlan {
                 double[][] scores = m.blockScores(a.mlpIn(), mask, mask.length);
                 mStale[l] = recall(PredictorFit.mlpKept(MlpPredictor.select(scores, real, m.coverage,
                         m.maxBlocks()), truth));
-                if (settings.mode() == Mode.AUTO) {
-                    m.coverage = PredictorFit.calibrateMlp(Collections.singletonList(scores), Collections.singletonList(real),
-                            Collections.singletonList(truth),
-                            settings.mlpRecall());
+                if (auto) {
+                    pool.observeMlp(l, mStale[l]);
+                    CalibrationPool.Result cal = pool.calibrateMlp(l, new CalibrationPool.MlpSample(scores, real,
+                            truth), settings.mlpRecall());
+                    m.coverage = cal.coverage();
+                    mMargin[l] = cal.margin();
                     m.maxBlocks(PredictorFit.mlpBudget(Collections.singletonList(scores),
                             Collections.singletonList(real), m.coverage, m.numBlocks()));
                 }
@@ -345,13 +459,97 @@ public final class OnlineSparsity implements SparsityPlan {
                 }
                 mDensity[l] = computedPairs(mk, real, m) / all;
                 mCov[l] = m.coverage;
-                if (settings.mode() == Mode.AUTO) {
+                if (auto) {
                     mlpDense[l] = mDensity[l] > settings.denseAbove();
                 }
             }
         }
         return new Refresh(aStale, aRecall, aDensity, aCov, attnDense.clone(), mStale, mRecall, mDensity, mCov,
-                mlpDense.clone());
+                mlpDense.clone(), aMargin, mMargin);
+    }
+
+    // --- state files (checkpoints) ---
+
+    /**
+     * Writes everything a later step depends on into {@code dir} (created if missing): the predictors with the
+     * current dense fallbacks ({@link Predictors#save}), auto's calibration pool ({@link CalibrationPool#save}) and
+     * last {@code online.json}: {@code format} ("longexposure-online-sparsity"), {@code version} 1, the settings
+     * ({@code mode}, {@code attn_mass}, {@code mlp_recall}, {@code dense_above}, {@code calibration_window},
+     * {@code drift_margin}) and {@code sparse_mlp}. Every file goes through a temporary name and a rename; a caller
+     * that needs the set to appear at once writes {@code dir} inside a folder it renames (as checkpoints do).
+     */
+    public void save(Path dir) {
+        try {
+            Files.createDirectories(dir);
+        } catch (IOException e) {
+            throw new UncheckedIOException("creating " + dir, e);
+        }
+        predictors().save(dir);
+        pool.save(dir);
+        ObjectNode root = new ObjectMapper().createObjectNode();
+        root.put("format", STATE_FORMAT);
+        root.put("version", 1);
+        settingsJson(root, settings);
+        root.put("sparse_mlp", sparseMlpPossible());
+        CalibrationPool.writeJson(dir.resolve(STATE_JSON), root);
+    }
+
+    private static void settingsJson(ObjectNode o, Settings s) {
+        o.put("mode", s.mode().label());
+        o.put("attn_mass", s.attnMass());
+        o.put("mlp_recall", s.mlpRecall());
+        o.put("dense_above", s.denseAbove());
+        o.put("calibration_window", s.calibrationWindow());
+        o.put("drift_margin", s.driftMargin());
+    }
+
+    /**
+     * Restores the state {@link #save} wrote, for {@code lm} (with the same adapters plugged) and {@code settings}.
+     * The settings must be those the state was saved with: the coverages, fallbacks and calibration pool are what
+     * those settings produced, and a run continued with others would be neither the saved run nor a fresh one.
+     *
+     * @throws IllegalArgumentException naming the setting and both values when one differs, or when the saved
+     *                                  state had a sparse MLP and this model cannot have one (or the reverse)
+     * @throws InputFormatException     when a file is missing or malformed
+     */
+    public static OnlineSparsity load(Backend be, CausalLm lm, Path dir, Settings settings) {
+        Path jsonFile = dir.resolve(STATE_JSON);
+        JsonNode root;
+        try {
+            root = new ObjectMapper().readTree(jsonFile.toFile());
+        } catch (IOException e) {
+            throw new InputFormatException(jsonFile, "online sparsity state", "cannot be read as JSON: "
+                    + e.getMessage(), e);
+        }
+        if (root == null || !STATE_FORMAT.equals(root.path("format").asText()) || root.path("version").asInt() != 1) {
+            throw new InputFormatException(jsonFile, "format", "expected \"" + STATE_FORMAT + "\" version 1");
+        }
+        ObjectNode now = new ObjectMapper().createObjectNode();
+        settingsJson(now, settings);
+        for (var it = now.fieldNames(); it.hasNext(); ) {
+            String k = it.next();
+            JsonNode was = root.get(k);
+            JsonNode is = now.get(k);
+            boolean same = was != null && (was.isNumber() && is.isNumber()
+                    ? Double.compare(was.doubleValue(), is.doubleValue()) == 0 : was.equals(is));
+            if (!same) {
+                throw new IllegalArgumentException("the sparsity state in " + dir + " was saved with " + k + " "
+                        + was + ", the run now has " + k + " " + is + "; it cannot be continued with another value");
+            }
+        }
+        ModelConfig mc = lm.config();
+        OnlineSparsity o = new OnlineSparsity(be, lm, Predictors.load(dir), settings,
+                CalibrationPool.load(dir, mc.numLayers(), mc.numHeads(), mc.hiddenSize()));
+        JsonNode sparseMlp = root.get("sparse_mlp");
+        if (sparseMlp == null || !sparseMlp.isBoolean()) {
+            throw new InputFormatException(jsonFile, "sparse_mlp", "expected true or false, got " + sparseMlp);
+        }
+        if (sparseMlp.booleanValue() != o.sparseMlpPossible()) {
+            throw new IllegalArgumentException("the sparsity state in " + dir + " was saved with the MLP "
+                    + (sparseMlp.booleanValue() ? "sparse" : "dense") + ", this model and its adapters run it "
+                    + (o.sparseMlpPossible() ? "sparse" : "dense"));
+        }
+        return o;
     }
 
     private static double recall(double[] keptTotal) {

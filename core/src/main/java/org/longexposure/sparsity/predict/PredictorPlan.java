@@ -42,7 +42,8 @@ import org.longexposure.tensor.Tensor;
  * between its forward and its backward). The count a device selected is not known on the host, so the NeuronLayout's
  * maxBlocks is the predictor's budget ({@link MlpPredictor#maxBlocks()}, nb without one): the sparse MLP's
  * compacted hidden state is (N, maxBlocks·BN) and its work is bounded by maxBlocks. Coverages and budgets are read
- * from the predictors on every call.
+ * from the predictors on every call. A layer part the predictors mark dense (auto's fallback,
+ * {@link Predictors#attentionDense}) gets no layout.
  */
 final class PredictorPlan implements SparsityPlan {
     private final Predictors predictors;
@@ -75,7 +76,7 @@ final class PredictorPlan implements SparsityPlan {
 
     @Override
     public BlockLayout attention(int layer, Input in) {
-        if (!sparseAttention) {
+        if (!sparseAttention || predictors.attentionDense(layer)) {
             return null;
         }
         AttentionPredictor ap = predictors.attention(layer);
@@ -107,7 +108,7 @@ final class PredictorPlan implements SparsityPlan {
 
     @Override
     public NeuronLayout mlp(int layer, Input in) {
-        if (!sparseMlp) {
+        if (!sparseMlp || predictors.mlpDense(layer)) {
             return null;
         }
         MlpPredictor mp = predictors.mlp(layer);

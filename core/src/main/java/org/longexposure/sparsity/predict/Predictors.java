@@ -33,28 +33,48 @@ import org.longexposure.tensor.Tensor;
  * <p>Files, in one folder: {@code predictors.safetensors} (F32) with {@code layers.<l>.attn.q} and
  * {@code layers.<l>.attn.k} (NH, C+1, R), {@code layers.<l>.attn.gamma} (NH) and {@code layers.<l>.mlp.weight}
  * (nb, C+1), the last column the bias; and {@code predictors.json}: {@code format} ("longexposure-predictors"),
- * {@code version} 1, {@code hidden_size}, {@code num_heads}, {@code ffn_dim}, {@code attn_block}, {@code rank},
+ * {@code version} 2, {@code hidden_size}, {@code num_heads}, {@code ffn_dim}, {@code attn_block}, {@code rank},
  * {@code neuron_block}, {@code token_block} and per layer {@code attn_coverage} and {@code mlp_coverage} (null when
- * the layer has no MLP predictor), and the budgets where set: {@code attn_max_row_fraction} (in (0, 1]) and
- * {@code mlp_max_blocks} (≥ 0); a missing budget means none. Each file is written to a temporary name and renamed into place, the JSON last,
- * so a reader sees either the previous pair or the new one's tensors before its JSON.
+ * the layer has no MLP predictor), the budgets where set: {@code attn_max_row_fraction} (in (0, 1]) and
+ * {@code mlp_max_blocks} (≥ 0; a missing budget means none), and {@code attn_dense} and {@code mlp_dense}: the
+ * dense fallback, true where {@code finetune --sparsity auto} last decided to run that layer part dense (its
+ * realised density above {@code --dense-above}); {@code mlp_dense} is null without MLP predictors. Version 1 files
+ * (written before the fallback was recorded) are read too: a missing or null fallback field means "no fallback",
+ * run sparse. Each file is written to a temporary name and renamed into place, the JSON last, so a reader sees
+ * either the previous pair or the new one's tensors before its JSON.
  */
 public final class Predictors {
     public static final String TENSORS = "predictors.safetensors";
     public static final String JSON = "predictors.json";
     private static final String FORMAT = "longexposure-predictors";
+    /** The version {@link #save} writes; {@link #load} reads every version from 1 to this one. */
+    private static final int VERSION = 2;
 
     private final List<AttentionPredictor> attention;
     private final List<MlpPredictor> mlp;
+    private final boolean[] attentionDense;
+    private final boolean[] mlpDense;
 
-    /** @param mlp one per layer, or an empty list for a model without a ReLU MLP */
+    /** Predictors without a dense fallback (every layer part runs sparse). */
     public Predictors(List<AttentionPredictor> attention, List<MlpPredictor> mlp) {
+        this(attention, mlp, null, null);
+    }
+
+    /**
+     * @param mlp            one per layer, or an empty list for a model without a ReLU MLP
+     * @param attentionDense per layer, whether its attention runs dense (auto's fallback); null: none does
+     * @param mlpDense       per layer, whether its MLP runs dense; null: none does (ignored without MLP predictors)
+     */
+    public Predictors(List<AttentionPredictor> attention, List<MlpPredictor> mlp, boolean[] attentionDense,
+                      boolean[] mlpDense) {
         if (attention.isEmpty() || (!mlp.isEmpty() && mlp.size() != attention.size())) {
             throw new IllegalArgumentException("predictors: need one attention predictor per layer and zero or as"
                     + " many MLP predictors, got " + attention.size() + " and " + mlp.size());
         }
         this.attention = List.copyOf(attention);
         this.mlp = List.copyOf(mlp);
+        this.attentionDense = fallback(attentionDense, attention.size(), "attention");
+        this.mlpDense = mlp.isEmpty() ? new boolean[attention.size()] : fallback(mlpDense, attention.size(), "MLP");
     }
 
     public int numLayers() {
@@ -69,6 +89,54 @@ public final class Predictors {
     public MlpPredictor mlp(int layer) {
         return mlp.isEmpty() ? null : mlp.get(layer);
     }
+
+    // --- dense fallback: auto's per-layer "run this part dense" decision, saved and read with the predictors ---
+
+    /** Whether layer l's attention runs dense instead of with its predictor (auto's fallback). */
+    public boolean attentionDense(int layer) {
+        return attentionDense[layer];
+    }
+
+    /** Whether layer l's MLP runs dense instead of with its predictor (false without MLP predictors). */
+    public boolean mlpDense(int layer) {
+        return mlpDense[layer];
+    }
+
+    private static boolean[] fallback(boolean[] dense, int layers, String what) {
+        if (dense == null) {
+            return new boolean[layers];
+        }
+        if (dense.length != layers) {
+            throw new IllegalArgumentException("predictors: " + what + " dense fallback for " + dense.length
+                    + " layers, expected " + layers);
+        }
+        return dense.clone();
+    }
+
+    /** Writes the layer's fallback fields into its predictors.json entry. */
+    private void putDenseFallback(ObjectNode layerNode, int layer) {
+        layerNode.put("attn_dense", attentionDense[layer]);
+        if (mlp.isEmpty()) {
+            layerNode.putNull("mlp_dense");
+        } else {
+            layerNode.put("mlp_dense", mlpDense[layer]);
+        }
+    }
+
+    /** A fallback field of layers[l]: missing or null (version 1 files) is false, else it must be a boolean. */
+    private static boolean readDenseFallback(Path file, JsonNode layerNode, int layer, String field) {
+        JsonNode n = layerNode.get(field);
+        if (n == null || n.isNull()) {
+            return false;
+        }
+        if (!n.isBoolean()) {
+            throw new InputFormatException(file, "layers[" + layer + "]." + field, "expected true, false or null,"
+                    + " got " + n);
+        }
+        return n.booleanValue();
+    }
+
+    // --- end of dense fallback ---
 
     /**
      * A plan that predicts each layer's layouts from its input on every micro-batch, entirely with {@code be}'s
@@ -101,7 +169,7 @@ public final class Predictors {
             SafetensorsWriter.write(dir.resolve(TENSORS), tensors);
             ObjectNode root = new ObjectMapper().createObjectNode();
             root.put("format", FORMAT);
-            root.put("version", 1);
+            root.put("version", VERSION);
             root.put("hidden_size", a0.dim);
             root.put("num_heads", a0.numHeads);
             root.put("attn_block", a0.block);
@@ -121,6 +189,7 @@ public final class Predictors {
                     o.put("mlp_coverage", mlp.get(l).coverage);
                 }
                 writeBudgets(o, l);
+                putDenseFallback(o, l);
             }
             Path tmp = dir.resolve(JSON + ".tmp");
             new ObjectMapper().writerWithDefaultPrettyPrinter().writeValue(tmp.toFile(), root);
@@ -143,8 +212,12 @@ public final class Predictors {
         } catch (IOException e) {
             throw new InputFormatException(jsonFile, "predictors", "cannot be read as JSON: " + e.getMessage(), e);
         }
-        if (root == null || !FORMAT.equals(root.path("format").asText()) || root.path("version").asInt() != 1) {
-            throw new InputFormatException(jsonFile, "format", "expected \"" + FORMAT + "\" version 1");
+        if (root == null || !FORMAT.equals(root.path("format").asText())) {
+            throw new InputFormatException(jsonFile, "format", "expected \"" + FORMAT + "\"");
+        }
+        JsonNode version = root.path("version");
+        if (!version.canConvertToInt() || version.asInt() < 1 || version.asInt() > VERSION) {
+            throw new InputFormatException(jsonFile, "version", "expected 1 to " + VERSION + ", got " + version);
         }
         int c = intField(jsonFile, root, "hidden_size");
         int nh = intField(jsonFile, root, "num_heads");
@@ -157,9 +230,13 @@ public final class Predictors {
         }
         List<AttentionPredictor> attn = new ArrayList<>();
         List<MlpPredictor> mlps = new ArrayList<>();
+        boolean[] attnDense = new boolean[layers.size()];
+        boolean[] mlpDense = new boolean[layers.size()];
         try (SafetensorsFile f = SafetensorsFile.open(dir.resolve(TENSORS))) {
             for (int l = 0; l < layers.size(); l++) {
                 JsonNode lj = layers.get(l);
+                attnDense[l] = readDenseFallback(jsonFile, lj, l, "attn_dense");
+                mlpDense[l] = readDenseFallback(jsonFile, lj, l, "mlp_dense");
                 attn.add(new AttentionPredictor(nh, c, rank, block,
                         floats(f, "layers." + l + ".attn.q", (long) nh * (c + 1) * rank),
                         floats(f, "layers." + l + ".attn.k", (long) nh * (c + 1) * rank),
@@ -175,7 +252,7 @@ public final class Predictors {
                 readBudgets(jsonFile, lj, l, attn.get(l), hasMlp ? mlps.get(l) : null);
             }
         }
-        return new Predictors(attn, mlps);
+        return new Predictors(attn, mlps, attnDense, mlpDense);
     }
 
     /**
