@@ -24,8 +24,6 @@ import org.longexposure.model.ForwardState;
 import org.longexposure.model.Linear;
 import org.longexposure.model.ModelConfig;
 import org.longexposure.model.SparsityPlan;
-import org.longexposure.sparsity.mask.BlockLayouts;
-import org.longexposure.sparsity.mask.NeuronLayouts;
 import org.longexposure.sparsity.exposer.TileMass;
 
 /**
@@ -168,6 +166,10 @@ public final class OnlineSparsity implements SparsityPlan {
     private final double[][] attnCount; // [L][kept, causal]
     private final double[][] mlpCount;  // [L][computed, all]
     private final CalibrationPool pool;
+    private final PredictorPlan plan;           // the layouts, built on the backend from the live predictors
+    private final BlockLayout[] pendingAttn;    // [L] the last layout not yet counted into attnCount
+    private final NeuronLayout[] pendingMlp;    // [L] likewise for mlpCount
+    private final int[][] pendingRealRows;      // [L] real rows per token block of pendingMlp's micro-batch
 
     /**
      * @param lm         the model being fine-tuned (adapters already plugged: fc1/fc2 adapters keep the MLP dense)
@@ -227,6 +229,38 @@ public final class OnlineSparsity implements SparsityPlan {
         this.attnCount = new double[mc.numLayers()][2];
         this.mlpCount = new double[mc.numLayers()][2];
         this.pool = pool;
+        this.plan = new PredictorPlan(new LiveSource(), be, true, sparseMlp);
+        this.pendingAttn = new BlockLayout[mc.numLayers()];
+        this.pendingMlp = new NeuronLayout[mc.numLayers()];
+        this.pendingRealRows = new int[mc.numLayers()][];
+    }
+
+    /** The plan's view of the current predictors and fallbacks (a refresh replaces attention predictors). */
+    private final class LiveSource implements PredictorPlan.Source {
+        @Override
+        public int numLayers() {
+            return attn.size();
+        }
+
+        @Override
+        public AttentionPredictor attention(int layer) {
+            return attn.get(layer);
+        }
+
+        @Override
+        public MlpPredictor mlp(int layer) {
+            return mlp.isEmpty() ? null : mlp.get(layer);
+        }
+
+        @Override
+        public boolean attentionDense(int layer) {
+            return attnDense[layer];
+        }
+
+        @Override
+        public boolean mlpDense(int layer) {
+            return mlpDense[layer];
+        }
     }
 
     public Settings settings() {
@@ -253,6 +287,11 @@ public final class OnlineSparsity implements SparsityPlan {
         return new Predictors(attn, mlp, attnDense, mlp.isEmpty() ? null : mlpDense);
     }
 
+    /**
+     * Layer l's attention layout for this micro-batch, predicted on the backend ({@link PredictorPlan}: no host
+     * round trip); its tile count is read back later, when the step's densities are taken or before the layer's
+     * next layout overwrites it.
+     */
     @Override
     public BlockLayout attention(int layer, Input in) {
         int nQB = (in.seqLen() + attn.get(layer).block - 1) / attn.get(layer).block;
@@ -262,13 +301,14 @@ public final class OnlineSparsity implements SparsityPlan {
             attnCount[layer][1] += causal;
             return null;
         }
-        AttentionPredictor p = attn.get(layer);
-        boolean[][][] keep = p.keep(Tensors.toFloats(be, in.x()), in.attentionMask(), in.batchSize(), in.seqLen());
-        attnCount[layer][0] += keptTiles(keep);
+        settleAttention(layer);
+        BlockLayout layout = plan.attention(layer, in);
+        pendingAttn[layer] = layout;
         attnCount[layer][1] += causal;
-        return BlockLayouts.fromBooleans(keep, in.seqLen(), p.block, be);
+        return layout;
     }
 
+    /** Layer l's neuron layout for this micro-batch, predicted on the backend; counted like the attention's. */
     @Override
     public NeuronLayout mlp(int layer, Input in) {
         int[] mask = in.attentionMask();
@@ -281,11 +321,41 @@ public final class OnlineSparsity implements SparsityPlan {
             mlpCount[layer][1] += real * mc.ffnDim();
             return null;
         }
-        MlpPredictor p = mlp.get(layer);
-        boolean[][] keep = p.keep(Tensors.toFloats(be, in.x()), mask, in.rows());
-        mlpCount[layer][0] += computedPairs(keep, GroundTruth.realRows(mask, in.rows(), p.tokenBlock), p);
+        settleMlp(layer);
+        NeuronLayout layout = plan.mlp(layer, in);
+        pendingMlp[layer] = layout;
+        pendingRealRows[layer] = GroundTruth.realRows(mask, in.rows(), layout.tokenBlock());
         mlpCount[layer][1] += real * mc.ffnDim();
-        return NeuronLayouts.fromBooleans(keep, in.rows(), p.tokenBlock, p.ffn, p.neuronBlock, be);
+        return layout;
+    }
+
+    /** Adds the pending attention layout's listed tiles (rowPtr's last entry, read from the backend). */
+    private void settleAttention(int layer) {
+        BlockLayout l = pendingAttn[layer];
+        if (l != null) {
+            long last = l.rowPtr().numel() - 1;
+            attnCount[layer][0] += Tensors.toInts(be, l.rowPtr().slice(last, 1))[0];
+            pendingAttn[layer] = null;
+        }
+    }
+
+    /** Adds the pending neuron layout's computed (real row, neuron) pairs. */
+    private void settleMlp(int layer) {
+        NeuronLayout l = pendingMlp[layer];
+        if (l != null) {
+            MlpPredictor p = mlp.get(layer);
+            int[] rowPtr = Tensors.toInts(be, l.rowPtr());
+            int[] idx = Tensors.toInts(be, l.blockIdx());
+            int[] real = pendingRealRows[layer];
+            double pairs = 0;
+            for (int r = 0; r + 1 < rowPtr.length; r++) {
+                for (int e = rowPtr[r]; e < rowPtr[r + 1]; e++) {
+                    pairs += (double) real[r] * Math.min(p.neuronBlock, p.ffn - idx[e] * p.neuronBlock);
+                }
+            }
+            mlpCount[layer][0] += pairs;
+            pendingMlp[layer] = null;
+        }
     }
 
     private static double keptTiles(boolean[][][] keep) {
@@ -315,6 +385,10 @@ public final class OnlineSparsity implements SparsityPlan {
     /** The realised densities since the last call, and resets the counters. */
     public StepDensity takeStep() {
         int layers = mc.numLayers();
+        for (int l = 0; l < layers; l++) {
+            settleAttention(l);
+            settleMlp(l);
+        }
         double[] a = new double[layers];
         double[] m = new double[layers];
         for (int l = 0; l < layers; l++) {

@@ -46,7 +46,7 @@ import org.longexposure.tensor.Tensor;
  * {@link Predictors#attentionDense}) gets no layout.
  */
 final class PredictorPlan implements SparsityPlan {
-    private final Predictors predictors;
+    private final Source predictors;
     private final Backend be;
     private final boolean sparseAttention;
     private final boolean sparseMlp;
@@ -56,13 +56,56 @@ final class PredictorPlan implements SparsityPlan {
     private final NeuronLayout[] mlpLayouts;
     private final Map<String, Tensor> work = new HashMap<>();
 
-    private record AttnWeights(Tensor wq, Tensor bq, Tensor wk, Tensor bk, Tensor gamma) {
+    /** A layer's projections on the backend and the predictor whose values they hold. */
+    private static final class AttnWeights {
+        final Tensor wq;
+        final Tensor bq;
+        final Tensor wk;
+        final Tensor bk;
+        final Tensor gamma;
+        AttentionPredictor source;
+
+        AttnWeights(Tensor wq, Tensor bq, Tensor wk, Tensor bk, Tensor gamma, AttentionPredictor source) {
+            this.wq = wq;
+            this.bq = bq;
+            this.wk = wk;
+            this.bk = bk;
+            this.gamma = gamma;
+            this.source = source;
+        }
     }
 
-    private record MlpWeights(Tensor w, Tensor b) {
+    /** A layer's scorer on the backend and the predictor whose values it holds. */
+    private static final class MlpWeights {
+        final Tensor w;
+        final Tensor b;
+        MlpPredictor source;
+
+        MlpWeights(Tensor w, Tensor b, MlpPredictor source) {
+            this.w = w;
+            this.b = b;
+            this.source = source;
+        }
     }
 
-    PredictorPlan(Predictors predictors, Backend be, boolean sparseAttention, boolean sparseMlp) {
+    /**
+     * Where the plan reads each layer's predictor and dense fallback on every call: fixed {@link Predictors}, or a
+     * live view whose predictors a refresh replaces ({@link OnlineSparsity}); a replaced predictor's values are
+     * copied into the same backend tensors (no new allocation per refresh).
+     */
+    interface Source {
+        int numLayers();
+
+        AttentionPredictor attention(int layer);
+
+        MlpPredictor mlp(int layer);
+
+        boolean attentionDense(int layer);
+
+        boolean mlpDense(int layer);
+    }
+
+    PredictorPlan(Source predictors, Backend be, boolean sparseAttention, boolean sparseMlp) {
         this.predictors = predictors;
         this.be = be;
         this.sparseAttention = sparseAttention;
@@ -158,30 +201,49 @@ final class PredictorPlan implements SparsityPlan {
     }
 
     private AttnWeights attnWeights(int layer, AttentionPredictor ap) {
-        if (attnWeights[layer] == null) {
+        AttnWeights cur = attnWeights[layer];
+        if (cur != null && cur.source == ap) {
+            return cur;
+        }
+        int c = ap.dim;
+        int w = ap.numHeads * ap.rank;
+        float[][] wq = transposed(ap.pq, ap.numHeads, c, ap.rank);
+        float[][] wk = transposed(ap.pk, ap.numHeads, c, ap.rank);
+        if (cur == null) {
             String base = "predictor layers." + layer + ".attn.";
-            int c = ap.dim;
-            int w = ap.numHeads * ap.rank;
-            float[][] wq = transposed(ap.pq, ap.numHeads, c, ap.rank);
-            float[][] wk = transposed(ap.pk, ap.numHeads, c, ap.rank);
             attnWeights[layer] = new AttnWeights(weight(wq[0], w, c, base + "q"), vector(wq[1]),
-                    weight(wk[0], w, c, base + "k"), vector(wk[1]), vector(ap.gamma));
+                    weight(wk[0], w, c, base + "k"), vector(wk[1]), vector(ap.gamma), ap);
+        } else {
+            Tensors.copyFrom(be, cur.wq, wq[0]);
+            Tensors.copyFrom(be, cur.bq, wq[1]);
+            Tensors.copyFrom(be, cur.wk, wk[0]);
+            Tensors.copyFrom(be, cur.bk, wk[1]);
+            Tensors.copyFrom(be, cur.gamma, ap.gamma);
+            cur.source = ap;
         }
         return attnWeights[layer];
     }
 
     private MlpWeights mlpWeights(int layer, MlpPredictor mp) {
-        if (mlpWeights[layer] == null) {
-            int nb = mp.numBlocks();
-            int d = mp.dim + 1;
-            float[] w = new float[nb * mp.dim];
-            float[] b = new float[nb];
-            for (int j = 0; j < nb; j++) {
-                System.arraycopy(mp.weight, j * d, w, j * mp.dim, mp.dim);
-                b[j] = mp.weight[j * d + mp.dim];
-            }
+        MlpWeights cur = mlpWeights[layer];
+        if (cur != null && cur.source == mp) {
+            return cur;
+        }
+        int nb = mp.numBlocks();
+        int d = mp.dim + 1;
+        float[] w = new float[nb * mp.dim];
+        float[] b = new float[nb];
+        for (int j = 0; j < nb; j++) {
+            System.arraycopy(mp.weight, j * d, w, j * mp.dim, mp.dim);
+            b[j] = mp.weight[j * d + mp.dim];
+        }
+        if (cur == null) {
             mlpWeights[layer] = new MlpWeights(weight(w, nb, mp.dim, "predictor layers." + layer + ".mlp.weight"),
-                    vector(b));
+                    vector(b), mp);
+        } else {
+            Tensors.copyFrom(be, cur.w, w);
+            Tensors.copyFrom(be, cur.b, b);
+            cur.source = mp;
         }
         return mlpWeights[layer];
     }

@@ -43,7 +43,7 @@ import org.longexposure.tensor.Tensor;
  * run sparse. Each file is written to a temporary name and renamed into place, the JSON last, so a reader sees
  * either the previous pair or the new one's tensors before its JSON.
  */
-public final class Predictors {
+public final class Predictors implements PredictorPlan.Source {
     public static final String TENSORS = "predictors.safetensors";
     public static final String JSON = "predictors.json";
     private static final String FORMAT = "longexposure-predictors";
