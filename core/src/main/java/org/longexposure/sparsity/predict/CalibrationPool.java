@@ -45,8 +45,10 @@ import org.longexposure.tensor.Tensor;
  * </pre>
  * Why: calibrating on the refresh micro-batch alone is in-sample (the maps, temperatures and coverage are all
  * fitted on it) and rests on one micro-batch, while the adapters keep moving q and k until the next refresh. The
- * older samples are held out for the refitted predictor and lag its maps by about as much as the next interval
- * will lead them; the margin adds what the last intervals actually lost. W = 1 without margin is the single-sample
+ * margin corrects the recall actually lost one interval later; the pool spreads the calibration over several
+ * micro-batches (held out for the refitted maps), which on the bundled model kept the mean recall between
+ * refreshes at the target with fewer kept tiles than the margin on one micro-batch (docs/SPARSITY.md section 4;
+ * the pool alone, without margin, did not raise the recall). W = 1 without margin is the single-sample
  * calibration. The MLP scorer is never refitted (its input map is frozen), so its samples keep their scores.
  *
  * <p>Memory per layer: W·(B·nQB·(C+1) + B·NH·nQB² + B·nQB) numbers for the attention and W·(2·nTB·nb + nTB) for
