@@ -74,7 +74,7 @@ final class EvalCommand implements Callable<Integer> {
             }
         }
         try (Backend be = backendOption.open(); CausalLm lm = Architecture.load(model, be, perm)) {
-            TokenEncoder enc = ModelFiles.tokenizer(model, lm.config().vocabSize()).encoder();
+            TokenEncoder enc = ModelFiles.encoder(ModelFiles.tokenizer(model, lm.config().vocabSize()));
             if (adapter != null) {
                 ModelFiles.plugAdapter(lm, be, adapter);
             }

@@ -295,7 +295,7 @@ final class FinetuneCommand implements Callable<Integer> {
 
         try (Backend be = backendOption.open(); CausalLm lm = Architecture.load(modelDir, be, permutation)) {
             Tokenizer tok = ModelFiles.tokenizer(modelDir, lm.config().vocabSize());
-            TokenEncoder enc = tok.encoder();
+            TokenEncoder enc = ModelFiles.encoder(tok);
             List<Example> examples = JsonlDataset.read(dataFile, enc);
             List<Example> heldOut = List.of();
             if (validSplit != 0) {

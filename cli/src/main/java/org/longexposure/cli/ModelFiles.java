@@ -50,4 +50,32 @@ final class ModelFiles {
         return params;
     }
 
+    static TokenEncoder encoder(Tokenizer tok) {
+        return new TokenEncoder() {
+            @Override
+            public int[] encode(String text) {
+                return tok.encode(text);
+            }
+
+            @Override
+            public int[] encodeDefault(String text) {
+                return tok.encodeWithSpecials(text);
+            }
+
+            @Override
+            public int bosId() {
+                return tok.bosId().orElse(-1);
+            }
+
+            @Override
+            public int eosId() {
+                return tok.eosId().orElse(-1);
+            }
+
+            @Override
+            public int padId() {
+                return tok.padId().orElse(tok.eosId().orElse(0));
+            }
+        };
+    }
 }

@@ -69,7 +69,7 @@ final class SampleOptions {
             throw new Main.UserException("--seq-len " + seqLen + " exceeds the model's max_position_embeddings "
                     + lm.config().maxPositions());
         }
-        TokenEncoder enc = ModelFiles.tokenizer(model, lm.config().vocabSize()).encoder();
+        TokenEncoder enc = ModelFiles.encoder(ModelFiles.tokenizer(model, lm.config().vocabSize()));
         List<Example> examples = JsonlDataset.read(data, enc);
         List<Example> rows = (pack ? Batcher.pack(examples, seqLen) : Batcher.truncate(examples, seqLen)).rows();
         List<Batch> micro = new ArrayList<>();

@@ -120,8 +120,8 @@ public final class CalibrationBench {
 
         try (CpuBackend be = new CpuBackend(threads); CausalLm lm = Architecture.load(modelDir, be)) {
             Tokenizer tok = Tokenizer.load(modelDir);
-            List<Example> examples = JsonlDataset.read(data, tok.encoder());
-            int pad = tok.encoder().padId();
+            List<Example> examples = JsonlDataset.read(data, encoder(tok));
+            int pad = encoder(tok).padId();
             Batcher.Rows rows = Batcher.pack(examples, seq);
             TrainableParams params = new TrainableParams();
             Lora.apply(lm, new LoraConfig(8, 16, 0f, List.of("q_proj", "v_proj"), false), be, params, 0);
@@ -248,4 +248,32 @@ public final class CalibrationBench {
         }
     }
 
+    private static TokenEncoder encoder(Tokenizer tok) {
+        return new TokenEncoder() {
+            @Override
+            public int[] encode(String text) {
+                return tok.encode(text);
+            }
+
+            @Override
+            public int[] encodeDefault(String text) {
+                return tok.encodeWithSpecials(text);
+            }
+
+            @Override
+            public int bosId() {
+                return tok.bosId().orElse(-1);
+            }
+
+            @Override
+            public int eosId() {
+                return tok.eosId().orElse(-1);
+            }
+
+            @Override
+            public int padId() {
+                return tok.padId().orElse(tok.eosId().orElse(0));
+            }
+        };
+    }
 }

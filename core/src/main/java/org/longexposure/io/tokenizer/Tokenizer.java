@@ -1,7 +1,6 @@
 package org.longexposure.io.tokenizer;
 
 import org.longexposure.io.InputFormatException;
-import org.longexposure.io.data.TokenEncoder;
 import java.nio.file.Files;
 import java.nio.file.Path;
 import java.util.Arrays;
@@ -239,40 +238,6 @@ public final class Tokenizer {
     /** The padding token's id (OPT 1; GPT-2 has none), if the tokenizer has one. */
     public OptionalInt padId() {
         return padId;
-    }
-
-    /**
-     * This tokenizer as the data pipeline's {@link TokenEncoder}: plain and default encoding, bos/eos as here (-1
-     * when absent), padding falling back to eos, then 0.
-     */
-    public TokenEncoder encoder() {
-        Tokenizer tok = this;
-        return new TokenEncoder() {
-            @Override
-            public int[] encode(String text) {
-                return tok.encode(text);
-            }
-
-            @Override
-            public int[] encodeDefault(String text) {
-                return tok.encodeWithSpecials(text);
-            }
-
-            @Override
-            public int bosId() {
-                return tok.bosId().orElse(-1);
-            }
-
-            @Override
-            public int eosId() {
-                return tok.eosId().orElse(-1);
-            }
-
-            @Override
-            public int padId() {
-                return tok.padId().orElse(tok.eosId().orElse(0));
-            }
-        };
     }
 
     /** The ids {@link #encodeWithSpecials} puts before the text (OPT {@code [2]}, GPT-2 none). */
