@@ -16,7 +16,8 @@
 //
 // Kernels:
 //  predict_block_mean_pool_bf16(pooled, counts, x, keyMask, B, T, C, block)
-//     grid (B·nB, ceil(C / 128)), block 128: one CTA per (sequence block, 128-column chunk), one thread per column.
+//     grid (B·nB, ceil(C / 256)), block 128: one CTA per (sequence block, 256-column chunk), one thread per two
+//     adjacent columns (one 4-byte load when C is even and x 4-byte aligned).
 //     pooled (B·nB, C) = the mean of the block's real rows of x (B·T, C), summed in double in ascending t, 0 for a
 //     block without real rows; counts (B·nB) = its real rows (written by the chunk-0 CTA).
 //  predict_tile_mass_bf16(mass, qt, kt, counts, gamma, B, nB, NH, R)
@@ -115,33 +116,50 @@ extern "C" __global__ void predict_block_mean_pool_bf16(bf16* pooled, int* count
     }
     int b = row / nB;
     int i = row % nB;
-    int e = blockIdx.y * blockDim.x + threadIdx.x;
+    int e = 2 * (blockIdx.y * blockDim.x + threadIdx.x);   // this thread's columns e and e + 1
+    // whole, 4-byte aligned pairs: one load for both columns
+    bool pair = C % 2 == 0 && (reinterpret_cast<unsigned long long>(x) & 3ull) == 0;
     int t0 = i * block;
     int t1 = min(T, t0 + block);
-    double sum = 0;
+    double sum0 = 0;
+    double sum1 = 0;
     int n = 0;
-    // POOL_UNROLL independent loads in flight per thread, then the additions in ascending t: the same sum as a
+    // POOL_UNROLL independent loads in flight per thread, then the additions in ascending t: the same sums as a
     // plain loop, without waiting on each load in turn.
     for (int tb = t0; tb < t1; tb += POOL_UNROLL) {
-        float v[POOL_UNROLL];
+        float v0[POOL_UNROLL];
+        float v1[POOL_UNROLL];
         int m[POOL_UNROLL];
 #pragma unroll
         for (int u = 0; u < POOL_UNROLL; u++) {
             int t = tb + u;
             long long tok = (long long) b * T + t;
             m[u] = t < t1 ? keyMask[tok] : 0;
-            v[u] = t < t1 && e < C ? __bfloat162float(x[tok * C + e]) : 0.f;
+            v0[u] = 0.f;
+            v1[u] = 0.f;
+            if (t < t1 && pair && e < C) {
+                __nv_bfloat162 two = *reinterpret_cast<const __nv_bfloat162*>(x + tok * C + e);
+                v0[u] = __low2float(two);
+                v1[u] = __high2float(two);
+            } else if (t < t1 && !pair) {
+                v0[u] = e < C ? __bfloat162float(x[tok * C + e]) : 0.f;
+                v1[u] = e + 1 < C ? __bfloat162float(x[tok * C + e + 1]) : 0.f;
+            }
         }
 #pragma unroll
         for (int u = 0; u < POOL_UNROLL; u++) {
             if (m[u] != 0) {
                 n++;
-                sum += (double) v[u];
+                sum0 += (double) v0[u];
+                sum1 += (double) v1[u];
             }
         }
     }
     if (e < C) {
-        pooled[(long long) row * C + e] = __double2bfloat16(n == 0 ? 0.0 : sum / n);
+        pooled[(long long) row * C + e] = __double2bfloat16(n == 0 ? 0.0 : sum0 / n);
+    }
+    if (e + 1 < C) {
+        pooled[(long long) row * C + e + 1] = __double2bfloat16(n == 0 ? 0.0 : sum1 / n);
     }
     if (blockIdx.y == 0 && threadIdx.x == 0) {
         counts[row] = n;

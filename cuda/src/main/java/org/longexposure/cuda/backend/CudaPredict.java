@@ -51,7 +51,7 @@ public final class CudaPredict implements PredictOps {
                               int block) {
         int c = checks.blockMeanPool(pooled, counts, x, keyMask, batchSize, seqLen, block);
         int gx = batchSize * ((seqLen + block - 1) / block);
-        int gy = (c + POOL_THREADS - 1) / POOL_THREADS;
+        int gy = (c + 2 * POOL_THREADS - 1) / (2 * POOL_THREADS);   // two columns per thread
         stream.launch(function("predict_block_mean_pool_bf16"), gx, gy, 1, POOL_THREADS, 1, 1, 0,
                 KernelArgs.of(pooled, counts, x, keyMask, batchSize, seqLen, c, block));
     }

@@ -177,6 +177,34 @@ class CudaPredictDeviceTest extends DeviceTestBase {
     }
 
     @Test
+    void poolingReadsAnInputAtAnOddElementOffset() {
+        SplittableRandom r = new SplittableRandom(27);
+        int bsz = 2;
+        int t = 9;
+        int c = 10;
+        int block = 4;
+        int nB = 3;
+        float[] x = randomBf16(r, bsz * t * c + 1, -3, 3);
+        int[] mask = paddedMask(bsz, t);
+        long n = (long) bsz * t * c;
+        // one leading element: the input starts 2 bytes past a 4-byte boundary, so pairs cannot be loaded whole
+        Tensor xg = tensor(gpu, DType.BF16, x, n + 1).slice(1, n).view((long) bsz * t, c);
+        Tensor xc = tensor(cpu, DType.F32, x, n + 1).slice(1, n).view((long) bsz * t, c);
+        Tensor pc = cpu.allocate(DType.F32, (long) bsz * nB, c);
+        Tensor cc = cpu.allocate(DType.I32, (long) bsz * nB);
+        cpu.predict().blockMeanPool(pc, cc, xc, ints(cpu, mask), bsz, t, block);
+        Tensor pg = gpu.allocate(DType.BF16, (long) bsz * nB, c);
+        Tensor cg = gpu.allocate(DType.I32, (long) bsz * nB);
+        gpu.predict().blockMeanPool(pg, cg, xg, ints(gpu, mask), bsz, t, block);
+        float[] expect = floats(cpu, pc);
+        double[] delta = new double[expect.length];
+        for (int i = 0; i < expect.length; i++) {
+            delta[i] = 0x1.0p-24 * Math.abs(expect[i]) + 1e-30;
+        }
+        assertBf16Within("pool at an odd offset", floats(gpu, pg), expect, delta);
+    }
+
+    @Test
     void tileSelectionEqualsTheCpuExactly() {
         SplittableRandom r = new SplittableRandom(23);
         for (int[] dims : new int[][] {{5, 4096, 64}, {3, 150, 16}, {2, 7, 64}}) {
