@@ -25,8 +25,8 @@
 //     threads over key blocks compute the logits γ_h·(q̃·k̃) + log n_kb, thread 0 takes the max and the sum of the
 //     exponentials in ascending kb, every thread adds its p̂ to the row's running Σ_b. mass (NH, nB, nB).
 //  predict_neuron_block_chunk_sums_bf16(partial, z, keyMask, N, tokenBlock, ffn, BN, nb, chunks)
-//     grid (nTB·chunks, ceil(nb / 64)), block 64, chunks = ceil(tokenBlock / 64): one thread per (token block,
-//     64-row chunk, neuron block) sums clamp(z, 0, w_j) over the chunk's real rows in ascending order, in double;
+//     grid (nTB·chunks, ceil(nb / 64)), block 64, chunks = ceil(tokenBlock / 16): one thread per (token block,
+//     16-row chunk, neuron block) sums clamp(z, 0, w_j) over the chunk's real rows in ascending order, in double;
 //     w_j = min(BN, ffn − j·BN). partial (nTB·chunks, nb), in the predictor's scratch.
 //  predict_neuron_block_scores_sum(scores, partial, nTB, chunks, nb)
 //     grid (nTB, ceil(nb / 256)), block 256: scores (nTB, nb) = the chunk sums added in ascending chunk order, the
@@ -50,7 +50,7 @@ namespace {
 
 constexpr int SCAN_THREADS = 1024;
 constexpr int POOL_UNROLL = 8;
-constexpr int SCORE_CHUNK = 64;   // rows per partial sum of the neuron-block scores (PredictOps.SCORE_CHUNK)
+constexpr int SCORE_CHUNK = 16;   // rows per partial sum of the neuron-block scores (PredictOps.SCORE_CHUNK)
 
 // The selection rule on v[0..n) (shared memory), called by every thread of the CTA. `order` is n ints of shared
 // memory; keep[i] is set for the chosen candidates (flags already set are the forced ones and stay); `limit` is the

@@ -79,7 +79,7 @@ public interface PredictOps {
     void selectTiles(BlockLayout layout, Tensor mass, double coverage, double maxRowFraction);
 
     /** Rows per partial sum of {@link #neuronBlockScores}. */
-    int SCORE_CHUNK = 64;
+    int SCORE_CHUNK = 16;
 
     /**
      * The MLP predictor's scores per token block (overwrite): scores[R][j] = Σ over the real rows t of token block
