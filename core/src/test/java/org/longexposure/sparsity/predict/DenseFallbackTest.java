@@ -2,6 +2,8 @@ package org.longexposure.sparsity.predict;
 
 import static org.assertj.core.api.Assertions.assertThat;
 import static org.assertj.core.api.Assertions.assertThatThrownBy;
+import static org.longexposure.sparsity.predict.OnlineFixtures.batch;
+import static org.longexposure.sparsity.predict.OnlineFixtures.model;
 
 import com.fasterxml.jackson.databind.ObjectMapper;
 import com.fasterxml.jackson.databind.node.ObjectNode;
@@ -30,22 +32,6 @@ import org.longexposure.tensor.Tensor;
  */
 class DenseFallbackTest {
     private static final ObjectMapper JSON = new ObjectMapper();
-
-    private static Path model() throws Exception {
-        return Path.of(DenseFallbackTest.class.getResource("/fixtures/opt-preln/meta.json").toURI()).getParent()
-                .resolve("model");
-    }
-
-    private static Batch batch(SplittableRandom rng, int b, int t, int vocab) {
-        int[] ids = new int[b * t];
-        int[] mask = new int[b * t];
-        for (int i = 0; i < ids.length; i++) {
-            boolean real = i % t < t - 3 * (i / t);
-            ids[i] = real ? 3 + rng.nextInt(vocab - 3) : 1;
-            mask[i] = real ? 1 : 0;
-        }
-        return new Batch(b, t, ids, mask, ids.clone());
-    }
 
     @Test
     void refreshDecisionsRoundTripAndAreHonouredWhenLoaded(@TempDir Path tmp) throws Exception {

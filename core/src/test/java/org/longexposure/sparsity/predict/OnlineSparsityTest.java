@@ -2,9 +2,9 @@ package org.longexposure.sparsity.predict;
 
 import static org.assertj.core.api.Assertions.assertThat;
 import static org.assertj.core.api.Assertions.assertThatThrownBy;
+import static org.longexposure.sparsity.predict.OnlineFixtures.batch;
+import static org.longexposure.sparsity.predict.OnlineFixtures.model;
 
-import java.net.URISyntaxException;
-import java.nio.file.Path;
 import java.util.List;
 import java.util.SplittableRandom;
 import org.junit.jupiter.api.Test;
@@ -31,22 +31,6 @@ import org.longexposure.peft.lora.Lora;
  */
 class OnlineSparsityTest {
     private static final PredictorFit.Config CFG = new PredictorFit.Config(5, 3, 0.9, 16, 7, 0.95);
-
-    private static Path model() throws URISyntaxException {
-        return Path.of(OnlineSparsityTest.class.getResource("/fixtures/opt-preln/meta.json").toURI()).getParent()
-                .resolve("model");
-    }
-
-    private static Batch batch(SplittableRandom rng, int b, int t, int vocab) {
-        int[] ids = new int[b * t];
-        int[] mask = new int[b * t];
-        for (int i = 0; i < ids.length; i++) {
-            boolean real = i % t < t - 3 * (i / t);
-            ids[i] = real ? 3 + rng.nextInt(vocab - 3) : 1;
-            mask[i] = real ? 1 : 0;
-        }
-        return new Batch(b, t, ids, mask, ids.clone());
-    }
 
     @Test
     void aRefreshAfterQChangesRecoversRecallOnHeldOutData() throws Exception {
