@@ -34,24 +34,62 @@ final class Linalg {
                 }
             }
         }
+        // Both triangular solves row by row over all m right-hand sides at once (contiguous rows of X); each
+        // element subtracts its terms in the order of a per-column solve (k ascending), so the result is the same.
         double[] x = b.clone();
-        for (int col = 0; col < m; col++) {
-            for (int i = 0; i < d; i++) {           // L·y = b
-                double s = x[i * m + col];
-                for (int k = 0; k < i; k++) {
-                    s -= l[i * d + k] * x[k * m + col];
-                }
-                x[i * m + col] = s / l[i * d + i];
-            }
-            for (int i = d - 1; i >= 0; i--) {      // Lᵀ·x = y
-                double s = x[i * m + col];
-                for (int k = i + 1; k < d; k++) {
-                    s -= l[k * d + i] * x[k * m + col];
-                }
-                x[i * m + col] = s / l[i * d + i];
-            }
+        double[] s = new double[m];
+        for (int i = 0; i < d; i++) {               // L·Y = B: y_i = (b_i − Σ_{k<i} l_ik·y_k) / l_ii
+            System.arraycopy(x, i * m, s, 0, m);
+            subtractRows(s, x, l, i * d, 1, 0, i, m);
+            divideInto(x, i * m, s, l[i * d + i]);
+        }
+        for (int i = d - 1; i >= 0; i--) {          // Lᵀ·X = Y: x_i = (y_i − Σ_{k>i} l_ki·x_k) / l_ii
+            System.arraycopy(x, i * m, s, 0, m);
+            subtractRows(s, x, l, (i + 1) * d + i, d, i + 1, d, m);
+            divideInto(x, i * m, s, l[i * d + i]);
         }
         return x;
+    }
+
+    /**
+     * s −= Σ_{k = k0}^{k1−1} coef_k · x_k, the rows x_k of x (rows of m) in ascending k, one rounding per term
+     * (coef_k = l[c0 + (k − k0)·cStride]); four rows per pass over s, each element still subtracting them in order.
+     */
+    private static void subtractRows(double[] s, double[] x, double[] l, int c0, int cStride, int k0, int k1,
+                                     int m) {
+        int k = k0;
+        int ci = c0;
+        for (; k + 4 <= k1; k += 4, ci += 4 * cStride) {
+            double l0 = l[ci];
+            double l1 = l[ci + cStride];
+            double l2 = l[ci + 2 * cStride];
+            double l3 = l[ci + 3 * cStride];
+            int o0 = k * m;
+            int o1 = o0 + m;
+            int o2 = o1 + m;
+            int o3 = o2 + m;
+            for (int col = 0; col < m; col++) {
+                double v = s[col];
+                v -= l0 * x[o0 + col];
+                v -= l1 * x[o1 + col];
+                v -= l2 * x[o2 + col];
+                v -= l3 * x[o3 + col];
+                s[col] = v;
+            }
+        }
+        for (; k < k1; k++, ci += cStride) {
+            double lk = l[ci];
+            int o = k * m;
+            for (int col = 0; col < m; col++) {
+                s[col] -= lk * x[o + col];
+            }
+        }
+    }
+
+    private static void divideInto(double[] x, int off, double[] s, double div) {
+        for (int col = 0; col < s.length; col++) {
+            x[off + col] = s[col] / div;
+        }
     }
 
     /**

@@ -316,33 +316,89 @@ public final class PredictorFit {
         return AttentionPredictor.fromAffineMaps(aq, ak, c, numHeads, rank, block);
     }
 
-    /** FᵀF += over real rows (when xtx is not null) and FᵀY += with F = [x, 1] (rows, C+1), Y (rows, m). */
+    /** Output rows, output columns and tokens per tile of {@link #accumulate}'s products. */
+    private static final int TILE_I = 16;
+    private static final int TILE_J = 256;
+    private static final int TILE_T = 128;
+
+    /**
+     * FᵀF += over real rows (when xtx is not null, upper triangle) and FᵀY += with F = [x, 1] (rows, C+1), Y (rows,
+     * m), rows = the tokens whose mask is set, x (tokens, C) and y (tokens, m) row-major. Each output element adds
+     * its per-token products in token order, one rounding each (the order of a per-token rank-one update, so the
+     * result does not depend on the tiling); the products run in (16 rows × 256 columns × 128 tokens) tiles so that
+     * an output row segment and the token rows it reads stay in cache, where per-token rank-one updates streamed
+     * the whole (C+1)² matrix through memory for every token.
+     */
     static void accumulate(double[] xtx, double[] xty, float[] x, float[] y, int[] mask, int c, int m) {
         int d = c + 1;
-        double[] f = new double[d];
-        for (int t = 0; t < mask.length; t++) {
+        int n = 0;
+        for (int v : mask) {
+            n += v != 0 ? 1 : 0;
+        }
+        int[] rows = new int[n];
+        // F (n, D): the real tokens' [x, 1] in token order, kept in float (x is float; 1 is exact) so that the
+        // products' loops read a float array while they update a double one (no possible aliasing: vectorised)
+        float[] f = new float[n * d];
+        for (int t = 0, r = 0; t < mask.length; t++) {
             if (mask[t] == 0) {
                 continue;
             }
+            rows[r] = t;
             for (int e = 0; e < c; e++) {
-                f[e] = x[t * c + e];
+                f[r * d + e] = x[t * c + e];
             }
-            f[c] = 1;
-            if (xtx != null) {
-                for (int i = 0; i < d; i++) {
-                    double fi = f[i];
-                    int row = i * d;
-                    for (int j = i; j < d; j++) {   // upper triangle; symmetrize() mirrors it
-                        xtx[row + j] += fi * f[j];
+            f[r * d + c] = 1;
+            r++;
+        }
+        if (xtx != null) {
+            gramUpper(xtx, f, n, d);
+        }
+        cross(xty, f, y, rows, d, m);
+    }
+
+    /** xtx (D, D) upper triangle += FᵀF, F (n, D); per element the tokens in order. */
+    private static void gramUpper(double[] xtx, float[] f, int n, int d) {
+        for (int i0 = 0; i0 < d; i0 += TILE_I) {
+            int i1 = Math.min(i0 + TILE_I, d);
+            for (int j0 = i0 - i0 % TILE_J; j0 < d; j0 += TILE_J) {
+                int j1 = Math.min(j0 + TILE_J, d);
+                for (int t0 = 0; t0 < n; t0 += TILE_T) {
+                    int t1 = Math.min(t0 + TILE_T, n);
+                    for (int i = i0; i < i1; i++) {
+                        int js = Math.max(j0, i);
+                        int row = i * d;
+                        for (int t = t0; t < t1; t++) {
+                            double fi = f[t * d + i];
+                            int fo = t * d;   // fi · f[..]: the float widened, as in a double rank-one update
+                            for (int j = js; j < j1; j++) {
+                                xtx[row + j] += fi * f[fo + j];
+                            }
+                        }
                     }
                 }
             }
-            for (int i = 0; i < d; i++) {
-                double fi = f[i];
-                int row = i * m;
-                int yOff = t * m;
-                for (int j = 0; j < m; j++) {
-                    xty[row + j] += fi * y[yOff + j];
+        }
+    }
+
+    /** xty (D, m) += Fᵀ·Y[rows], F (n, D), y (tokens, m) float; per element the tokens in order. */
+    private static void cross(double[] xty, float[] f, float[] y, int[] rows, int d, int m) {
+        int n = rows.length;
+        for (int i0 = 0; i0 < d; i0 += TILE_I) {
+            int i1 = Math.min(i0 + TILE_I, d);
+            for (int j0 = 0; j0 < m; j0 += TILE_J) {
+                int j1 = Math.min(j0 + TILE_J, m);
+                for (int t0 = 0; t0 < n; t0 += TILE_T) {
+                    int t1 = Math.min(t0 + TILE_T, n);
+                    for (int i = i0; i < i1; i++) {
+                        int row = i * m;
+                        for (int t = t0; t < t1; t++) {
+                            double fi = f[t * d + i];
+                            int yo = rows[t] * m;
+                            for (int j = j0; j < j1; j++) {
+                                xty[row + j] += fi * y[yo + j];
+                            }
+                        }
+                    }
                 }
             }
         }

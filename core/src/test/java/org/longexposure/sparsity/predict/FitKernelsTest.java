@@ -1,0 +1,132 @@
+package org.longexposure.sparsity.predict;
+
+import static org.assertj.core.api.Assertions.assertThat;
+
+import java.util.SplittableRandom;
+import org.junit.jupiter.api.Test;
+
+/**
+ * The predictor fit's two hot loops against their plain forms, bit for bit: the tiled {@code FᵀF} / {@code FᵀY}
+ * accumulation against a per-token rank-one update (each element's products added in token order), and the
+ * row-wise triangular solves of the ridge solve against a column-by-column solve. Sizes straddle the tiles (D > 256,
+ * more than 128 real tokens, m > 256, a partial last tile) and the mask leaves out scattered tokens.
+ */
+class FitKernelsTest {
+    @Test
+    void tiledAccumulationEqualsPerTokenRankOneUpdates() {
+        SplittableRandom rng = new SplittableRandom(11);
+        int c = 300;
+        int m = 270;
+        int tokens = 301;
+        float[] x = new float[tokens * c];
+        float[] y = new float[tokens * m];
+        for (int i = 0; i < x.length; i++) {
+            x[i] = (float) rng.nextDouble(-3, 3);
+        }
+        for (int i = 0; i < y.length; i++) {
+            y[i] = (float) rng.nextDouble(-3, 3);
+        }
+        int[] mask = new int[tokens];
+        for (int t = 0; t < tokens; t++) {
+            mask[t] = rng.nextDouble() < 0.8 ? 1 : 0;
+        }
+        int d = c + 1;
+        double[] xtx = new double[d * d];
+        double[] xty = new double[d * m];
+        double[] refXtx = new double[d * d];
+        double[] refXty = new double[d * m];
+        for (int i = 0; i < xtx.length; i++) {      // accumulate onto earlier sums, as over micro-batches
+            xtx[i] = refXtx[i] = rng.nextDouble(-1, 1);
+        }
+        for (int i = 0; i < xty.length; i++) {
+            xty[i] = refXty[i] = rng.nextDouble(-1, 1);
+        }
+        PredictorFit.accumulate(xtx, xty, x, y, mask, c, m);
+        double[] f = new double[d];
+        for (int t = 0; t < tokens; t++) {
+            if (mask[t] == 0) {
+                continue;
+            }
+            for (int e = 0; e < c; e++) {
+                f[e] = x[t * c + e];
+            }
+            f[c] = 1;
+            for (int i = 0; i < d; i++) {
+                for (int j = i; j < d; j++) {
+                    refXtx[i * d + j] += f[i] * f[j];
+                }
+                for (int j = 0; j < m; j++) {
+                    refXty[i * m + j] += f[i] * y[t * m + j];
+                }
+            }
+        }
+        assertThat(xtx).containsExactly(refXtx);
+        assertThat(xty).containsExactly(refXty);
+
+        double[] onlyY = refXty.clone();
+        double[] before = refXty.clone();
+        PredictorFit.accumulate(null, onlyY, x, y, new int[tokens], c, m);   // no real token: nothing added
+        assertThat(onlyY).containsExactly(before);
+    }
+
+    @Test
+    void rowWiseRidgeSolveEqualsColumnWiseSolve() {
+        SplittableRandom rng = new SplittableRandom(12);
+        int d = 45;
+        int m = 37;
+        int rows = 60;
+        double[] g = new double[rows * d];
+        for (int i = 0; i < g.length; i++) {
+            g[i] = rng.nextDouble(-1, 1);
+        }
+        double[] a = new double[d * d];
+        for (int i = 0; i < d; i++) {
+            for (int j = 0; j < d; j++) {
+                for (int r = 0; r < rows; r++) {
+                    a[i * d + j] += g[r * d + i] * g[r * d + j];
+                }
+            }
+        }
+        double[] b = new double[d * m];
+        for (int i = 0; i < b.length; i++) {
+            b[i] = rng.nextDouble(-2, 2);
+        }
+        double lambda = 1e-3;
+        double[] x = Linalg.ridgeSolve(a, b, d, m, lambda);
+
+        // the same Cholesky factor, then one right-hand side at a time
+        double trace = 0;
+        for (int i = 0; i < d; i++) {
+            trace += a[i * d + i];
+        }
+        double ridge = lambda * Math.max(trace / d, 1e-30);
+        double[] l = new double[d * d];
+        for (int i = 0; i < d; i++) {
+            for (int j = 0; j <= i; j++) {
+                double s = a[i * d + j] + (i == j ? ridge : 0);
+                for (int k = 0; k < j; k++) {
+                    s -= l[i * d + k] * l[j * d + k];
+                }
+                l[i * d + j] = i == j ? Math.sqrt(Math.max(s, ridge * 1e-6)) : s / l[j * d + j];
+            }
+        }
+        double[] ref = b.clone();
+        for (int col = 0; col < m; col++) {
+            for (int i = 0; i < d; i++) {
+                double s = ref[i * m + col];
+                for (int k = 0; k < i; k++) {
+                    s -= l[i * d + k] * ref[k * m + col];
+                }
+                ref[i * m + col] = s / l[i * d + i];
+            }
+            for (int i = d - 1; i >= 0; i--) {
+                double s = ref[i * m + col];
+                for (int k = i + 1; k < d; k++) {
+                    s -= l[k * d + i] * ref[k * m + col];
+                }
+                ref[i * m + col] = s / l[i * d + i];
+            }
+        }
+        assertThat(x).containsExactly(ref);
+    }
+}
