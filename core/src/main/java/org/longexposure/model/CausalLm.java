@@ -45,6 +45,20 @@ public interface CausalLm extends AutoCloseable {
         }
     }
 
+    /**
+     * Layer {@code layer}'s query projection: the {@link Linear} that maps {@link LayerActivations#attnIn} to
+     * {@link LayerActivations#q} (and {@link #keyProjection} to k); {@code null} when the model computes them some
+     * other way (e.g. one fused product), in which case callers learn the map from activations.
+     */
+    default Linear queryProjection(int layer) {
+        return null;
+    }
+
+    /** Layer {@code layer}'s key projection, as {@link #queryProjection}. */
+    default Linear keyProjection(int layer) {
+        return null;
+    }
+
     @Override
     void close();
 }

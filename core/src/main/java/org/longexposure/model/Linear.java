@@ -1,6 +1,7 @@
 package org.longexposure.model;
 
 import org.longexposure.backend.Backend;
+import org.longexposure.backend.Tensors;
 import org.longexposure.tensor.Tensor;
 
 /**
@@ -83,5 +84,37 @@ public final class Linear {
         if (dInp != null) {
             be.linear().linearBackwardInput(dInp, dOut, weight, 1f, true); // dInp += dOut·W
         }
+    }
+
+    /**
+     * The layer's current map {@code x ↦ x·W_effᵀ + b} as one (K+1, N) float64 matrix, row-major: rows 0..K−1 hold
+     * {@code W_effᵀ} ({@code W + ΔW} of a linear adapter, see {@link LinearAdapter#linearDelta}), row K the bias (0
+     * without one). {@code null} when the plugged adapter's delta is not linear. Reads the weights back from the
+     * backend (one synchronising copy each).
+     */
+    public double[] affineMap(Backend be) {
+        int k = inFeatures();
+        int n = outFeatures();
+        double[] delta = null;
+        if (adapter != null) {
+            delta = adapter.linearDelta(be);
+            if (delta == null) {
+                return null;
+            }
+        }
+        float[] w = Tensors.toFloats(be, weight);   // (N, K)
+        double[] map = new double[(k + 1) * n];
+        for (int o = 0; o < n; o++) {
+            for (int e = 0; e < k; e++) {
+                map[e * n + o] = w[o * k + e] + (delta == null ? 0 : delta[o * k + e]);
+            }
+        }
+        if (bias != null) {
+            float[] bv = Tensors.toFloats(be, bias);
+            for (int o = 0; o < n; o++) {
+                map[k * n + o] = bv[o];
+            }
+        }
+        return map;
     }
 }

@@ -30,4 +30,14 @@ public interface LinearAdapter {
      * @param inp  (M, K) the forward's input
      */
     void backward(Backend backend, Tensor dInp, Tensor dOut, Tensor inp, boolean accumulate);
+
+    /**
+     * The adapter's delta as a linear map when it is one: ΔW (N, K) row-major in float64 with {@code delta(x) =
+     * x·ΔWᵀ} for the evaluation forward (no dropout), or {@code null} when the delta is not linear in the input.
+     * Lets a caller that needs the layer's current map (the attention predictors, section 3 of the design note)
+     * read it from the parameters instead of regressing it from activations.
+     */
+    default double[] linearDelta(Backend backend) {
+        return null;
+    }
 }

@@ -108,6 +108,16 @@ public final class OptModel implements CausalLm {
     }
 
     @Override
+    public Linear queryProjection(int layer) {
+        return w.layers.get(layer).q;
+    }
+
+    @Override
+    public Linear keyProjection(int layer) {
+        return w.layers.get(layer).k;
+    }
+
+    @Override
     public void sparsity(SparsityPlan plan) {
         this.plan = plan == null ? SparsityPlan.DENSE : plan;
     }

@@ -1,6 +1,7 @@
 package org.longexposure.peft.lora;
 
 import org.longexposure.backend.Backend;
+import org.longexposure.backend.Tensors;
 import org.longexposure.model.Linear;
 import org.longexposure.model.LinearAdapter;
 import org.longexposure.tensor.DType;
@@ -118,5 +119,26 @@ public final class LoraLayer implements LinearAdapter {
         } else {
             be.linear().linearBackwardInput(dInp, ldXa, a, 1f, accumulate); // dX (+)= dXa·A
         }
+    }
+
+    /** ΔW = scaling·B·A (N, K), formed on the host in float64 from the current A and B. */
+    @Override
+    public double[] linearDelta(Backend be) {
+        int k = base.inFeatures();
+        int n = base.outFeatures();
+        float[] av = Tensors.toFloats(be, a);   // (R, K)
+        float[] bv = Tensors.toFloats(be, b);   // (N, R)
+        double[] delta = new double[n * k];
+        for (int o = 0; o < n; o++) {
+            for (int r = 0; r < rank; r++) {
+                double coef = (double) scaling * bv[o * rank + r];
+                int ao = r * k;
+                int dOff = o * k;
+                for (int e = 0; e < k; e++) {
+                    delta[dOff + e] += coef * av[ao + e];
+                }
+            }
+        }
+        return delta;
     }
 }

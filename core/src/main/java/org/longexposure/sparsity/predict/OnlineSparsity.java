@@ -157,6 +157,7 @@ public final class OnlineSparsity implements SparsityPlan {
     }
 
     private final Backend be;
+    private final CausalLm lm;                  // read at refreshes: its current q and k maps
     private final ModelConfig mc;
     private final Settings settings;
     private final List<AttentionPredictor> attn;
@@ -183,6 +184,7 @@ public final class OnlineSparsity implements SparsityPlan {
 
     private OnlineSparsity(Backend be, CausalLm lm, Predictors predictors, Settings settings, CalibrationPool pool) {
         this.be = be;
+        this.lm = lm;
         this.mc = lm.config();
         this.settings = settings;
         if (predictors.numLayers() != mc.numLayers()) {
@@ -480,12 +482,17 @@ public final class OnlineSparsity implements SparsityPlan {
             if (auto) {
                 pool.observeAttention(l, aStale[l]);
             }
-            double[] xtx = new double[d * d];
-            double[] xtq = new double[d * c];
-            double[] xtk = new double[d * c];
-            PredictorFit.accumulate(xtx, xtq, a.attnIn(), a.q(), mask, c, c);
-            PredictorFit.accumulate(null, xtk, a.attnIn(), a.k(), mask, c, c);
-            AttentionPredictor p = PredictorFit.fitAttention(xtx, xtq, xtk, c, old.numHeads, old.rank, old.block);
+            // the current q and k maps from the parameters where the model exposes them, else fitted to this
+            // micro-batch's activations
+            AttentionPredictor p = PredictorFit.attentionFromWeights(be, lm, l, old.rank, old.block);
+            if (p == null) {
+                double[] xtx = new double[d * d];
+                double[] xtq = new double[d * c];
+                double[] xtk = new double[d * c];
+                PredictorFit.accumulate(xtx, xtq, a.attnIn(), a.q(), mask, c, c);
+                PredictorFit.accumulate(null, xtk, a.attnIn(), a.k(), mask, c, c);
+                p = PredictorFit.fitAttention(xtx, xtq, xtk, c, old.numHeads, old.rank, old.block);
+            }
             AttentionPredictor.Pooled pooled = p.pool(a.attnIn(), mask, bsz, t);
             AttentionPredictor.Scores sc = p.scores(pooled);
             p.fitTemperature(Collections.singletonList(sc), Collections.singletonList(mass));

@@ -12,6 +12,7 @@ import org.longexposure.io.data.Batch;
 import org.longexposure.model.CausalLm;
 import org.longexposure.model.ForwardState;
 import org.longexposure.model.LayerActivations;
+import org.longexposure.model.Linear;
 import org.longexposure.model.ModelConfig;
 import org.longexposure.model.SparsityPlan;
 import org.longexposure.sparsity.exposer.TileMass;
@@ -154,9 +155,19 @@ public final class PredictorFit {
         int d = c + 1;
         boolean relu = mc.activation() == Activation.RELU;
         int nb = (mc.ffnDim() + cfg.neuronBlock() - 1) / cfg.neuronBlock();
-        double[][] xtxA = new double[layers][d * d];
-        double[][] xtq = new double[layers][d * c];
-        double[][] xtk = new double[layers][d * c];
+        // Attention maps read from the model where it exposes them; learned from activations elsewhere.
+        AttentionPredictor[] exact = new AttentionPredictor[layers];
+        double[][] xtxA = new double[layers][];
+        double[][] xtq = new double[layers][];
+        double[][] xtk = new double[layers][];
+        for (int l = 0; l < layers; l++) {
+            exact[l] = attentionFromWeights(be, lm, l, cfg.rank(), cfg.attnBlock());
+            if (exact[l] == null) {
+                xtxA[l] = new double[d * d];
+                xtq[l] = new double[d * c];
+                xtk[l] = new double[d * c];
+            }
+        }
         double[][] xtxM = new double[layers][relu ? d * d : 0];
         double[][] xty = new double[layers][relu ? d * nb : 0];
         for (Batch b : train) {
@@ -164,8 +175,10 @@ public final class PredictorFit {
             int[] mask = b.attentionMask();
             for (int l = 0; l < layers; l++) {
                 Layer a = Layer.read(be, st.layer(l), relu);
-                accumulate(xtxA[l], xtq[l], a.attnIn(), a.q(), mask, c, c);
-                accumulate(null, xtk[l], a.attnIn(), a.k(), mask, c, c);
+                if (exact[l] == null) {
+                    accumulate(xtxA[l], xtq[l], a.attnIn(), a.q(), mask, c, c);
+                    accumulate(null, xtk[l], a.attnIn(), a.k(), mask, c, c);
+                }
                 if (relu) {
                     double[][] act = GroundTruth.tokenActivity(a.h(), mask, mask.length, mc.ffnDim(),
                             cfg.neuronBlock());
@@ -182,7 +195,8 @@ public final class PredictorFit {
         List<AttentionPredictor> attn = new ArrayList<>();
         List<MlpPredictor> mlp = new ArrayList<>();
         for (int l = 0; l < layers; l++) {
-            attn.add(fitAttention(xtxA[l], xtq[l], xtk[l], c, mc.numHeads(), cfg.rank(), cfg.attnBlock()));
+            attn.add(exact[l] != null ? exact[l]
+                    : fitAttention(xtxA[l], xtq[l], xtk[l], c, mc.numHeads(), cfg.rank(), cfg.attnBlock()));
             if (relu) {
                 symmetrize(xtxM[l], d);
                 double[] wm = Linalg.ridgeSolve(xtxM[l], xty[l], d, nb, RIDGE);
@@ -304,6 +318,27 @@ public final class PredictorFit {
             }
         }
         return 1;
+    }
+
+    /**
+     * Layer {@code layer}'s attention predictor of rank R built from the model's current query and key maps
+     * ({@link CausalLm#queryProjection}, {@link Linear#affineMap}: frozen weight, linear adapter delta and bias),
+     * the maps a least-squares fit of q and k on the layer input would recover (q and k are exactly affine in it);
+     * {@code null} when the model or the adapter does not expose them, and the caller fits from activations.
+     */
+    static AttentionPredictor attentionFromWeights(Backend be, CausalLm lm, int layer, int rank, int block) {
+        Linear q = lm.queryProjection(layer);
+        Linear k = lm.keyProjection(layer);
+        if (q == null || k == null) {
+            return null;
+        }
+        double[] aq = q.affineMap(be);
+        double[] ak = aq == null ? null : k.affineMap(be);
+        if (ak == null) {
+            return null;
+        }
+        ModelConfig mc = lm.config();
+        return AttentionPredictor.fromAffineMaps(aq, ak, mc.hiddenSize(), mc.numHeads(), rank, block);
     }
 
     /** The attention predictor of rank R fitted to the statistics FᵀF (D, D, upper triangle), Fᵀq, Fᵀk (D, C). */

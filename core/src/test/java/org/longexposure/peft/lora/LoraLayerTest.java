@@ -85,6 +85,55 @@ class LoraLayerTest {
         }
     }
 
+    /**
+     * The layer's map read from its parameters ({@link Linear#affineMap}: W + s·B·A, then the bias row) against the
+     * float64 composition applied to inputs (no dropout, as in an evaluation forward); without an adapter it is W
+     * and b alone.
+     */
+    @ParameterizedTest
+    @CsvSource({"6,13,11,3", "5,8,9,1"})
+    void affineMapIsTheLayersMap(int m, int n, int k, int r) {
+        Rng rng = new Rng(7L * n + k + 1000L * r);
+        float s = 0.8f;
+        float[] x = rng.normalFloats(m * k);
+        float[] w = rng.normalFloats(n * k);
+        float[] bias = rng.normalFloats(n);
+        float[] a = rng.normalFloats(r * k);
+        float[] b = rng.normalFloats(n * r);
+        try (CpuBackend be = new CpuBackend(2)) {
+            Linear plain = new Linear("layers.0.k_proj", t(be, w, n, k), null);
+            assertMapApplies(plain.affineMap(be), x, m, n, k, Rng.toDouble(w), null, null, null, 0, 0);
+            Linear lin = new Linear("layers.0.q_proj", t(be, w, n, k), t(be, bias, n));
+            lin.plug(new LoraLayer(lin, r, s, 0.3f, 5, t(be, a, r, k), t(be, b, n, r), be.allocate(DType.F32, r, k),
+                    be.allocate(DType.F32, n, r)));
+            assertMapApplies(lin.affineMap(be), x, m, n, k, Rng.toDouble(w), Rng.toDouble(bias), Rng.toDouble(a),
+                    Rng.toDouble(b), s, r);
+        }
+    }
+
+    private static void assertMapApplies(double[] map, float[] x, int m, int n, int k, double[] w, double[] bias,
+                                         double[] a, double[] b, float s, int r) {
+        double[] xd = Rng.toDouble(x);
+        double[] yRef = new double[m * n];
+        RefLinear.forward(yRef, xd, w, bias, m, n, k);
+        if (a != null) {
+            double[] xa = new double[m * r];
+            RefLinear.forward(xa, xd, a, null, m, r, k);
+            RefLinear.forwardAccumulate(yRef, xa, b, s, m, n, r);
+        }
+        float[] y = new float[m * n];
+        for (int i = 0; i < m; i++) {
+            for (int o = 0; o < n; o++) {
+                double v = map[k * n + o];
+                for (int e = 0; e < k; e++) {
+                    v += xd[i * k + e] * map[e * n + o];
+                }
+                y[i * n + o] = (float) v;
+            }
+        }
+        TensorAssert.assertClose("linear", FORWARD, y, yRef, m, n);
+    }
+
     private static Tensor t(CpuBackend be, float[] v, long... dims) {
         return be.allocate(DType.F32, dims).copyFrom(v);
     }

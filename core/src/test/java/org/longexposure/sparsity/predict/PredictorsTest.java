@@ -19,6 +19,10 @@ import org.longexposure.model.Architecture;
 import org.longexposure.model.CausalLm;
 import org.longexposure.model.ForwardState;
 import org.longexposure.model.LayerActivations;
+import org.longexposure.model.ModelConfig;
+import org.longexposure.peft.LoraConfig;
+import org.longexposure.peft.TrainableParams;
+import org.longexposure.peft.lora.Lora;
 import org.longexposure.tensor.Tensor;
 
 /**
@@ -201,6 +205,74 @@ class PredictorsTest {
             out[j] = t.getInt((long) i * per + j);
         }
         return out;
+    }
+
+    /**
+     * The attention predictor built from the model's parameters (frozen q/k weights, LoRA deltas with a non-zero B,
+     * biases) against one least-squares fit of q and k on the same model's activations: at full rank both are the
+     * layer's exact bilinear form on the data, so their tile scores agree (to the fit's relative ridge of 1e-4).
+     */
+    @Test
+    void attentionPredictorFromWeightsMatchesTheFitToActivations() throws Exception {
+        Path dir = fixture();
+        List<Batch> train = batches(dir);
+        try (CpuBackend be = new CpuBackend(2); CausalLm lm = Architecture.load(dir.resolve("model"), be)) {
+            TrainableParams params = new TrainableParams();
+            Lora.apply(lm, new LoraConfig(2, 4f, 0f, List.of("q_proj", "k_proj"), false), be, params, 3);
+            SplittableRandom rng = new SplittableRandom(4);
+            for (TrainableParams.Param prm : params.all()) {
+                float[] v = new float[Math.toIntExact(prm.value().numel())];
+                for (int i = 0; i < v.length; i++) {
+                    v[i] = (float) rng.nextDouble(-0.5, 0.5);
+                }
+                prm.value().copyFrom(v);
+            }
+            ModelConfig mc = lm.config();
+            int c = mc.hiddenSize();
+            int d = c + 1;
+            int hs = mc.headSize();
+            Batch probe = train.get(0);
+            ForwardState st = lm.allocate(probe.batchSize(), probe.seqLen());
+            for (int l = 0; l < mc.numLayers(); l++) {
+                double[] xtx = new double[d * d];
+                double[] xtq = new double[d * c];
+                double[] xtk = new double[d * c];
+                for (Batch b : train) {
+                    lm.forward(st, b, false);
+                    LayerActivations a = st.layer(l);
+                    float[] x = Tensors.toFloats(be, a.attnIn());
+                    PredictorFit.accumulate(xtx, xtq, x, Tensors.toFloats(be, a.q()), b.attentionMask(), c, c);
+                    PredictorFit.accumulate(null, xtk, x, Tensors.toFloats(be, a.k()), b.attentionMask(), c, c);
+                }
+                AttentionPredictor fitted = PredictorFit.fitAttention(xtx, xtq, xtk, c, mc.numHeads(), hs, 4);
+                AttentionPredictor exact = PredictorFit.attentionFromWeights(be, lm, l, hs, 4);
+                lm.forward(st, probe, false);
+                float[] x = Tensors.toFloats(be, st.layer(l).attnIn());
+                double[][][][] sf = fitted.scores(x, probe.attentionMask(), probe.batchSize(), probe.seqLen()).s();
+                double[][][][] se = exact.scores(x, probe.attentionMask(), probe.batchSize(), probe.seqLen()).s();
+                double scale = 0;
+                for (double[][][] b3 : se) {
+                    for (double[][] h2 : b3) {
+                        for (double[] row : h2) {
+                            for (double v : row) {
+                                scale = Math.max(scale, Math.abs(v));
+                            }
+                        }
+                    }
+                }
+                assertThat(scale).as("layer %d score scale", l).isGreaterThan(0.1);
+                for (int b = 0; b < se.length; b++) {
+                    for (int h = 0; h < se[b].length; h++) {
+                        for (int qb = 0; qb < se[b][h].length; qb++) {
+                            for (int kb = 0; kb < se[b][h][qb].length; kb++) {
+                                assertThat(se[b][h][qb][kb]).as("layer %d b %d head %d tile (%d, %d)", l, b, h, qb, kb)
+                                        .isCloseTo(sf[b][h][qb][kb], org.assertj.core.data.Offset.offset(2e-3 * scale));
+                            }
+                        }
+                    }
+                }
+            }
+        }
     }
 
     @Test
