@@ -131,6 +131,30 @@ public final class PredictChecks {
         return nb;
     }
 
+    /** {@link PredictOps#attentionTileMass}; returns HS. */
+    public int attentionTileMass(Tensor mass, Tensor q, Tensor k, Tensor lse, Tensor keyMask, int batchSize,
+                                 int seqLen, int numHeads, int block) {
+        String op = "attentionTileMass";
+        positive(op, "batchSize", batchSize);
+        positive(op, "seqLen", seqLen);
+        positive(op, "numHeads", numHeads);
+        positive(op, "block", block);
+        int c = lastDim(op, "q", operand.require(op, "q", q, act));
+        if (c % numHeads != 0) {
+            throw new IllegalArgumentException(op + ": C = " + c + " is not a multiple of numHeads = " + numHeads);
+        }
+        long n = (long) batchSize * seqLen;
+        long nB = (seqLen + block - 1) / block;
+        numel(op, "q", q, n * c, "(B·T, C) = (" + n + ", " + c + ")");
+        numel(op, "k", operand.require(op, "k", k, act), n * c, "(B·T, C) = (" + n + ", " + c + ")");
+        numel(op, "lse", operand.require(op, "lse", lse, DType.F32), (long) batchSize * numHeads * seqLen,
+                "(B, NH, T) = (" + batchSize + ", " + numHeads + ", " + seqLen + ")");
+        numel(op, "keyMask", operand.require(op, "keyMask", keyMask, DType.I32), n, "(B·T)");
+        numel(op, "mass", operand.require(op, "mass", mass, DType.F64), batchSize * numHeads * nB * nB,
+                "(B, NH, nB, nB) = (" + batchSize + ", " + numHeads + ", " + nB + ", " + nB + ")");
+        return c / numHeads;
+    }
+
     /** nb = ceil(ffn / neuronBlock), the number of neuron blocks of an MLP of {@code ffn} neurons. */
     public static int neuronBlocks(int ffn, int neuronBlock) {
         return (int) ((ffn + (long) neuronBlock - 1) / neuronBlock);

@@ -108,4 +108,25 @@ public interface PredictOps {
      * @param keyMask (N) I32
      */
     void selectNeuronBlocks(NeuronLayout layout, Tensor scores, Tensor keyMask, double coverage);
+
+    /**
+     * The predictors' ground truth from a dense forward (overwrite): the true attention probability mass of every
+     * (query-block, key-block) tile,
+     * <pre>
+     * mass[b][h][qb][kb] = Σ_{real i in qb} Σ_{real j in kb, j ≤ i} exp(scale·(q_i·k_j) − lse[b][h][i]),
+     * scale = 1/sqrt(HS)
+     * </pre>
+     * with q_i, k_j head h's HS-wide slices of rows b·T + i and b·T + j, real = keyMask ≠ 0, and 0 for tiles above
+     * the diagonal. A real query row's masses add up to 1 (lse is its softmax's log denominator), so a query-block
+     * row adds up to its real queries. The CPU sums in double in ascending i then j (the float64 definition of the
+     * Exposer's TileMass); a device may accumulate the dot products in float.
+     *
+     * @param mass    (B, NH, nB, nB) F64, nB = ceil(T / block)
+     * @param q       (B·T, C) ACT, the attention's queries before the scale
+     * @param k       (B·T, C) ACT, its keys
+     * @param lse     (B, NH, T) F32, the row log-sum-exp of the scaled, masked scores
+     * @param keyMask (B·T) I32
+     */
+    void attentionTileMass(Tensor mass, Tensor q, Tensor k, Tensor lse, Tensor keyMask, int batchSize, int seqLen,
+                           int numHeads, int block);
 }

@@ -38,6 +38,18 @@ public final class Tensors {
         }
     }
 
+    /** All elements of the F64 tensor {@code t} (on {@code be}) as a new double array. */
+    public static double[] toDoubles(Backend be, Tensor t) {
+        t.requireDType("toDoubles", DType.F64);
+        double[] out = new double[Math.toIntExact(t.numel())];
+        try (Arena arena = Arena.ofConfined()) {
+            MemorySegment seg = staging(arena, t.byteSize());
+            be.read(t, seg);
+            MemorySegment.copy(seg, ValueLayout.JAVA_DOUBLE_UNALIGNED, 0, out, 0, out.length);
+        }
+        return out;
+    }
+
     /** All elements of the I32 tensor {@code t} (on {@code be}) as a new int array. */
     public static int[] toInts(Backend be, Tensor t) {
         t.requireDType("toInts", DType.I32);

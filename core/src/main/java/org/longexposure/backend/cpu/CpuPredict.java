@@ -114,6 +114,52 @@ final class CpuPredict implements PredictOps {
     }
 
     @Override
+    public void attentionTileMass(Tensor mass, Tensor q, Tensor k, Tensor lse, Tensor keyMask, int batchSize,
+                                  int seqLen, int numHeads, int block) {
+        int hs = checks.attentionTileMass(mass, q, k, lse, keyMask, batchSize, seqLen, numHeads, block);
+        int c = numHeads * hs;
+        int nB = (seqLen + block - 1) / block;
+        double scale = 1.0 / Math.sqrt(hs);
+        MemorySegment qs = q.host();
+        MemorySegment ks = k.host();
+        MemorySegment ls = lse.host();
+        MemorySegment ms = keyMask.host();
+        MemorySegment out = mass.host();
+        threads.parallelFor(batchSize * numHeads, bh -> {   // one (sequence, head) per task: its nB² tiles
+            int b = bh / numHeads;
+            int h = bh % numHeads;
+            double[] tiles = new double[nB * nB];
+            float[] qi = new float[hs];
+            for (int i = 0; i < seqLen; i++) {
+                long row = (long) b * seqLen + i;
+                if (ms.getAtIndex(I, row) == 0) {
+                    continue;
+                }
+                for (int e = 0; e < hs; e++) {
+                    qi[e] = qs.getAtIndex(F, row * c + h * hs + e);
+                }
+                double rowLse = ls.getAtIndex(F, ((long) b * numHeads + h) * seqLen + i);
+                int off = (i / block) * nB;
+                for (int j = 0; j <= i; j++) {
+                    long col = (long) b * seqLen + j;
+                    if (ms.getAtIndex(I, col) == 0) {
+                        continue;
+                    }
+                    double dot = 0;
+                    for (int e = 0; e < hs; e++) {
+                        dot += (double) qi[e] * ks.getAtIndex(F, col * c + h * hs + e);
+                    }
+                    tiles[off + j / block] += Math.exp(scale * dot - rowLse);
+                }
+            }
+            long base = (long) bh * nB * nB;
+            for (int t = 0; t < tiles.length; t++) {
+                out.setAtIndex(D, base + t, tiles[t]);
+            }
+        });
+    }
+
+    @Override
     public void selectTiles(BlockLayout layout, Tensor mass, double coverage, double maxRowFraction) {
         checks.selectTiles(layout, mass, coverage, maxRowFraction);
         int nh = layout.numHeads();

@@ -103,6 +103,7 @@ public final class Exposer {
         double[][][][] mass = new double[layers][nh][maxQB][maxQB];
         double[][][] density = new double[layers][nh][nMb];
         ForwardState state = lm.allocate(maxB, maxT);
+        TileMass.OnBackend truth = new TileMass.OnBackend(be);
         for (int m = 0; m < nMb; m++) {
             Batch batch = batches.get(m);
             lm.forward(state, batch, false);
@@ -110,8 +111,8 @@ public final class Exposer {
                 LayerActivations a = state.layer(l);
                 mlp(Tensors.toFloats(be, a.ffnHidden()), batch, mc.ffnDim(), cfg, l, m, zeroCount, union,
                         blockExact, blockNear);
-                attention(Tensors.toFloats(be, a.q()), Tensors.toFloats(be, a.k()), Tensors.toFloats(be, a.lse()),
-                        batch, nh, mc.headSize(), cfg, mass[l], density[l], m);
+                attention(truth.perSequence(a.q(), a.k(), a.lse(), batch.attentionMask(), batch.batchSize(),
+                        batch.seqLen(), nh, cfg.attnBlock()), batch, nh, cfg, mass[l], density[l], m);
             }
         }
         List<Exposure.Layer> out = new ArrayList<>(layers);
@@ -187,16 +188,15 @@ public final class Exposer {
     }
 
     /**
-     * Adds micro-batch m's raw tile masses of every head to {@code mass[h]} (maxQB, maxQB) and stores its tile
-     * density in {@code density[h][m]}. q, k (B, T, C); lse (B, NH, T).
+     * Adds micro-batch m's raw tile masses of every head ({@code perSequence} [B][NH][nQB][nQB], from
+     * {@link TileMass}) to {@code mass[h]} (maxQB, maxQB) and stores its tile density in {@code density[h][m]}.
      */
-    private static void attention(float[] q, float[] k, float[] lse, Batch batch, int nh, int hs,
-                                  Config cfg, double[][][] mass, double[][] density, int m) {
+    private static void attention(double[][][][] perSequence, Batch batch, int nh, Config cfg, double[][][] mass,
+                                  double[][] density, int m) {
         int bsz = batch.batchSize();
         int t = batch.seqLen();
         int ba = cfg.attnBlock();
         int nQB = ceilDiv(t, ba);
-        double[][][][] perSequence = TileMass.perSequence(q, k, lse, batch.attentionMask(), bsz, t, nh, hs, ba);
         double[][] tiles = new double[nQB][nQB];
         for (int h = 0; h < nh; h++) {
             for (double[] row : tiles) {

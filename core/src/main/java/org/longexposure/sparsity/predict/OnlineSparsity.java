@@ -21,6 +21,7 @@ import org.longexposure.io.InputFormatException;
 import org.longexposure.io.data.Batch;
 import org.longexposure.model.CausalLm;
 import org.longexposure.model.ForwardState;
+import org.longexposure.model.LayerActivations;
 import org.longexposure.model.Linear;
 import org.longexposure.model.ModelConfig;
 import org.longexposure.model.SparsityPlan;
@@ -168,6 +169,7 @@ public final class OnlineSparsity implements SparsityPlan {
     private final double[][] mlpCount;  // [L][computed, all]
     private final CalibrationPool pool;
     private final PredictorPlan plan;           // the layouts, built on the backend from the live predictors
+    private final TileMass.OnBackend tileMass;    // true tile masses of refresh and score micro-batches
     private final BlockLayout[] pendingAttn;    // [L] the last layout not yet counted into attnCount
     private final NeuronLayout[] pendingMlp;    // [L] likewise for mlpCount
     private final int[][] pendingRealRows;      // [L] real rows per token block of pendingMlp's micro-batch
@@ -232,6 +234,7 @@ public final class OnlineSparsity implements SparsityPlan {
         this.mlpCount = new double[mc.numLayers()][2];
         this.pool = pool;
         this.plan = new PredictorPlan(new LiveSource(), be, true, sparseMlp);
+        this.tileMass = new TileMass.OnBackend(be);
         this.pendingAttn = new BlockLayout[mc.numLayers()];
         this.pendingMlp = new NeuronLayout[mc.numLayers()];
         this.pendingRealRows = new int[mc.numLayers()][];
@@ -420,8 +423,9 @@ public final class OnlineSparsity implements SparsityPlan {
         for (int l = 0; l < layers; l++) {
             PredictorFit.Layer a = PredictorFit.Layer.read(be, st.layer(l), withMlp);
             AttentionPredictor p = attn.get(l);
-            double[][][][] mass = TileMass.perSequence(a.q(), a.k(), a.lse(), mask, batch.batchSize(),
-                    batch.seqLen(), mc.numHeads(), mc.headSize(), p.block);
+            LayerActivations la = st.layer(l);
+            double[][][][] mass = tileMass.perSequence(la.q(), la.k(), la.lse(), mask, batch.batchSize(),
+                    batch.seqLen(), mc.numHeads(), p.block);
             boolean[][][] keep = p.keep(a.attnIn(), mask, batch.batchSize(), batch.seqLen());
             aRecall[l] = recall(PredictorFit.attnKept(keep, mass));
             int nQB = keep[0].length;
@@ -476,8 +480,9 @@ public final class OnlineSparsity implements SparsityPlan {
         for (int l = 0; l < layers; l++) {
             PredictorFit.Layer a = PredictorFit.Layer.read(be, st.layer(l), withMlp);
             AttentionPredictor old = attn.get(l);
-            double[][][][] mass = TileMass.perSequence(a.q(), a.k(), a.lse(), mask, bsz, t, mc.numHeads(),
-                    mc.headSize(), old.block);
+            LayerActivations la = st.layer(l);
+            double[][][][] mass = tileMass.perSequence(la.q(), la.k(), la.lse(), mask, bsz, t, mc.numHeads(),
+                    old.block);
             aStale[l] = recall(PredictorFit.attnKept(old.keep(a.attnIn(), mask, bsz, t), mass));
             if (auto) {
                 pool.observeAttention(l, aStale[l]);

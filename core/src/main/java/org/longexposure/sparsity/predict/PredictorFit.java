@@ -116,11 +116,48 @@ public final class PredictorFit {
     }
 
     /** One micro-batch's host copies of one layer's saved activations. */
-    record Layer(float[] attnIn, float[] q, float[] k, float[] lse, float[] mlpIn, float[] h) {
+    /**
+     * Host copies of one layer's saved activations: the attention and MLP inputs and the FFN hidden state read at
+     * once, q and k only when asked for (the least-squares fallback of a model without readable q/k maps); the true
+     * tile masses come from {@link TileMass.OnBackend} without host copies.
+     */
+    static final class Layer {
+        private final Backend be;
+        private final LayerActivations src;
+        private final float[] attnIn;
+        private final float[] mlpIn;
+        private final float[] h;
+
+        private Layer(Backend be, LayerActivations src, boolean mlp) {
+            this.be = be;
+            this.src = src;
+            this.attnIn = Tensors.toFloats(be, src.attnIn());
+            this.mlpIn = mlp ? Tensors.toFloats(be, src.mlpIn()) : null;
+            this.h = mlp ? Tensors.toFloats(be, src.ffnHidden()) : null;
+        }
+
         static Layer read(Backend be, LayerActivations a, boolean mlp) {
-            return new Layer(Tensors.toFloats(be, a.attnIn()), Tensors.toFloats(be, a.q()), Tensors.toFloats(be,
-                    a.k()), Tensors.toFloats(be, a.lse()), mlp ? Tensors.toFloats(be, a.mlpIn()) : null,
-                    mlp ? Tensors.toFloats(be, a.ffnHidden()) : null);
+            return new Layer(be, a, mlp);
+        }
+
+        float[] attnIn() {
+            return attnIn;
+        }
+
+        float[] mlpIn() {
+            return mlpIn;
+        }
+
+        float[] h() {
+            return h;
+        }
+
+        float[] q() {
+            return Tensors.toFloats(be, src.q());
+        }
+
+        float[] k() {
+            return Tensors.toFloats(be, src.k());
         }
     }
 
@@ -149,6 +186,7 @@ public final class PredictorFit {
             throw new IllegalArgumentException("predictor fit: no micro-batch");
         }
         lm.sparsity(SparsityPlan.DENSE);
+        TileMass.OnBackend tileMass = new TileMass.OnBackend(be);
         ModelConfig mc = lm.config();
         int layers = mc.numLayers();
         int c = mc.hiddenSize();
@@ -228,8 +266,9 @@ public final class PredictorFit {
             for (int l = 0; l < layers; l++) {
                 Layer a = Layer.read(be, st.layer(l), relu);
                 scores.get(l).add(attn.get(l).scores(a.attnIn(), mask, b.batchSize(), b.seqLen()));
-                masses.get(l).add(TileMass.perSequence(a.q(), a.k(), a.lse(), mask, b.batchSize(), b.seqLen(),
-                        mc.numHeads(), mc.headSize(), cfg.attnBlock()));
+                LayerActivations la = st.layer(l);
+                masses.get(l).add(tileMass.perSequence(la.q(), la.k(), la.lse(), mask, b.batchSize(), b.seqLen(),
+                        mc.numHeads(), cfg.attnBlock()));
                 if (relu) {
                     mlpScores.get(l).add(mlp.get(l).blockScores(a.mlpIn(), mask, mask.length));
                     mlpTruth.get(l).add(GroundTruth.blockActivity(GroundTruth.tokenActivity(a.h(), mask,
@@ -479,6 +518,7 @@ public final class PredictorFit {
 
     /** Scores {@code predictors} on the micro-batches (see the class comment). */
     public static Report evaluate(Backend be, CausalLm lm, Predictors predictors, List<Batch> batches, Config cfg) {
+        TileMass.OnBackend tileMass = new TileMass.OnBackend(be);
         ModelConfig mc = lm.config();
         int layers = mc.numLayers();
         int nh = mc.numHeads();
@@ -499,8 +539,8 @@ public final class PredictorFit {
                 Layer a = Layer.read(be, st.layer(l), relu);
                 AttentionPredictor ap = predictors.attention(l);
                 boolean[][][] keep = ap.keep(a.attnIn(), mask, bsz, t);
-                double[][][][] mass = TileMass.perSequence(a.q(), a.k(), a.lse(), mask, bsz, t, nh, mc.headSize(),
-                        ap.block());
+                LayerActivations la = st.layer(l);
+                double[][][][] mass = tileMass.perSequence(la.q(), la.k(), la.lse(), mask, bsz, t, nh, ap.block());
                 double[] kt = attnKept(keep, mass);
                 acc[l][0] += kt[0];
                 acc[l][1] += kt[1];

@@ -25,6 +25,8 @@ public final class CudaPredict implements PredictOps {
     private static final String STEM = "predict";
     private static final int POOL_THREADS = 128;
     private static final int ROW_THREADS = 64;
+    /** Keys truth.cu's tile-mass kernel stages per pass (its kKeys). */
+    private static final int TRUTH_KEYS = 32;
     private static final int NEURON_THREADS = 256;
     private static final int CHUNK_THREADS = 64;
     private static final int SCAN_THREADS = 1024;
@@ -108,6 +110,26 @@ public final class CudaPredict implements PredictOps {
                         coverage, Math.min(layout.maxBlocks(), nb)));
         stream.launch(function("predict_csr_from_flags"), 1, 1, 1, SCAN_THREADS, 1, 1, 0,
                 KernelArgs.of(layout.rowPtr(), layout.blockIdx(), flags, counts, nTB, nb));
+    }
+
+    /**
+     * {@code truth.cu}'s attention_tile_mass_bf16: grid (nB, NH, B), 64 threads, the CTA's query rows and 32 staged
+     * keys in shared memory (block·(HS + 1) + 32·HS floats, within the default 48 KiB).
+     */
+    @Override
+    public void attentionTileMass(Tensor mass, Tensor q, Tensor k, Tensor lse, Tensor keyMask, int batchSize,
+                                  int seqLen, int numHeads, int block) {
+        String op = "attentionTileMass";
+        int hs = checks.attentionTileMass(mass, q, k, lse, keyMask, batchSize, seqLen, numHeads, block);
+        int nB = (seqLen + block - 1) / block;
+        long bytes = 4L * ((long) Math.min(block, seqLen) * (hs + 1) + (long) TRUTH_KEYS * hs);
+        if (bytes > MAX_SMEM) {
+            throw new IllegalArgumentException(op + ": block = " + block + " and HS = " + hs + " need " + bytes
+                    + " bytes of shared memory, more than " + MAX_SMEM);
+        }
+        stream.launch(kernels.function("truth", "attention_tile_mass_bf16"), nB, numHeads, batchSize, ROW_THREADS,
+                1, 1, (int) bytes, KernelArgs.of(mass, q, k, lse, keyMask, seqLen, numHeads, hs, block, nB,
+                        (float) (1.0 / Math.sqrt(hs))));
     }
 
     /** Scratch for rows·width flag bytes and rows counts; the address of the flags. */

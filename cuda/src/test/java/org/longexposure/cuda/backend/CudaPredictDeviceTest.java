@@ -39,6 +39,8 @@ import org.longexposure.tensor.Tensor;
  *       to F32 first: one BF16 half-ulp plus the F32 rounding);</li>
  *   <li>tileMass: the same BF16 projections give the CPU's masses to 1e-12 relative (CUDA's double exp/log against
  *       Java's, a few ulps);</li>
+ *   <li>attentionTileMass (the true masses of a dense forward): the float64 definition to 1e-5 relative (float dot
+ *       products and expf on the GPU);</li>
  *   <li>neuronBlockScores: the same values summed in the same order in double: exactly the CPU's;</li>
  *   <li>selectTiles / selectNeuronBlocks: the same masses and scores give exactly the CPU's CSR (rowPtr and the
  *       listed indices), including exact ties, all-zero rows, coverage 0 and 1, nB = 1 and 64, nb = 70;</li>
@@ -157,6 +159,68 @@ class CudaPredictDeviceTest extends DeviceTestBase {
         for (int i = 0; i < expect.length; i++) {
             assertThat(got[i]).as("mass %d", i).isCloseTo(expect[i],
                     org.assertj.core.data.Offset.offset(1e-12 * Math.max(1, Math.abs(expect[i]))));
+        }
+    }
+
+    /**
+     * attentionTileMass on the GPU against the float64 definition (TileMass.perSequence) on the same BF16 q and k:
+     * the float dot products and expf differ from the double ones by a few float ulps per term, so each tile is
+     * within 1e-5 of its mass (at least 1e-5 absolute); head sizes 64 and 80, blocks of 64 and 32 (a partial last
+     * one), padded tokens, a consistent log-sum-exp.
+     */
+    @Test
+    void trueTileMassesMatchTheFloat64Definition() {
+        SplittableRandom r = new SplittableRandom(23);
+        for (int[] dims : new int[][] {{2, 150, 3, 64, 64}, {3, 100, 2, 80, 32}}) {
+            int bsz = dims[0];
+            int t = dims[1];
+            int nh = dims[2];
+            int hs = dims[3];
+            int block = dims[4];
+            int c = nh * hs;
+            int nB = (t + block - 1) / block;
+            float[] q = randomBf16(r, bsz * t * c, -1, 1);
+            float[] k = randomBf16(r, bsz * t * c, -1, 1);
+            int[] mask = paddedMask(bsz, t);
+            float[] lse = new float[bsz * nh * t];
+            double scale = 1.0 / Math.sqrt(hs);
+            for (int b = 0; b < bsz; b++) {
+                for (int h = 0; h < nh; h++) {
+                    for (int i = 0; i < t; i++) {
+                        double sum = 0;
+                        for (int j = 0; j <= i; j++) {
+                            if (mask[b * t + j] == 0) {
+                                continue;
+                            }
+                            double dot = 0;
+                            for (int e = 0; e < hs; e++) {
+                                dot += (double) q[(b * t + i) * c + h * hs + e] * k[(b * t + j) * c + h * hs + e];
+                            }
+                            sum += Math.exp(scale * dot);
+                        }
+                        lse[(b * nh + h) * t + i] = sum > 0 ? (float) Math.log(sum) : 0f;
+                    }
+                }
+            }
+            double[][][][] expect = org.longexposure.sparsity.exposer.TileMass.perSequence(q, k, lse, mask, bsz, t,
+                    nh, hs, block);
+            Tensor mg = gpu.allocate(DType.F64, bsz, nh, nB, nB);
+            gpu.predict().attentionTileMass(mg, tensor(gpu, DType.BF16, q, (long) bsz * t, c),
+                    tensor(gpu, DType.BF16, k, (long) bsz * t, c), tensor(gpu, DType.F32, lse, bsz, nh, t),
+                    ints(gpu, mask), bsz, t, nh, block);
+            double[] got = doubles(gpu, mg);
+            int i = 0;
+            for (int b = 0; b < bsz; b++) {
+                for (int h = 0; h < nh; h++) {
+                    for (int qb = 0; qb < nB; qb++) {
+                        for (int kb = 0; kb < nB; kb++) {
+                            double e = expect[b][h][qb][kb];
+                            assertThat(got[i++]).as("HS %d block %d: mass[%d][%d][%d][%d]", hs, block, b, h, qb, kb)
+                                    .isCloseTo(e, org.assertj.core.data.Offset.offset(1e-5 * Math.max(1, e)));
+                        }
+                    }
+                }
+            }
         }
     }
 
