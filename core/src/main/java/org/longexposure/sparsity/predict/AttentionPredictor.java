@@ -99,7 +99,12 @@ public final class AttentionPredictor {
     }
 
     /**
-     * The rank-R truncated SVD of each head's pooled-logit form {@code scale·Aq_h·Ak_hᵀ}.
+     * The rank-R truncated SVD of each head's pooled-logit form {@code scale·Aq_h·Ak_hᵀ}. Per head, with Ak_h = Qk·Rk
+     * (Rk upper triangular, from the Cholesky factor of the HS × HS Gram matrix Ak_hᵀ·Ak_h, so Qk = Ak_h·Rk⁻¹ is
+     * never formed): G = Aq_h·Ak_hᵀ = M·Qkᵀ with M = Aq_h·Rkᵀ (D, HS); M = U·S·Vᵀ from the eigenvectors of MᵀM; the
+     * left factors U·sqrt(S·scale), the right ones Qk·V·sqrt(S·scale) = Ak_h·(Rk⁻¹·V)·sqrt(S·scale). Every product
+     * walks the (D, HS) matrices row by row. A head whose Ak_h is rank-deficient (a Cholesky pivot at or below 1e-12
+     * of the largest diagonal entry) gets a thin QR of Ak_h instead.
      *
      * @param aq (D, C) the affine map [x, 1] → q, D = C + 1
      * @param ak (D, C) the affine map [x, 1] → k
@@ -114,43 +119,43 @@ public final class AttentionPredictor {
         for (int h = 0; h < numHeads; h++) {
             double[] aqh = columns(aq, d, c, h * hs, hs);
             double[] akh = columns(ak, d, c, h * hs, hs);
-            // G = Aq·Akᵀ = Aq·Rkᵀ·Qkᵀ = M·Qkᵀ, M = Aq·Rkᵀ (D, HS); M = U·S·Vᵀ from the eigenvectors of MᵀM
-            double[] rk = new double[hs * hs];
-            double[] qk = Linalg.qr(akh, d, hs, rk);
+            double[] rk = Linalg.choleskyUpper(Linalg.gram(akh, d, hs), hs);
+            double[] qk = null;
+            if (rk == null) {
+                rk = new double[hs * hs];
+                qk = Linalg.qr(akh, d, hs, rk);
+            }
             double[] m = new double[d * hs];
             for (int i = 0; i < d; i++) {
                 for (int j = 0; j < hs; j++) {
-                    double s = 0;
+                    double sum = 0;
                     for (int t = j; t < hs; t++) {   // (Rkᵀ)[t][j] = Rk[j][t], upper triangular
-                        s += aqh[i * hs + t] * rk[j * hs + t];
+                        sum += aqh[i * hs + t] * rk[j * hs + t];
                     }
-                    m[i * hs + j] = s;
-                }
-            }
-            double[] mtm = new double[hs * hs];
-            for (int i = 0; i < hs; i++) {
-                for (int j = 0; j < hs; j++) {
-                    double s = 0;
-                    for (int t = 0; t < d; t++) {
-                        s += m[t * hs + i] * m[t * hs + j];
-                    }
-                    mtm[i * hs + j] = s;
+                    m[i * hs + j] = sum;
                 }
             }
             double[] v = new double[hs * hs];
-            double[] ev = Linalg.symmetricEigen(mtm, hs, v);
+            double[] ev = Linalg.symmetricEigen(Linalg.gram(m, d, hs), hs, v);
             for (int comp = 0; comp < r; comp++) {
                 double sigma = Math.sqrt(Math.max(ev[comp], 0));
                 if (sigma < 1e-12) {
                     continue;
                 }
                 double root = Math.sqrt(sigma * scale);
+                double[] vc = new double[hs];
+                for (int j = 0; j < hs; j++) {
+                    vc[j] = v[j * hs + comp];
+                }
+                // right vector Qk·v: Ak_h·y with Rk·y = v (back substitution), or Q's columns directly
+                double[] y = qk == null ? Linalg.solveUpper(rk, vc, hs) : vc;
+                double[] right = qk == null ? akh : qk;
                 for (int i = 0; i < d; i++) {
                     double u = 0;   // U[:, comp] = M·v / σ
-                    double w = 0;   // right vector Qk·v
+                    double w = 0;
                     for (int j = 0; j < hs; j++) {
-                        u += m[i * hs + j] * v[j * hs + comp];
-                        w += qk[i * hs + j] * v[j * hs + comp];
+                        u += m[i * hs + j] * vc[j];
+                        w += right[i * hs + j] * y[j];
                     }
                     pq[(h * d + i) * rank + comp] = (float) (u / sigma * root);
                     pk[(h * d + i) * rank + comp] = (float) (w * root);

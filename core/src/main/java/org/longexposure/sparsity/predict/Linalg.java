@@ -1,9 +1,12 @@
 package org.longexposure.sparsity.predict;
 
+import java.util.Arrays;
+
 /**
  * The small dense linear algebra the predictors' closed-form fits need, in float64 on row-major arrays: a ridge
- * least-squares solve through the normal equations (Cholesky), a modified Gram-Schmidt thin QR and a cyclic Jacobi
- * eigendecomposition of a small symmetric matrix. Sizes here are at most (C+1) × (C+1), C the hidden size.
+ * least-squares solve through the normal equations (Cholesky), a modified Gram-Schmidt thin QR, Gram matrices,
+ * upper Cholesky factors and triangular solves, and a Householder + implicit QR eigendecomposition of a small
+ * symmetric matrix. Sizes here are at most (C+1) × (C+1), C the hidden size.
  */
 final class Linalg {
     private Linalg() {
@@ -93,6 +96,74 @@ final class Linalg {
     }
 
     /**
+     * G = XᵀX (k, k) of X (n, k) row-major, summed row by row (each row's outer product added to the upper triangle,
+     * rows in order, then mirrored): contiguous reads of X and a (k, k) accumulator that stays in cache.
+     */
+    static double[] gram(double[] x, int n, int k) {
+        double[] g = new double[k * k];
+        for (int t = 0; t < n; t++) {
+            int o = t * k;
+            for (int i = 0; i < k; i++) {
+                double xi = x[o + i];
+                int row = i * k;
+                for (int j = i; j < k; j++) {
+                    g[row + j] += xi * x[o + j];
+                }
+            }
+        }
+        for (int i = 0; i < k; i++) {
+            for (int j = 0; j < i; j++) {
+                g[i * k + j] = g[j * k + i];
+            }
+        }
+        return g;
+    }
+
+    /**
+     * R (k, k) upper triangular with RᵀR = S for a symmetric positive definite S (k, k), or {@code null} when a pivot
+     * is at or below 1e-12 of S's largest diagonal entry (S numerically singular).
+     */
+    static double[] choleskyUpper(double[] s, int k) {
+        double maxDiag = 0;
+        for (int i = 0; i < k; i++) {
+            maxDiag = Math.max(maxDiag, s[i * k + i]);
+        }
+        double[] r = new double[k * k];
+        for (int i = 0; i < k; i++) {
+            double pivot = s[i * k + i];
+            for (int t = 0; t < i; t++) {
+                pivot -= r[t * k + i] * r[t * k + i];
+            }
+            if (!(pivot > 1e-12 * maxDiag)) {
+                return null;
+            }
+            double rii = Math.sqrt(pivot);
+            r[i * k + i] = rii;
+            for (int j = i + 1; j < k; j++) {
+                double sum = s[i * k + j];
+                for (int t = 0; t < i; t++) {
+                    sum -= r[t * k + i] * r[t * k + j];
+                }
+                r[i * k + j] = sum / rii;
+            }
+        }
+        return r;
+    }
+
+    /** y (k) with R·y = b for an upper triangular R (k, k) with a non-zero diagonal. */
+    static double[] solveUpper(double[] r, double[] b, int k) {
+        double[] y = b.clone();
+        for (int i = k - 1; i >= 0; i--) {
+            double sum = y[i];
+            for (int j = i + 1; j < k; j++) {
+                sum -= r[i * k + j] * y[j];
+            }
+            y[i] = sum / r[i * k + i];
+        }
+        return y;
+    }
+
+    /**
      * Thin QR of A (n, k) by modified Gram-Schmidt: returns Q (n, k) with orthonormal columns and fills R (k, k),
      * upper triangular, with A = Q·R. A column dependent on the previous ones gets a zero Q column and R row.
      */
@@ -124,79 +195,158 @@ final class Linalg {
     }
 
     /**
-     * Eigendecomposition of the symmetric S (n, n) by cyclic Jacobi rotations: returns the eigenvalues in
-     * descending order and fills {@code vectors} (n, n) with the matching unit eigenvectors as columns.
+     * Eigendecomposition of the symmetric S (n, n): returns the eigenvalues in descending order (equal ones by
+     * ascending position on the reduced diagonal) and fills {@code vectors} (n, n) with the matching orthonormal
+     * eigenvectors as columns. Two phases, each an orthogonal similarity accumulated into Q (S = Q·T·Qᵀ throughout):
+     * Householder reflections reduce S to a tridiagonal T (reflection k zeroes column k below the subdiagonal), then
+     * implicit QR steps with the Wilkinson shift of the trailing 2 × 2 block, each a chase of Givens rotations down
+     * the unreduced block, until every subdiagonal entry is negligible (≤ 1e-15 of its two diagonal neighbours).
+     * About 10·n³ flops, against ~60·n³ for the cyclic Jacobi sweeps this replaced.
      */
     static double[] symmetricEigen(double[] s, int n, double[] vectors) {
-        double[] a = s.clone();
-        double[] v = new double[n * n];
+        double[] t = s.clone();
+        double[] q = new double[n * n];
         for (int i = 0; i < n; i++) {
-            v[i * n + i] = 1;
+            q[i * n + i] = 1;
         }
-        for (int sweep = 0; sweep < 60; sweep++) {
-            double off = 0;
-            double all = 0;
-            for (int i = 0; i < n; i++) {
-                for (int j = 0; j < n; j++) {
-                    all += a[i * n + j] * a[i * n + j];
-                    if (i != j) {
-                        off += a[i * n + j] * a[i * n + j];
-                    }
+        double[] v = new double[n];
+        double[] w = new double[n];
+        for (int k = 0; k + 2 < n; k++) {
+            // reflection H = I − β·v·vᵀ (v zero above k + 1) mapping x = T[k+1.., k] onto α·e_{k+1}
+            double norm = 0;
+            for (int i = k + 1; i < n; i++) {
+                norm += t[i * n + k] * t[i * n + k];
+            }
+            norm = Math.sqrt(norm);
+            if (norm == 0) {
+                continue;
+            }
+            double x0 = t[(k + 1) * n + k];
+            double alpha = x0 > 0 ? -norm : norm;
+            Arrays.fill(v, 0);
+            for (int i = k + 1; i < n; i++) {
+                v[i] = t[i * n + k];
+            }
+            v[k + 1] -= alpha;
+            double vv = 0;
+            for (int i = k + 1; i < n; i++) {
+                vv += v[i] * v[i];
+            }
+            if (vv == 0) {
+                continue;
+            }
+            double beta = 2 / vv;
+            // H·T·H = T − v·wᵀ − w·vᵀ with p = β·T·v, w = p − (β/2)(vᵀp)·v, on rows and columns ≥ k
+            double vp = 0;
+            for (int i = k; i < n; i++) {
+                double sum = 0;
+                for (int j = k + 1; j < n; j++) {
+                    sum += t[i * n + j] * v[j];
+                }
+                w[i] = beta * sum;
+                vp += v[i] * w[i];
+            }
+            double half = beta / 2 * vp;
+            for (int i = k; i < n; i++) {
+                w[i] -= half * v[i];
+            }
+            for (int i = k; i < n; i++) {
+                for (int j = k; j < n; j++) {
+                    t[i * n + j] -= v[i] * w[j] + w[i] * v[j];
                 }
             }
-            if (off <= 1e-30 * Math.max(all, 1e-300)) {
-                break;
+            for (int i = k + 2; i < n; i++) {   // exactly zero, not rounding noise
+                t[i * n + k] = 0;
+                t[k * n + i] = 0;
             }
-            for (int p = 0; p < n - 1; p++) {
-                for (int q = p + 1; q < n; q++) {
-                    double apq = a[p * n + q];
-                    if (Math.abs(apq) < 1e-300) {
-                        continue;
-                    }
-                    double theta = (a[q * n + q] - a[p * n + p]) / (2 * apq);
-                    double t = Math.signum(theta) / (Math.abs(theta) + Math.sqrt(theta * theta + 1));
-                    if (theta == 0) {
-                        t = 1;
-                    }
-                    double c = 1 / Math.sqrt(t * t + 1);
-                    double sn = t * c;
-                    for (int k = 0; k < n; k++) {       // A ← A·J
-                        double akp = a[k * n + p];
-                        double akq = a[k * n + q];
-                        a[k * n + p] = c * akp - sn * akq;
-                        a[k * n + q] = sn * akp + c * akq;
-                    }
-                    for (int k = 0; k < n; k++) {       // A ← Jᵀ·A
-                        double apk = a[p * n + k];
-                        double aqk = a[q * n + k];
-                        a[p * n + k] = c * apk - sn * aqk;
-                        a[q * n + k] = sn * apk + c * aqk;
-                    }
-                    for (int k = 0; k < n; k++) {       // V ← V·J
-                        double vkp = v[k * n + p];
-                        double vkq = v[k * n + q];
-                        v[k * n + p] = c * vkp - sn * vkq;
-                        v[k * n + q] = sn * vkp + c * vkq;
-                    }
+            for (int r = 0; r < n; r++) {        // Q ← Q·H
+                double sum = 0;
+                for (int j = k + 1; j < n; j++) {
+                    sum += q[r * n + j] * v[j];
+                }
+                sum *= beta;
+                for (int j = k + 1; j < n; j++) {
+                    q[r * n + j] -= sum * v[j];
+                }
+            }
+        }
+        int hi = n - 1;
+        int steps = 0;
+        while (hi > 0) {
+            if (negligible(t, n, hi - 1)) {
+                t[hi * n + hi - 1] = 0;
+                t[(hi - 1) * n + hi] = 0;
+                hi--;
+                continue;
+            }
+            if (++steps > 30 * n) {
+                throw new IllegalStateException("symmetric eigensolver: no convergence after " + (steps - 1)
+                        + " QR steps (n = " + n + ")");
+            }
+            int lo = hi - 1;
+            while (lo > 0 && !negligible(t, n, lo - 1)) {
+                lo--;
+            }
+            // Wilkinson shift: the eigenvalue of the trailing 2 × 2 block nearer its last diagonal entry
+            double dd = (t[(hi - 1) * n + hi - 1] - t[hi * n + hi]) / 2;
+            double e = t[hi * n + hi - 1];
+            double mu = t[hi * n + hi] - e * e / (dd + (dd >= 0 ? 1 : -1) * Math.hypot(dd, e));
+            double x = t[lo * n + lo] - mu;
+            double z = t[(lo + 1) * n + lo];
+            for (int k = lo; k < hi; k++) {
+                double r = Math.hypot(x, z);
+                double c = r == 0 ? 1 : x / r;
+                double sn = r == 0 ? 0 : z / r;
+                int from = Math.max(lo, k - 1);
+                int to = Math.min(hi, k + 2);
+                for (int j = from; j <= to; j++) {   // rows k, k+1 ← G·rows
+                    double a0 = t[k * n + j];
+                    double a1 = t[(k + 1) * n + j];
+                    t[k * n + j] = c * a0 + sn * a1;
+                    t[(k + 1) * n + j] = -sn * a0 + c * a1;
+                }
+                for (int i = from; i <= to; i++) {   // columns k, k+1 ← columns·Gᵀ
+                    double a0 = t[i * n + k];
+                    double a1 = t[i * n + k + 1];
+                    t[i * n + k] = c * a0 + sn * a1;
+                    t[i * n + k + 1] = -sn * a0 + c * a1;
+                }
+                if (k > lo) {                         // the bulge this rotation chased
+                    t[(k + 1) * n + k - 1] = 0;
+                    t[(k - 1) * n + k + 1] = 0;
+                }
+                for (int row = 0; row < n; row++) {   // Q ← Q·Gᵀ
+                    double q0 = q[row * n + k];
+                    double q1 = q[row * n + k + 1];
+                    q[row * n + k] = c * q0 + sn * q1;
+                    q[row * n + k + 1] = -sn * q0 + c * q1;
+                }
+                if (k + 2 <= hi) {
+                    x = t[(k + 1) * n + k];
+                    z = t[(k + 2) * n + k];
                 }
             }
         }
         Integer[] order = new Integer[n];
-        for (int i = 0; i < n; i++) {
-            order[i] = i;
-        }
         double[] diag = new double[n];
         for (int i = 0; i < n; i++) {
-            diag[i] = a[i * n + i];
+            order[i] = i;
+            diag[i] = t[i * n + i];
         }
-        java.util.Arrays.sort(order, (x, y) -> Double.compare(diag[y], diag[x]));
+        Arrays.sort(order, (a, b) -> Double.compare(diag[b], diag[a]));
         double[] values = new double[n];
         for (int c = 0; c < n; c++) {
             values[c] = diag[order[c]];
             for (int row = 0; row < n; row++) {
-                vectors[row * n + c] = v[row * n + order[c]];
+                vectors[row * n + c] = q[row * n + order[c]];
             }
         }
         return values;
+    }
+
+    /** Whether the subdiagonal entry T[i+1][i] is negligible next to T[i][i] and T[i+1][i+1]. */
+    private static boolean negligible(double[] t, int n, int i) {
+        double off = Math.abs(t[(i + 1) * n + i]);
+        return off <= 1e-15 * (Math.abs(t[i * n + i]) + Math.abs(t[(i + 1) * n + i + 1])) || off < 1e-300;
     }
 }

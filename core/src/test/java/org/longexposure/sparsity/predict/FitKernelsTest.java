@@ -129,4 +129,80 @@ class FitKernelsTest {
         }
         assertThat(x).containsExactly(ref);
     }
+
+    /**
+     * The eigensolver on sizes 1 to 64: random symmetric (indefinite) matrices, a diagonal one with ties, the zero
+     * matrix and one with a fourfold eigenvalue: eigenvalues descending, S·v = λ·v to 1e-11 of ‖S‖, V orthonormal.
+     */
+    @Test
+    void symmetricEigenSolvesItsEquations() {
+        SplittableRandom rng = new SplittableRandom(13);
+        for (int n : new int[] {1, 2, 3, 17, 64}) {
+            double[] s = new double[n * n];
+            for (int i = 0; i < n; i++) {
+                for (int j = 0; j <= i; j++) {
+                    s[i * n + j] = s[j * n + i] = rng.nextDouble(-1, 1);
+                }
+            }
+            check(s, n, "random " + n);
+        }
+        int n = 9;
+        double[] diag = new double[n * n];
+        double[] ties = {3, -1, 3, 0, 2, 2, 3, -1, 5};
+        for (int i = 0; i < n; i++) {
+            diag[i * n + i] = ties[i];
+        }
+        check(diag, n, "diagonal with ties");
+        check(new double[n * n], n, "zero");
+        // Q·diag(2, 2, 2, 2, 1, −3, 0.5, 7, 7)·Qᵀ with Q from the QR of a random matrix
+        double[] g = new double[n * n];
+        for (int i = 0; i < g.length; i++) {
+            g[i] = rng.nextDouble(-1, 1);
+        }
+        double[] q = Linalg.qr(g, n, n, new double[n * n]);
+        double[] lam = {2, 2, 2, 2, 1, -3, 0.5, 7, 7};
+        double[] s = new double[n * n];
+        for (int i = 0; i < n; i++) {
+            for (int j = 0; j < n; j++) {
+                for (int k = 0; k < n; k++) {
+                    s[i * n + j] += q[i * n + k] * lam[k] * q[j * n + k];
+                }
+            }
+        }
+        double[] values = check(s, n, "repeated");
+        assertThat(values).containsExactly(new double[] {7, 7, 2, 2, 2, 2, 1, 0.5, -3},
+                org.assertj.core.data.Offset.offset(1e-12));
+    }
+
+    private static double[] check(double[] s, int n, String what) {
+        double[] v = new double[n * n];
+        double[] values = Linalg.symmetricEigen(s, n, v);
+        double norm = 0;
+        for (double x : s) {
+            norm += x * x;
+        }
+        norm = Math.max(Math.sqrt(norm), 1e-300);
+        for (int c = 0; c < n; c++) {
+            if (c > 0) {
+                assertThat(values[c]).as("%s: descending", what).isLessThanOrEqualTo(values[c - 1]);
+            }
+            for (int i = 0; i < n; i++) {
+                double sv = 0;
+                for (int k = 0; k < n; k++) {
+                    sv += s[i * n + k] * v[k * n + c];
+                }
+                assertThat(Math.abs(sv - values[c] * v[i * n + c])).as("%s: residual %d/%d", what, c, i)
+                        .isLessThanOrEqualTo(1e-11 * norm);
+            }
+            for (int c2 = 0; c2 < n; c2++) {
+                double dot = 0;
+                for (int i = 0; i < n; i++) {
+                    dot += v[i * n + c] * v[i * n + c2];
+                }
+                assertThat(dot).as("%s: orthonormal %d, %d", what, c, c2)
+                        .isCloseTo(c == c2 ? 1 : 0, org.assertj.core.data.Offset.offset(1e-12));
+            }
+        }
+        return values;
+    }
 }
