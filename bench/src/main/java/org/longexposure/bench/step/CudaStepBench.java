@@ -58,7 +58,8 @@ import org.longexposure.train.Trainer;
  * {@link ProfilingBackend} and, after the timed steps, runs STEPS more with every op timed by CUDA events: the
  * per-op table goes to stdout and to the result's {@code profile} object ({@link StepProfile}).
  * {@code --gemm-autotune off} keeps cuBLASLt's first heuristic choice per GEMM shape instead of timing the
- * candidates.
+ * candidates. {@code --refreshes N} then times N predictor refreshes of a {@code --sparsity auto} run
+ * ({@link RefreshBench}).
  */
 public final class CudaStepBench {
     private static final double GIB = 1024.0 * 1024 * 1024;
@@ -78,7 +79,8 @@ public final class CudaStepBench {
      * {@code attnRowFraction} of their causal tiles beyond the diagonal and the sink (NaN: dense attention), layer
      * l's MLP {@code mlpBlocks[l]} neuron blocks of {@code neuronBlock} for the whole micro-batch (null: dense MLP).
      */
-    record Sparse(double attnRowFraction, int[] mlpBlocks, int neuronBlock, int attnBlock, int predictorRank) {
+    record Sparse(double attnRowFraction, int[] mlpBlocks, int neuronBlock, int attnBlock, int predictorRank,
+                  int refreshes) {
         boolean on() {
             return !Double.isNaN(attnRowFraction) || mlpBlocks != null;
         }
@@ -95,7 +97,7 @@ public final class CudaStepBench {
                     + " [--max-grad-norm 1.0] [--seed 0] [--device 0] [--cuda-lib-path DIR[:DIR]]"
                     + " [--peak-tflops X] [--backend cuda|cpu] [--commit SHA] [--out FILE.json] [--profile STEPS]"
                     + " [--gemm-autotune on|off] [--attn-row-fraction F] [--mlp-blocks N,N,...]"
-                    + " [--neuron-block 128] [--attn-block 64] [--predictor-rank 8]");
+                    + " [--neuron-block 128] [--attn-block 64] [--predictor-rank 8] [--refreshes N]");
             System.exit(2);
             return;
         }
@@ -131,6 +133,7 @@ public final class CudaStepBench {
         int neuronBlock = 128;
         int attnBlock = 64;
         int predictorRank = 8;
+        int refreshes = 0;
         for (int i = 0; i < args.length; i += 2) {
             if (i + 1 >= args.length) {
                 throw new IllegalArgumentException("option " + args[i] + " needs a value");
@@ -165,6 +168,7 @@ public final class CudaStepBench {
                 case "--neuron-block" -> neuronBlock = Integer.parseInt(v);
                 case "--attn-block" -> attnBlock = Integer.parseInt(v);
                 case "--predictor-rank" -> predictorRank = Integer.parseInt(v);
+                case "--refreshes" -> refreshes = Integer.parseInt(v);
                 default -> throw new IllegalArgumentException("unknown option " + args[i]);
             }
         }
@@ -182,7 +186,7 @@ public final class CudaStepBench {
         }
         return new Options(backend, config, batch, seq, rank, alpha, targets, warmup, iters, lr, maxGradNorm, seed, device,
                 libDirs, peak, commit, out, profile, autotune,
-                new Sparse(rowFraction, mlpBlocks, neuronBlock, attnBlock, predictorRank));
+                new Sparse(rowFraction, mlpBlocks, neuronBlock, attnBlock, predictorRank, refreshes));
     }
 
     static List<Path> splitPath(String s) {
@@ -267,6 +271,9 @@ public final class CudaStepBench {
             }
             if (o.profile() > 0 && be instanceof ProfilingBackend prof) {
                 StepProfile.run(prof, trainer, batch, o.profile(), result);
+            }
+            if (o.sparse().refreshes() > 0) {
+                RefreshBench.run(o.sparse(), cfg, model, trainer, be, batch, o.seed(), result);
             }
             double[] sorted = ms.clone();
             Arrays.sort(sorted);
