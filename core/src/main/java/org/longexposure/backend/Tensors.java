@@ -41,25 +41,24 @@ public final class Tensors {
     /** All elements of the F64 tensor {@code t} (on {@code be}) as a new double array. */
     public static double[] toDoubles(Backend be, Tensor t) {
         t.requireDType("toDoubles", DType.F64);
-        double[] out = new double[Math.toIntExact(t.numel())];
         try (Arena arena = Arena.ofConfined()) {
-            MemorySegment seg = staging(arena, t.byteSize());
-            be.read(t, seg);
-            MemorySegment.copy(seg, ValueLayout.JAVA_DOUBLE_UNALIGNED, 0, out, 0, out.length);
+            return readBytes(be, t, arena).toArray(ValueLayout.JAVA_DOUBLE);
         }
-        return out;
     }
 
     /** All elements of the I32 tensor {@code t} (on {@code be}) as a new int array. */
     public static int[] toInts(Backend be, Tensor t) {
         t.requireDType("toInts", DType.I32);
-        int[] out = new int[Math.toIntExact(t.numel())];
         try (Arena arena = Arena.ofConfined()) {
-            MemorySegment seg = staging(arena, t.byteSize());
-            be.read(t, seg);
-            MemorySegment.copy(seg, ValueLayout.JAVA_INT_UNALIGNED, 0, out, 0, out.length);
+            return readBytes(be, t, arena).toArray(ValueLayout.JAVA_INT);
         }
-        return out;
+    }
+
+    /** {@code t}'s bytes in a fresh staging segment of {@code arena} (8-byte aligned). */
+    private static MemorySegment readBytes(Backend be, Tensor t, Arena arena) {
+        MemorySegment seg = staging(arena, t.byteSize());
+        be.read(t, seg);
+        return seg;
     }
 
     /**

@@ -18,6 +18,29 @@ final class Linalg {
      * never spans (e.g. the affine constraint of LayerNorm outputs) at zero instead of failing.
      */
     static double[] ridgeSolve(double[] a, double[] b, int d, int m, double lambda) {
+        double[] l = ridgeCholesky(a, d, lambda);
+        // Both triangular solves row by row over all m right-hand sides at once (contiguous rows of X); each
+        // element subtracts its terms in the order of a per-column solve (k ascending), so the result is the same.
+        double[] x = b.clone();
+        double[] s = new double[m];
+        for (int i = 0; i < d; i++) {               // L·Y = B: y_i = (b_i − Σ_{k<i} l_ik·y_k) / l_ii
+            System.arraycopy(x, i * m, s, 0, m);
+            subtractRows(s, x, l, i * d, 1, 0, i, m);
+            divideInto(x, i * m, s, l[i * d + i]);
+        }
+        for (int i = d - 1; i >= 0; i--) {          // Lᵀ·X = Y: x_i = (y_i − Σ_{k>i} l_ki·x_k) / l_ii
+            System.arraycopy(x, i * m, s, 0, m);
+            subtractRows(s, x, l, (i + 1) * d + i, d, i + 1, d, m);
+            divideInto(x, i * m, s, l[i * d + i]);
+        }
+        return x;
+    }
+
+    /**
+     * L (d, d) lower triangular with L·Lᵀ = A + λ·mean(diag A)·I, A symmetric positive semi-definite (d, d); a pivot
+     * that rounding drives to or below zero is clamped to ridge·1e-6.
+     */
+    static double[] ridgeCholesky(double[] a, int d, double lambda) {
         double trace = 0;
         for (int i = 0; i < d; i++) {
             trace += a[i * d + i];
@@ -37,21 +60,7 @@ final class Linalg {
                 }
             }
         }
-        // Both triangular solves row by row over all m right-hand sides at once (contiguous rows of X); each
-        // element subtracts its terms in the order of a per-column solve (k ascending), so the result is the same.
-        double[] x = b.clone();
-        double[] s = new double[m];
-        for (int i = 0; i < d; i++) {               // L·Y = B: y_i = (b_i − Σ_{k<i} l_ik·y_k) / l_ii
-            System.arraycopy(x, i * m, s, 0, m);
-            subtractRows(s, x, l, i * d, 1, 0, i, m);
-            divideInto(x, i * m, s, l[i * d + i]);
-        }
-        for (int i = d - 1; i >= 0; i--) {          // Lᵀ·X = Y: x_i = (y_i − Σ_{k>i} l_ki·x_k) / l_ii
-            System.arraycopy(x, i * m, s, 0, m);
-            subtractRows(s, x, l, (i + 1) * d + i, d, i + 1, d, m);
-            divideInto(x, i * m, s, l[i * d + i]);
-        }
-        return x;
+        return l;
     }
 
     /**

@@ -8,6 +8,7 @@ import org.junit.jupiter.api.Test;
 import org.longexposure.backend.cpu.CpuBackend;
 import org.longexposure.tensor.DType;
 import org.longexposure.tensor.Tensor;
+import org.longexposure.testkit.reference.RefAttention;
 
 /**
  * {@code PredictOps.attentionTileMass} on the CPU (through {@link TileMass.OnBackend}, the form the predictor fit,
@@ -70,33 +71,22 @@ class TileMassOnBackendTest {
         }
     }
 
-    /** lse[b][h][i] = log Σ_{real j ≤ i} exp(q_i·k_j / sqrt(HS)) in double (0 for padded rows). */
-    private static float[] logSumExp(float[] q, float[] k, int[] mask, int bsz, int t, int nh, int hs) {
-        int c = nh * hs;
-        double scale = 1.0 / Math.sqrt(hs);
-        float[] lse = new float[bsz * nh * t];
-        for (int b = 0; b < bsz; b++) {
-            for (int h = 0; h < nh; h++) {
-                for (int i = 0; i < t; i++) {
-                    if (mask[b * t + i] == 0) {
-                        continue;
-                    }
-                    double sum = 0;
-                    for (int j = 0; j <= i; j++) {
-                        if (mask[b * t + j] == 0) {
-                            continue;
-                        }
-                        double dot = 0;
-                        for (int e = 0; e < hs; e++) {
-                            dot += (double) q[(b * t + i) * c + h * hs + e] * k[(b * t + j) * c + h * hs + e];
-                        }
-                        sum += Math.exp(scale * dot);
-                    }
-                    lse[(b * nh + h) * t + i] = (float) Math.log(sum);
-                }
-            }
+    /** lse (B, NH, T) of the float64 reference attention on these q and k, rounded to float. */
+    static float[] logSumExp(float[] q, float[] k, int[] mask, int bsz, int t, int nh, int hs) {
+        double[] qd = new double[q.length];
+        double[] kd = new double[k.length];
+        for (int i = 0; i < q.length; i++) {
+            qd[i] = q[i];
+            kd[i] = k[i];
         }
-        return lse;
+        double[] lse = new double[bsz * nh * t];
+        RefAttention.forward(new double[q.length], lse, qd, kd, new double[q.length], mask, bsz, t, nh, hs,
+                1.0 / Math.sqrt(hs));
+        float[] out = new float[lse.length];
+        for (int i = 0; i < lse.length; i++) {
+            out[i] = (float) lse[i];
+        }
+        return out;
     }
 
     private static Tensor f32(CpuBackend be, float[] v, long... dims) {

@@ -95,21 +95,7 @@ class FitKernelsTest {
         double[] x = Linalg.ridgeSolve(a, b, d, m, lambda);
 
         // the same Cholesky factor, then one right-hand side at a time
-        double trace = 0;
-        for (int i = 0; i < d; i++) {
-            trace += a[i * d + i];
-        }
-        double ridge = lambda * Math.max(trace / d, 1e-30);
-        double[] l = new double[d * d];
-        for (int i = 0; i < d; i++) {
-            for (int j = 0; j <= i; j++) {
-                double s = a[i * d + j] + (i == j ? ridge : 0);
-                for (int k = 0; k < j; k++) {
-                    s -= l[i * d + k] * l[j * d + k];
-                }
-                l[i * d + j] = i == j ? Math.sqrt(Math.max(s, ridge * 1e-6)) : s / l[j * d + j];
-            }
-        }
+        double[] l = Linalg.ridgeCholesky(a, d, lambda);
         double[] ref = b.clone();
         for (int col = 0; col < m; col++) {
             for (int i = 0; i < d; i++) {

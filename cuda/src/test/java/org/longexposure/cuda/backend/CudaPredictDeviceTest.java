@@ -182,26 +182,12 @@ class CudaPredictDeviceTest extends DeviceTestBase {
             float[] q = randomBf16(r, bsz * t * c, -1, 1);
             float[] k = randomBf16(r, bsz * t * c, -1, 1);
             int[] mask = paddedMask(bsz, t);
-            float[] lse = new float[bsz * nh * t];
-            double scale = 1.0 / Math.sqrt(hs);
-            for (int b = 0; b < bsz; b++) {
-                for (int h = 0; h < nh; h++) {
-                    for (int i = 0; i < t; i++) {
-                        double sum = 0;
-                        for (int j = 0; j <= i; j++) {
-                            if (mask[b * t + j] == 0) {
-                                continue;
-                            }
-                            double dot = 0;
-                            for (int e = 0; e < hs; e++) {
-                                dot += (double) q[(b * t + i) * c + h * hs + e] * k[(b * t + j) * c + h * hs + e];
-                            }
-                            sum += Math.exp(scale * dot);
-                        }
-                        lse[(b * nh + h) * t + i] = sum > 0 ? (float) Math.log(sum) : 0f;
-                    }
-                }
-            }
+            // a consistent lse: the CPU attention's on the same values (float; both sides read this one)
+            Tensor lseC = cpu.allocate(DType.F32, bsz, nh, t);
+            Tensor qc = tensor(cpu, DType.F32, q, bsz, t, c);
+            cpu.attention().attentionForward(cpu.allocate(DType.F32, bsz, t, c), lseC, qc,
+                    tensor(cpu, DType.F32, k, bsz, t, c), qc, ints(cpu, mask), nh, (float) (1.0 / Math.sqrt(hs)));
+            float[] lse = floats(cpu, lseC);
             double[][][][] expect = org.longexposure.sparsity.exposer.TileMass.perSequence(q, k, lse, mask, bsz, t,
                     nh, hs, block);
             Tensor mg = gpu.allocate(DType.F64, bsz, nh, nB, nB);
