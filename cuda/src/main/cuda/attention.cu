@@ -30,8 +30,9 @@
 //  attention_forward_bf16_hsHS(q, k, v, out, lse, keyMask, rowPtr, colIdx, T, NH, scale)
 //     grid (nQB, NH, B), block 128, dynamic smem (64 + 4·64)·(HS + 8)·2 bytes (Q tile, 2×K, 2×V).
 //     rowPtr == null: dense causal, key blocks 0..qb. Else CSR layout rowPtr (NH·nQB + 1), colIdx (nnz).
-//     Reads q, k, v, keyMask, the layout; writes out rows < T and lse. blockIdx.x runs over query blocks from the
-//     last (heaviest) to the first.
+//     Reads q, k, v, keyMask, the layout; writes out rows < T and lse. The CTAs take the query blocks from the
+//     last (heaviest) to the first, the block index slowest in dispatch order (cta_work; likewise dK/dV from key
+//     block 0 and dQ from the last query block).
 //  attention_backward_prep_bf16_hsHS(dOut, out, lse, dPad, lse2Pad, B, T, NH)
 //     any grid (grid-stride over B·Tp·NH threads, one per (b, t, h)), block 256, no smem. Writes the f32 scratch (B, NH, Tp) arrays
 //     dPad[i] = D_i = Σ_d dOut_i[d]·out_i[d] (0 for i ≥ T) and lse2Pad[i] = lse_i·log2(e), replaced by +∞ when
@@ -58,6 +59,23 @@ namespace {
 constexpr int kTile = 64;      // BQ = BK = the BlockLayout block size
 constexpr float kLog2e = 1.4426950408889634f;
 constexpr float kLn2 = 0.6931471805599453f;
+
+// The CTA's (block, head, sequence) for a grid (nBlocks, NH, B), with the block index varying slowest in the linear
+// CTA order (x fastest, then y, then z) that the hardware dispatches in: every (head, sequence) gets its block 0
+// before any gets block 1, so the CTAs with the most tiles (block 0 = the last query block of the forward and dQ
+// passes, key block 0 of dK/dV: in a causal layout, and the sink column of a sparse one, the longest lists) start
+// first instead of being spread over the launch and ending last (longest-processing-time-first order). The work
+// of each CTA, and so every result bit, is unchanged.
+struct CtaWork {
+    int blk, h, b;
+};
+__device__ __forceinline__ CtaWork cta_work() {
+    const int heads = gridDim.y * gridDim.z;
+    const int lin = blockIdx.x + gridDim.x * (blockIdx.y + gridDim.y * blockIdx.z);
+    const int blk = lin / heads;
+    const int hb = lin - blk * heads;
+    return {blk, hb % (int)gridDim.y, hb / (int)gridDim.y};
+}
 
 // ROWS rows of one head (HS bf16 each) starting at token row0 of the (T, C) matrix at g into a padded shared tile.
 template <int HS, int ROWS, int NT>
@@ -224,8 +242,9 @@ __device__ __forceinline__ void attention_forward(const bf16* __restrict__ q, co
 
     const int nB = (T + kTile - 1) / kTile;
     const int nQ = (T + BQ - 1) / BQ;
-    const int qb = nQ - 1 - blockIdx.x;
-    const int h = blockIdx.y, b = blockIdx.z;
+    const CtaWork cw = cta_work();
+    const int qb = nQ - 1 - cw.blk;
+    const int h = cw.h, b = cw.b;
     const int C = NH * HS;
     const int warp = threadIdx.x >> 5, lane = threadIdx.x & 31;
     const int gq = lane >> 2, tq = lane & 3;
@@ -419,7 +438,7 @@ __device__ __forceinline__ void attention_backward_prep(const bf16* __restrict__
     }
 }
 
-// dK, dV of BK = 16·NW keys starting at k0 = BK·blockIdx.x: warp w owns keys k0 + 16w + {gq, gq + 8}; block lists
+// dK, dV of BK = 16·NW keys starting at k0 = BK·blk (cta_work): warp w owns keys k0 + 16w + {gq, gq + 8}; block lists
 // need BK = 64. KV_REGS keeps the warp's K and V rows as MMA fragments in registers (else re-read from shared memory
 // for every query tile).
 template <int HS, bool KV_REGS, int NW>
@@ -444,14 +463,15 @@ __device__ __forceinline__ void attention_backward_dkdv(
 
     const int nB = (T + kTile - 1) / kTile;
     const int Tp = nB * kTile;
-    const int kb = blockIdx.x * (BK / kTile);  // first layout block of the CTA
-    const int h = blockIdx.y, b = blockIdx.z;
+    const CtaWork cw = cta_work();
+    const int kb = cw.blk * (BK / kTile);  // first layout block of the CTA
+    const int h = cw.h, b = cw.b;
     const int C = NH * HS;
     const int warp = threadIdx.x >> 5, lane = threadIdx.x & 31;
     const int gq = lane >> 2, tq = lane & 3;
     const size_t base = (size_t)b * T * C + (size_t)h * HS;
     const size_t sbase = ((size_t)b * NH + h) * Tp;
-    const int k0 = blockIdx.x * BK;
+    const int k0 = cw.blk * BK;
 
     int it0, it1;
     if (LIST && colPtr) {
@@ -586,8 +606,9 @@ __device__ __forceinline__ void attention_backward_dq(
     const int nB = (T + kTile - 1) / kTile;
     const int Tp = nB * kTile;
     const int nQ = (T + BQ - 1) / BQ;
-    const int qb = nQ - 1 - blockIdx.x;
-    const int h = blockIdx.y, b = blockIdx.z;
+    const CtaWork cw = cta_work();
+    const int qb = nQ - 1 - cw.blk;
+    const int h = cw.h, b = cw.b;
     const int C = NH * HS;
     const int warp = threadIdx.x >> 5, lane = threadIdx.x & 31;
     const int gq = lane >> 2, tq = lane & 3;

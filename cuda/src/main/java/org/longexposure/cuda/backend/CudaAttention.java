@@ -29,6 +29,7 @@ import org.longexposure.tensor.Tensor;
  * {@code D_i = dOut_i·out_i} and the log2-scaled lse into a scratch of 2·B·NH·Tp floats (Tp = T rounded up to 64);
  * then {@code attention_backward_dkdv} (one CTA per key block, over the query blocks that list it) and
  * {@code attention_backward_dq} (one CTA per query block, over its key list), deterministic, no float atomics.
+ * Every pass dispatches its longest lists first (the block index varies slowest over the CTAs).
  * The dK/dV pass needs the layout by columns: {@code attention_layout_transpose} builds that CSC on the device
  * from the CSR, into the same scratch (NH·nB + 1 + nnz ints), every backward call, so a layout rebuilt on the device
  * every step costs no host round trip.

@@ -186,7 +186,8 @@ class CudaPredictDeviceTest extends DeviceTestBase {
             Tensor lseC = cpu.allocate(DType.F32, bsz, nh, t);
             Tensor qc = tensor(cpu, DType.F32, q, bsz, t, c);
             cpu.attention().attentionForward(cpu.allocate(DType.F32, bsz, t, c), lseC, qc,
-                    tensor(cpu, DType.F32, k, bsz, t, c), qc, ints(cpu, mask), nh, (float) (1.0 / Math.sqrt(hs)));
+                    tensor(cpu, DType.F32, k, bsz, t, c), qc, ints(cpu, mask).view(bsz, t), nh,
+                    (float) (1.0 / Math.sqrt(hs)));
             float[] lse = floats(cpu, lseC);
             double[][][][] expect = org.longexposure.sparsity.exposer.TileMass.perSequence(q, k, lse, mask, bsz, t,
                     nh, hs, block);
