@@ -104,9 +104,13 @@ public final class Linear {
         }
         float[] w = Tensors.toFloats(be, weight);   // (N, K)
         double[] map = new double[(k + 1) * n];
-        for (int o = 0; o < n; o++) {
-            for (int e = 0; e < k; e++) {
-                map[e * n + o] = w[o * k + e] + (delta == null ? 0 : delta[o * k + e]);
+        for (int o0 = 0; o0 < n; o0 += 32) {        // transposed in 32 × 32 tiles (both sides cache-resident)
+            for (int e0 = 0; e0 < k; e0 += 32) {
+                for (int o = o0; o < Math.min(o0 + 32, n); o++) {
+                    for (int e = e0; e < Math.min(e0 + 32, k); e++) {
+                        map[e * n + o] = w[o * k + e] + (delta == null ? 0 : delta[o * k + e]);
+                    }
+                }
             }
         }
         if (bias != null) {

@@ -125,16 +125,7 @@ public final class AttentionPredictor {
                 rk = new double[hs * hs];
                 qk = Linalg.qr(akh, d, hs, rk);
             }
-            double[] m = new double[d * hs];
-            for (int i = 0; i < d; i++) {
-                for (int j = 0; j < hs; j++) {
-                    double sum = 0;
-                    for (int t = j; t < hs; t++) {   // (Rkᵀ)[t][j] = Rk[j][t], upper triangular
-                        sum += aqh[i * hs + t] * rk[j * hs + t];
-                    }
-                    m[i * hs + j] = sum;
-                }
-            }
+            double[] m = aqTimesRkT(aqh, rk, d, hs);
             double[] v = new double[hs * hs];
             double[] ev = Linalg.symmetricEigen(Linalg.gram(m, d, hs), hs, v);
             for (int comp = 0; comp < r; comp++) {
@@ -165,6 +156,49 @@ public final class AttentionPredictor {
         float[] gamma = new float[numHeads];
         Arrays.fill(gamma, 1f);
         return new AttentionPredictor(numHeads, c, rank, block, pq, pk, gamma, 1.0);
+    }
+
+    /**
+     * M = Aq·Rkᵀ (D, HS) for Aq (D, HS) and an upper triangular Rk (HS, HS): m[i][j] = Σ_{t ≥ j} aq[i][t]·rk[j][t],
+     * t ascending; four rows of Aq at a time share each loaded rk entry (four independent sums in flight).
+     */
+    private static double[] aqTimesRkT(double[] aq, double[] rk, int d, int hs) {
+        double[] m = new double[d * hs];
+        int i = 0;
+        for (; i + 4 <= d; i += 4) {
+            int o0 = i * hs;
+            int o1 = o0 + hs;
+            int o2 = o1 + hs;
+            int o3 = o2 + hs;
+            for (int j = 0; j < hs; j++) {
+                double s0 = 0;
+                double s1 = 0;
+                double s2 = 0;
+                double s3 = 0;
+                int rj = j * hs;
+                for (int t = j; t < hs; t++) {   // (Rkᵀ)[t][j] = Rk[j][t]
+                    double r = rk[rj + t];
+                    s0 += aq[o0 + t] * r;
+                    s1 += aq[o1 + t] * r;
+                    s2 += aq[o2 + t] * r;
+                    s3 += aq[o3 + t] * r;
+                }
+                m[o0 + j] = s0;
+                m[o1 + j] = s1;
+                m[o2 + j] = s2;
+                m[o3 + j] = s3;
+            }
+        }
+        for (; i < d; i++) {
+            for (int j = 0; j < hs; j++) {
+                double sum = 0;
+                for (int t = j; t < hs; t++) {
+                    sum += aq[i * hs + t] * rk[j * hs + t];
+                }
+                m[i * hs + j] = sum;
+            }
+        }
+        return m;
     }
 
     private static double[] columns(double[] a, int rows, int cols, int from, int count) {
