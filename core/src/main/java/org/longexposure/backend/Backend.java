@@ -1,6 +1,7 @@
 package org.longexposure.backend;
 
 import java.lang.foreign.MemorySegment;
+import java.util.function.IntConsumer;
 import org.longexposure.tensor.DType;
 import org.longexposure.tensor.Tensor;
 
@@ -67,6 +68,18 @@ public interface Backend extends AutoCloseable {
      * on threads or on the device. Used to build models with random weights (benchmarks, tests).
      */
     void fillUniform(Tensor t, float low, float high, long seed);
+
+    /**
+     * Runs {@code body(i)} for every i in [0, n) on this backend's host threads and returns when all are done: host
+     * work between device calls that splits into independent items (the predictor refresh's per-head
+     * factorisations). Each item must write only its own outputs, so the result does not depend on the threads.
+     * Default: in order on the calling thread.
+     */
+    default void hostParallelFor(int n, IntConsumer body) {
+        for (int i = 0; i < n; i++) {
+            body.accept(i);
+        }
+    }
 
     LinearOps linear();
 

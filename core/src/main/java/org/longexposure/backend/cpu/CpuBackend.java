@@ -2,6 +2,7 @@ package org.longexposure.backend.cpu;
 
 import java.lang.foreign.Arena;
 import java.lang.foreign.MemorySegment;
+import java.util.function.IntConsumer;
 import org.longexposure.backend.ActivationOps;
 import org.longexposure.backend.AttentionOps;
 import org.longexposure.backend.Backend;
@@ -145,6 +146,12 @@ public final class CpuBackend implements Backend {
     @Override
     public PredictOps predict() {
         return predict;
+    }
+
+    /** On the backend's own threads ({@link CpuThreads#parallelFor}). */
+    @Override
+    public void hostParallelFor(int n, IntConsumer body) {
+        threads.parallelFor(n, body);
     }
 
     @Override

@@ -1,6 +1,7 @@
 package org.longexposure.sparsity.predict;
 
 import java.util.Arrays;
+import java.util.function.IntConsumer;
 import org.longexposure.backend.Backend;
 import org.longexposure.backend.BlockLayout;
 import org.longexposure.backend.SelectionRule;
@@ -110,13 +111,29 @@ public final class AttentionPredictor {
      * @param ak (D, C) the affine map [x, 1] → k
      */
     static AttentionPredictor fromAffineMaps(double[] aq, double[] ak, int c, int numHeads, int rank, int block) {
+        return fromAffineMaps(aq, ak, c, numHeads, rank, block, (n, body) -> {
+            for (int i = 0; i < n; i++) {
+                body.accept(i);
+            }
+        });
+    }
+
+    /** How {@link #fromAffineMaps} runs its independent per-head items, e.g. {@code Backend::hostParallelFor}. */
+    @FunctionalInterface
+    interface HeadLoop {
+        void run(int n, IntConsumer body);
+    }
+
+    /** {@link #fromAffineMaps} with the heads factorised through {@code heads} (each head writes its own rows). */
+    static AttentionPredictor fromAffineMaps(double[] aq, double[] ak, int c, int numHeads, int rank, int block,
+                                             HeadLoop heads) {
         int d = c + 1;
         int hs = c / numHeads;
         int r = Math.min(rank, hs);
         float[] pq = new float[numHeads * d * rank];
         float[] pk = new float[numHeads * d * rank];
         double scale = 1.0 / Math.sqrt(hs);
-        for (int h = 0; h < numHeads; h++) {
+        heads.run(numHeads, h -> {
             double[] aqh = columns(aq, d, c, h * hs, hs);
             double[] akh = columns(ak, d, c, h * hs, hs);
             double[] rk = Linalg.choleskyUpper(Linalg.gram(akh, d, hs), hs);
@@ -152,7 +169,7 @@ public final class AttentionPredictor {
                     pk[(h * d + i) * rank + comp] = (float) (w * root);
                 }
             }
-        }
+        });
         float[] gamma = new float[numHeads];
         Arrays.fill(gamma, 1f);
         return new AttentionPredictor(numHeads, c, rank, block, pq, pk, gamma, 1.0);

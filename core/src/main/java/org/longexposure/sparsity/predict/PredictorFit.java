@@ -377,7 +377,8 @@ public final class PredictorFit {
             return null;
         }
         ModelConfig mc = lm.config();
-        return AttentionPredictor.fromAffineMaps(aq, ak, mc.hiddenSize(), mc.numHeads(), rank, block);
+        return AttentionPredictor.fromAffineMaps(aq, ak, mc.hiddenSize(), mc.numHeads(), rank, block,
+                be::hostParallelFor);
     }
 
     /** The attention predictor of rank R fitted to the statistics FᵀF (D, D, upper triangle), Fᵀq, Fᵀk (D, C). */

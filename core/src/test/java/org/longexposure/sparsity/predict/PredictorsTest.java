@@ -275,6 +275,26 @@ class PredictorsTest {
         }
     }
 
+    /** The per-head factorisations on a backend's host threads give the sequential result bit for bit. */
+    @Test
+    void headsFactorisedInParallelEqualTheSequentialResult() {
+        SplittableRandom rng = new SplittableRandom(9);
+        int c = 40;
+        int nh = 5;
+        double[] aq = new double[(c + 1) * c];
+        double[] ak = new double[(c + 1) * c];
+        for (int i = 0; i < aq.length; i++) {
+            aq[i] = rng.nextDouble(-1, 1);
+            ak[i] = rng.nextDouble(-1, 1);
+        }
+        AttentionPredictor seq = AttentionPredictor.fromAffineMaps(aq, ak, c, nh, 3, 16);
+        try (CpuBackend be = new CpuBackend(3)) {
+            AttentionPredictor par = AttentionPredictor.fromAffineMaps(aq, ak, c, nh, 3, 16, be::hostParallelFor);
+            assertThat(par.pq).containsExactly(seq.pq);
+            assertThat(par.pk).containsExactly(seq.pk);
+        }
+    }
+
     @Test
     void fitMeetsItsTargetsOnTheTrainingDataAndRoundTripsThroughFiles(@TempDir Path tmp) throws Exception {
         Path dir = fixture();

@@ -4,6 +4,7 @@ import java.lang.foreign.MemorySegment;
 import java.lang.foreign.ValueLayout;
 import java.util.ArrayDeque;
 import java.util.Deque;
+import java.util.function.IntConsumer;
 import org.longexposure.backend.ActivationOps;
 import org.longexposure.backend.AttentionOps;
 import org.longexposure.backend.Backend;
@@ -14,6 +15,7 @@ import org.longexposure.backend.NormOps;
 import org.longexposure.backend.OptimOps;
 import org.longexposure.backend.PredictOps;
 import org.longexposure.backend.SparseOps;
+import org.longexposure.backend.cpu.CpuThreads;
 import org.longexposure.backend.Tensors;
 import org.longexposure.cuda.Bf16;
 import org.longexposure.cuda.DeviceArena;
@@ -57,6 +59,8 @@ public final class CudaBackend implements Backend {
     private final CudaOptim optim;
     private final CudaSparse sparse;
     private final CudaPredict predict;
+    /** Host threads for host work between device calls ({@link #hostParallelFor}), one per available processor. */
+    private final CpuThreads hostThreads;
 
     private CudaBackend(CudaOptions options) {
         this.options = options;
@@ -77,6 +81,7 @@ public final class CudaBackend implements Backend {
             optim = new CudaOptim(this, activation);
             sparse = new CudaSparse(this, attention);
             predict = new CudaPredict(this);
+            hostThreads = own(new CpuThreads(Runtime.getRuntime().availableProcessors()));
         } catch (RuntimeException e) {
             closeOwned(e);
             throw e;
@@ -275,6 +280,11 @@ public final class CudaBackend implements Backend {
     @Override
     public SparseOps sparse() {
         return sparse;
+    }
+
+    @Override
+    public void hostParallelFor(int n, IntConsumer body) {
+        hostThreads.parallelFor(n, body);
     }
 
     /** Waits for the stream, then frees everything in reverse order of creation. */
