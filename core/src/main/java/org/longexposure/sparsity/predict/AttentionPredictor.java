@@ -1,7 +1,6 @@
 package org.longexposure.sparsity.predict;
 
 import java.util.Arrays;
-import java.util.function.IntConsumer;
 import org.longexposure.backend.Backend;
 import org.longexposure.backend.BlockLayout;
 import org.longexposure.backend.SelectionRule;
@@ -111,22 +110,12 @@ public final class AttentionPredictor {
      * @param ak (D, C) the affine map [x, 1] → k
      */
     static AttentionPredictor fromAffineMaps(double[] aq, double[] ak, int c, int numHeads, int rank, int block) {
-        return fromAffineMaps(aq, ak, c, numHeads, rank, block, (n, body) -> {
-            for (int i = 0; i < n; i++) {
-                body.accept(i);
-            }
-        });
-    }
-
-    /** How {@link #fromAffineMaps} runs its independent per-head items, e.g. {@code Backend::hostParallelFor}. */
-    @FunctionalInterface
-    interface HeadLoop {
-        void run(int n, IntConsumer body);
+        return fromAffineMaps(aq, ak, c, numHeads, rank, block, HostLoop.SEQUENTIAL);
     }
 
     /** {@link #fromAffineMaps} with the heads factorised through {@code heads} (each head writes its own rows). */
     static AttentionPredictor fromAffineMaps(double[] aq, double[] ak, int c, int numHeads, int rank, int block,
-                                             HeadLoop heads) {
+                                             HostLoop heads) {
         int d = c + 1;
         int hs = c / numHeads;
         int r = Math.min(rank, hs);

@@ -86,22 +86,41 @@ public final class MlpPredictor {
 
     /** Ŝ[R][j] for the MLP input x (rows, C) on the host. */
     double[][] blockScores(float[] x, int[] mask, int rows) {
+        return blockScores(x, mask, rows, HostLoop.SEQUENTIAL);
+    }
+
+    /**
+     * {@link #blockScores(float[], int[], int)} with the rows' clamped scores computed in chunks of 64 rows through
+     * {@code loop} (each chunk writes its own rows), then added into their token blocks in row order: the same sums.
+     */
+    double[][] blockScores(float[] x, int[] mask, int rows, HostLoop loop) {
         int nb = numBlocks();
         int d = dim + 1;
+        double[] clamped = new double[rows * nb];   // (rows, nb): min(max(z, 0), width) of the real rows
+        loop.run((rows + 63) / 64, chunk -> {
+            for (int t = chunk * 64; t < Math.min(rows, chunk * 64 + 64); t++) {
+                if (mask[t] == 0) {
+                    continue;
+                }
+                int off = t * dim;
+                for (int j = 0; j < nb; j++) {
+                    int w = j * d;
+                    double z = weight[w + dim];
+                    for (int e = 0; e < dim; e++) {
+                        z += weight[w + e] * x[off + e];
+                    }
+                    int width = Math.min(neuronBlock, ffn - j * neuronBlock);
+                    clamped[t * nb + j] = Math.min(Math.max(z, 0), width);
+                }
+            }
+        });
         double[][] s = new double[(rows + tokenBlock - 1) / tokenBlock][nb];
         for (int t = 0; t < rows; t++) {
             if (mask[t] == 0) {
                 continue;
             }
-            int off = t * dim;
             for (int j = 0; j < nb; j++) {
-                int w = j * d;
-                double z = weight[w + dim];
-                for (int e = 0; e < dim; e++) {
-                    z += weight[w + e] * x[off + e];
-                }
-                int width = Math.min(neuronBlock, ffn - j * neuronBlock);
-                s[t / tokenBlock][j] += Math.min(Math.max(z, 0), width);
+                s[t / tokenBlock][j] += clamped[t * nb + j];
             }
         }
         return s;

@@ -525,7 +525,7 @@ public final class OnlineSparsity implements SparsityPlan {
                 double[][] truth = GroundTruth.blockActivity(GroundTruth.tokenActivity(a.h(), mask, mask.length,
                         mc.ffnDim(), m.neuronBlock), m.tokenBlock);
                 int[] real = GroundTruth.realRows(mask, mask.length, m.tokenBlock);
-                double[][] scores = m.blockScores(a.mlpIn(), mask, mask.length);
+                double[][] scores = m.blockScores(a.mlpIn(), mask, mask.length, be::hostParallelFor);
                 mStale[l] = recall(PredictorFit.mlpKept(MlpPredictor.select(scores, real, m.coverage,
                         m.maxBlocks()), truth));
                 if (auto) {

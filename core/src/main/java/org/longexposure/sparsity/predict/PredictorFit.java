@@ -270,7 +270,7 @@ public final class PredictorFit {
                 masses.get(l).add(tileMass.perSequence(la.q(), la.k(), la.lse(), mask, b.batchSize(), b.seqLen(),
                         mc.numHeads(), cfg.attnBlock()));
                 if (relu) {
-                    mlpScores.get(l).add(mlp.get(l).blockScores(a.mlpIn(), mask, mask.length));
+                    mlpScores.get(l).add(mlp.get(l).blockScores(a.mlpIn(), mask, mask.length, be::hostParallelFor));
                     mlpTruth.get(l).add(GroundTruth.blockActivity(GroundTruth.tokenActivity(a.h(), mask,
                             mask.length, mc.ffnDim(), cfg.neuronBlock()), cfg.tokenBlock()));
                 }

@@ -275,7 +275,7 @@ class PredictorsTest {
         }
     }
 
-    /** The per-head factorisations on a backend's host threads give the sequential result bit for bit. */
+    /** The per-head factorisations and the MLP scorer on a backend's host threads give the sequential results. */
     @Test
     void headsFactorisedInParallelEqualTheSequentialResult() {
         SplittableRandom rng = new SplittableRandom(9);
@@ -288,10 +288,28 @@ class PredictorsTest {
             ak[i] = rng.nextDouble(-1, 1);
         }
         AttentionPredictor seq = AttentionPredictor.fromAffineMaps(aq, ak, c, nh, 3, 16);
+        // the MLP scorer's rows in chunks on the threads, 150 rows with a few padded
+        int ffn = 70;
+        float[] w = new float[5 * (c + 1)];
+        for (int i = 0; i < w.length; i++) {
+            w[i] = (float) rng.nextDouble(-1, 1);
+        }
+        MlpPredictor mlp = new MlpPredictor(c, ffn, 16, 32, w, 1.0);
+        int rows = 150;
+        float[] x = new float[rows * c];
+        for (int i = 0; i < x.length; i++) {
+            x[i] = (float) rng.nextDouble(-2, 2);
+        }
+        int[] mask = new int[rows];
+        for (int t = 0; t < rows; t++) {
+            mask[t] = t % 17 == 5 ? 0 : 1;
+        }
         try (CpuBackend be = new CpuBackend(3)) {
             AttentionPredictor par = AttentionPredictor.fromAffineMaps(aq, ak, c, nh, 3, 16, be::hostParallelFor);
             assertThat(par.pq).containsExactly(seq.pq);
             assertThat(par.pk).containsExactly(seq.pk);
+            assertThat(mlp.blockScores(x, mask, rows, be::hostParallelFor))
+                    .isDeepEqualTo(mlp.blockScores(x, mask, rows));
         }
     }
 
