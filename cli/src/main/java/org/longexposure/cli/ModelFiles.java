@@ -7,6 +7,7 @@ import org.longexposure.backend.Backend;
 import org.longexposure.io.InputFormatException;
 import org.longexposure.io.peft.PeftAdapterIO;
 import org.longexposure.model.CausalLm;
+import org.longexposure.model.TokenEncoders;
 import org.longexposure.peft.LoraConfig;
 import org.longexposure.peft.TrainableParams;
 import org.longexposure.peft.lora.Lora;
@@ -51,31 +52,6 @@ final class ModelFiles {
     }
 
     static TokenEncoder encoder(Tokenizer tok) {
-        return new TokenEncoder() {
-            @Override
-            public int[] encode(String text) {
-                return tok.encode(text);
-            }
-
-            @Override
-            public int[] encodeDefault(String text) {
-                return tok.encodeWithSpecials(text);
-            }
-
-            @Override
-            public int bosId() {
-                return tok.bosId().orElse(-1);
-            }
-
-            @Override
-            public int eosId() {
-                return tok.eosId().orElse(-1);
-            }
-
-            @Override
-            public int padId() {
-                return tok.padId().orElse(tok.eosId().orElse(0));
-            }
-        };
+        return TokenEncoders.of(tok);
     }
 }

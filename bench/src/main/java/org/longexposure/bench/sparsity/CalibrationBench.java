@@ -14,11 +14,11 @@ import org.longexposure.io.data.Batcher;
 import org.longexposure.io.data.DataLoader;
 import org.longexposure.io.data.Example;
 import org.longexposure.io.data.JsonlDataset;
-import org.longexposure.io.data.TokenEncoder;
 import org.longexposure.io.tokenizer.Tokenizer;
 import org.longexposure.model.Architecture;
 import org.longexposure.model.CausalLm;
 import org.longexposure.model.SparsityPlan;
+import org.longexposure.model.TokenEncoders;
 import org.longexposure.peft.LoraConfig;
 import org.longexposure.peft.TrainableParams;
 import org.longexposure.peft.lora.Lora;
@@ -120,8 +120,8 @@ public final class CalibrationBench {
 
         try (CpuBackend be = new CpuBackend(threads); CausalLm lm = Architecture.load(modelDir, be)) {
             Tokenizer tok = Tokenizer.load(modelDir);
-            List<Example> examples = JsonlDataset.read(data, encoder(tok));
-            int pad = encoder(tok).padId();
+            List<Example> examples = JsonlDataset.read(data, TokenEncoders.of(tok));
+            int pad = TokenEncoders.of(tok).padId();
             Batcher.Rows rows = Batcher.pack(examples, seq);
             TrainableParams params = new TrainableParams();
             Lora.apply(lm, new LoraConfig(8, 16, 0f, List.of("q_proj", "v_proj"), false), be, params, 0);
@@ -246,34 +246,5 @@ public final class CalibrationBench {
                 lo.put("sparse_steps_share_below_target", (double) sparseBelow / sparseSteps);
             }
         }
-    }
-
-    private static TokenEncoder encoder(Tokenizer tok) {
-        return new TokenEncoder() {
-            @Override
-            public int[] encode(String text) {
-                return tok.encode(text);
-            }
-
-            @Override
-            public int[] encodeDefault(String text) {
-                return tok.encodeWithSpecials(text);
-            }
-
-            @Override
-            public int bosId() {
-                return tok.bosId().orElse(-1);
-            }
-
-            @Override
-            public int eosId() {
-                return tok.eosId().orElse(-1);
-            }
-
-            @Override
-            public int padId() {
-                return tok.padId().orElse(tok.eosId().orElse(0));
-            }
-        };
     }
 }

@@ -26,6 +26,7 @@ import org.longexposure.model.Architecture;
 import org.longexposure.model.CausalLm;
 import org.longexposure.model.ForwardState;
 import org.longexposure.model.SparsityPlan;
+import org.longexposure.model.TokenEncoders;
 import org.longexposure.sparsity.mask.BlockLayouts;
 import org.longexposure.tensor.DType;
 import org.longexposure.tensor.Tensor;
@@ -502,32 +503,7 @@ class PredictorPlanTest {
         Path data = Path.of("../data/e2e-sample/train.jsonl");
         try (CpuBackend be = new CpuBackend(2); CausalLm lm = Architecture.load(model, be)) {
             Tokenizer tok = Tokenizer.load(model);
-            TokenEncoder enc = new TokenEncoder() {
-                @Override
-                public int[] encode(String text) {
-                    return tok.encode(text);
-                }
-
-                @Override
-                public int[] encodeDefault(String text) {
-                    return tok.encodeWithSpecials(text);
-                }
-
-                @Override
-                public int bosId() {
-                    return tok.bosId().orElse(-1);
-                }
-
-                @Override
-                public int eosId() {
-                    return tok.eosId().orElse(-1);
-                }
-
-                @Override
-                public int padId() {
-                    return tok.padId().orElse(tok.eosId().orElse(0));
-                }
-            };
+            TokenEncoder enc = TokenEncoders.of(tok);
             int seqLen = 90;   // batches padded to at most 90 tokens: blocks of 16, the last one partial or padded
             List<Example> rows = Batcher.truncate(JsonlDataset.read(data, enc), seqLen).rows();
             List<Batch> batches = new ArrayList<>();
