@@ -28,26 +28,23 @@
 //
 // Kernels (HS ∈ {32, 64, 80, 96, 128} is a suffix: ..._hs64). nQB = nKB = ceil(T / 64), Tp = 64·nQB.
 //  attention_forward_bf16_hsHS(q, k, v, out, lse, keyMask, rowPtr, colIdx, T, NH, scale)
-//     grid (nQB, NH, B), block 128, dynamic smem (64 + 4·64)·(HS + 8)·2 bytes (Q tile, 2×K, 2×V).
+//     grid (NH, B, nQB), block 128, dynamic smem (64 + 4·64)·(HS + 8)·2 bytes (Q tile, 2×K, 2×V).
 //     rowPtr == null: dense causal, key blocks 0..qb. Else CSR layout rowPtr (NH·nQB + 1), colIdx (nnz).
-//     Reads q, k, v, keyMask, the layout; writes out rows < T and lse. The CTAs take the query blocks from the
-//     last (heaviest) to the first, the block index slowest in dispatch order (cta_work; likewise dK/dV from key
-//     block 0 and dQ from the last query block).
+//     Reads q, k, v, keyMask, the layout; writes out rows < T and lse. blockIdx.z runs over query blocks from the
+//     last (heaviest) to the first.
 //  attention_backward_prep_bf16_hsHS(dOut, out, lse, dPad, lse2Pad, B, T, NH)
 //     any grid (grid-stride over B·Tp·NH threads, one per (b, t, h)), block 256, no smem. Writes the f32 scratch (B, NH, Tp) arrays
 //     dPad[i] = D_i = Σ_d dOut_i[d]·out_i[d] (0 for i ≥ T) and lse2Pad[i] = lse_i·log2(e), replaced by +∞ when
 //     lse_i = −∞ or i ≥ T (so that exp2(s − lse2) = 0 there without a branch). 2·B·NH·Tp floats of scratch.
-//  attention_backward_dkdv_bf16_hsHS(q, k, v, dOut, keyMask, lse2Pad, dPad, colPtr, rowIdx, dK, dV, T, NH, scale)
-//     grid (nKB, NH, B), block 128, dynamic smem 6·64·(HS + 8)·2 + 4·64·4 bytes (K, V, 2×Q, 2×dOut, 2×lse2,
-//     2×D). colPtr == null: dense, query blocks kb..nQB−1. Else CSC layout colPtr (NH·nKB + 1), rowIdx (nnz).
+//  attention_backward_bf16_hsHS(q, k, v, dOut, keyMask, lse2Pad, dPad, rowPtr, colIdx, dQ, dK, dV, T, NH, scale)
+//     grid (NH, B, 2·nQB), block 128, dynamic smem 6·64·(HS + 8)·2 + 4·64·4 bytes. Both gradient passes in one
+//     launch: even blockIdx.z = 2i is the dK/dV CTA of key block i, odd 2i + 1 the dQ CTA of query block nQB−1−i.
+//     dK/dV CTA (K, V, 2×Q, 2×dOut, 2×lse2, 2×D in smem): rowPtr == null: dense, query blocks kb..nQB−1; else
+//     the query blocks whose CSR row lists kb, ascending (ColumnWalk: binary searches of the rows, 32 at a time).
 //     Each warp owns 16 keys: S^T = K·Q^T, P^T, dP^T = V·dOut^T, dS^T = P^T∘(dP^T − D), dV += P^T·dOut,
 //     dK += dS^T·Q, then dK·scale. Writes dK, dV rows < T (zero for keys no query sees).
-//  attention_backward_dq_bf16_hsHS(q, k, v, dOut, keyMask, lse2Pad, dPad, rowPtr, colIdx, dQ, T, NH, scale)
-//     grid (nQB, NH, B), block 128, dynamic smem 6·64·(HS + 8)·2 bytes (Q, dOut, 2×K, 2×V). Same list as the
-//     forward. Each warp owns 16 queries: recomputes S and dP, dQ += dS·K, then dQ·scale. Writes dQ rows < T.
-//  attention_layout_transpose(rowPtr, colIdx, colPtr, rowIdx, nBlocks, NH)
-//     grid NH, block 256, dynamic smem 4·nBlocks bytes. CSR (query-block rows) -> CSC (key-block columns) of a
-//     causal block layout; head h's entries keep their CSR offset range [rowPtr[h·nB], rowPtr[(h+1)·nB]).
+//     dQ CTA (Q, dOut, 2×K, 2×V in smem): same list as the forward. Each warp owns 16 queries: recomputes S and
+//     dP, dQ += dS·K, then dQ·scale. Writes dQ rows < T.
 // The two gradient passes recompute S and dP instead of accumulating dQ with float atomics: deterministic
 // results, bit-identical run to run, at the cost of two extra tile products per tile.
 #include "mma.cuh"
@@ -59,23 +56,6 @@ namespace {
 constexpr int kTile = 64;      // BQ = BK = the BlockLayout block size
 constexpr float kLog2e = 1.4426950408889634f;
 constexpr float kLn2 = 0.6931471805599453f;
-
-// The CTA's (block, head, sequence) for a grid (nBlocks, NH, B), with the block index varying slowest in the linear
-// CTA order (x fastest, then y, then z) that the hardware dispatches in: every (head, sequence) gets its block 0
-// before any gets block 1, so the CTAs with the most tiles (block 0 = the last query block of the forward and dQ
-// passes, key block 0 of dK/dV: in a causal layout, and the sink column of a sparse one, the longest lists) start
-// first instead of being spread over the launch and ending last (longest-processing-time-first order). The work
-// of each CTA, and so every result bit, is unchanged.
-struct CtaWork {
-    int blk, h, b;
-};
-__device__ __forceinline__ CtaWork cta_work() {
-    const int heads = gridDim.y * gridDim.z;
-    const int lin = blockIdx.x + gridDim.x * (blockIdx.y + gridDim.y * blockIdx.z);
-    const int blk = lin / heads;
-    const int hb = lin - blk * heads;
-    return {blk, hb % (int)gridDim.y, hb / (int)gridDim.y};
-}
 
 // ROWS rows of one head (HS bf16 each) starting at token row0 of the (T, C) matrix at g into a padded shared tile.
 template <int HS, int ROWS, int NT>
@@ -218,6 +198,41 @@ __device__ __forceinline__ u64 row_bits(u64 bits, int k0, int row, int tq) {
     return (bits & causal) >> (2 * tq);
 }
 
+// The query blocks qb ≥ kb whose CSR row (ascending key blocks, rows rowPtr[qb]..rowPtr[qb + 1] of colIdx) holds key
+// block kb, in ascending order: the dK/dV pass's column of a causal layout, read from the CSR so that no transposed
+// copy is built. Each call of next() is warp-uniform: lane l tests row c0 + l by binary search, a ballot collects
+// 32 rows at a time, and the set bits are handed out lowest first. Start with c0 = kb − 32, pend = 0.
+struct ColumnWalk {
+    const int* rowPtr;  // the head's nB + 1 row offsets
+    const int* colIdx;
+    int kb, nB, c0;
+    u32 pend;
+
+    __device__ __forceinline__ bool holds(int qb) const {
+        int lo = rowPtr[qb], hi = rowPtr[qb + 1];
+        while (lo < hi) {
+            int mid = (lo + hi) >> 1;
+            int c = colIdx[mid];
+            if (c == kb) return true;
+            if (c < kb) lo = mid + 1; else hi = mid;
+        }
+        return false;
+    }
+
+    // The next query block of the column, or nB when the column is exhausted.
+    __device__ __forceinline__ int next(int lane) {
+        while (pend == 0) {
+            c0 += 32;
+            if (c0 >= nB) return nB;
+            int qb = c0 + lane;
+            pend = __ballot_sync(0xffffffffu, qb < nB && holds(qb));
+        }
+        int i = __ffs(pend) - 1;
+        pend &= pend - 1;
+        return c0 + i;
+    }
+};
+
 // ------------------------------------------------------------------------------------------------ forward
 
 // One CTA: BQ = MT·16·NW query rows, NW warps, warp w owning rows 16w + 16·NW·mt + 0..15. Block lists need BQ = 64
@@ -227,7 +242,7 @@ __device__ __forceinline__ void attention_forward(const bf16* __restrict__ q, co
                                                   const bf16* __restrict__ v, bf16* __restrict__ out,
                                                   float* __restrict__ lse, const int* __restrict__ keyMask,
                                                   const int* __restrict__ rowPtr, const int* __restrict__ colIdx,
-                                                  int T, int NH, float scale) {
+                                                  int T, int NH, float scale, int qb, int h, int b) {
     constexpr int LD = HS + 8;
     constexpr int KT = HS / 16;
     constexpr int NDT = HS / 8;
@@ -241,10 +256,6 @@ __device__ __forceinline__ void attention_forward(const bf16* __restrict__ q, co
     bf16* sV = sK + 2 * kTile * LD;            // 2 × 64 × LD
 
     const int nB = (T + kTile - 1) / kTile;
-    const int nQ = (T + BQ - 1) / BQ;
-    const CtaWork cw = cta_work();
-    const int qb = nQ - 1 - cw.blk;
-    const int h = cw.h, b = cw.b;
     const int C = NH * HS;
     const int warp = threadIdx.x >> 5, lane = threadIdx.x & 31;
     const int gq = lane >> 2, tq = lane & 3;
@@ -438,15 +449,15 @@ __device__ __forceinline__ void attention_backward_prep(const bf16* __restrict__
     }
 }
 
-// dK, dV of BK = 16·NW keys starting at k0 = BK·blk (cta_work): warp w owns keys k0 + 16w + {gq, gq + 8}; block lists
+// dK, dV of BK = 16·NW keys starting at k0 = BK·blockIdx.x: warp w owns keys k0 + 16w + {gq, gq + 8}; block lists
 // need BK = 64. KV_REGS keeps the warp's K and V rows as MMA fragments in registers (else re-read from shared memory
 // for every query tile).
 template <int HS, bool KV_REGS, int NW>
 __device__ __forceinline__ void attention_backward_dkdv(
     const bf16* __restrict__ q, const bf16* __restrict__ k, const bf16* __restrict__ v,
     const bf16* __restrict__ dOut, const int* __restrict__ keyMask, const float* __restrict__ lse2Pad,
-    const float* __restrict__ dPad, const int* __restrict__ colPtr, const int* __restrict__ rowIdx,
-    bf16* __restrict__ dK, bf16* __restrict__ dV, int T, int NH, float scale) {
+    const float* __restrict__ dPad, const int* __restrict__ rowPtr, const int* __restrict__ colIdx,
+    bf16* __restrict__ dK, bf16* __restrict__ dV, int T, int NH, float scale, int kblk, int h, int b) {
     constexpr int LD = HS + 8;
     constexpr int KT = HS / 16;
     constexpr int NDT = HS / 8;
@@ -463,29 +474,24 @@ __device__ __forceinline__ void attention_backward_dkdv(
 
     const int nB = (T + kTile - 1) / kTile;
     const int Tp = nB * kTile;
-    const CtaWork cw = cta_work();
-    const int kb = cw.blk * (BK / kTile);  // first layout block of the CTA
-    const int h = cw.h, b = cw.b;
+    const int kb = kblk * (BK / kTile);  // first layout block of the CTA
     const int C = NH * HS;
     const int warp = threadIdx.x >> 5, lane = threadIdx.x & 31;
     const int gq = lane >> 2, tq = lane & 3;
     const size_t base = (size_t)b * T * C + (size_t)h * HS;
     const size_t sbase = ((size_t)b * NH + h) * Tp;
-    const int k0 = cw.blk * BK;
+    const int k0 = kblk * BK;
 
-    int it0, it1;
-    if (LIST && colPtr) {
-        it0 = colPtr[h * nB + kb];
-        it1 = colPtr[h * nB + kb + 1];
-    } else {
-        it0 = kb;
-        it1 = nB;
-    }
+    // The query blocks of the column: dense, kb..nB−1; listed, those whose CSR row holds kb, ascending (qb is the
+    // current one, qn the next, nB when there is none).
+    const bool listed = LIST && rowPtr;
+    ColumnWalk walk{listed ? rowPtr + h * nB : nullptr, colIdx, kb, nB, kb - 32, 0u};
+    int qb = listed ? walk.next(lane) : kb;
+    int qn = qb >= nB ? nB : (listed ? walk.next(lane) : qb + 1);
 
     load_tile<HS, BK, NT>(sK, k + base, k0, T, C);
     load_tile<HS, BK, NT>(sV, v + base, k0, T, C);
-    if (it0 < it1) {
-        int qb = (LIST && colPtr) ? rowIdx[it0] : it0;
+    if (qb < nB) {
         load_tile<HS, kTile, NT>(sQ, q + base, qb * kTile, T, C);
         load_tile<HS, kTile, NT>(sG, dOut + base, qb * kTile, T, C);
         load_stats(sL, lse2Pad + sbase + qb * kTile);
@@ -510,20 +516,18 @@ __device__ __forceinline__ void attention_backward_dkdv(
     }
     u32 kf[1][KT][4], vf[1][KT][4];
 
-    for (int it = it0; it < it1; ++it) {
-        const int buf = (it - it0) & 1;
-        const int qb = (LIST && colPtr) ? rowIdx[it] : it;
+    for (int step = 0; qb < nB; ++step, qb = qn, qn = qn >= nB ? nB : (listed ? walk.next(lane) : qn + 1)) {
+        const int buf = step & 1;
         const int i0 = qb * kTile;
         cp_async_wait<0>();
         __syncthreads();
         if constexpr (KV_REGS) {
-            if (it == it0) {
+            if (step == 0) {
                 load_a_frags<HS>(kf[0], sK, warp * 16, lane);
                 load_a_frags<HS>(vf[0], sV, warp * 16, lane);
             }
         }
-        if (it + 1 < it1) {
-            int qn = (LIST && colPtr) ? rowIdx[it + 1] : it + 1;
+        if (qn < nB) {
             load_tile<HS, kTile, NT>(sQ + (buf ^ 1) * kTile * LD, q + base, qn * kTile, T, C);
             load_tile<HS, kTile, NT>(sG + (buf ^ 1) * kTile * LD, dOut + base, qn * kTile, T, C);
             load_stats(sL + (buf ^ 1) * kTile, lse2Pad + sbase + qn * kTile);
@@ -589,7 +593,7 @@ __device__ __forceinline__ void attention_backward_dq(
     const bf16* __restrict__ q, const bf16* __restrict__ k, const bf16* __restrict__ v,
     const bf16* __restrict__ dOut, const int* __restrict__ keyMask, const float* __restrict__ lse2Pad,
     const float* __restrict__ dPad, const int* __restrict__ rowPtr, const int* __restrict__ colIdx,
-    bf16* __restrict__ dQ, int T, int NH, float scale) {
+    bf16* __restrict__ dQ, int T, int NH, float scale, int qb, int h, int b) {
     constexpr int LD = HS + 8;
     constexpr int KT = HS / 16;
     constexpr int NDT = HS / 8;
@@ -605,10 +609,6 @@ __device__ __forceinline__ void attention_backward_dq(
 
     const int nB = (T + kTile - 1) / kTile;
     const int Tp = nB * kTile;
-    const int nQ = (T + BQ - 1) / BQ;
-    const CtaWork cw = cta_work();
-    const int qb = nQ - 1 - cw.blk;
-    const int h = cw.h, b = cw.b;
     const int C = NH * HS;
     const int warp = threadIdx.x >> 5, lane = threadIdx.x & 31;
     const int gq = lane >> 2, tq = lane & 3;
@@ -731,28 +731,36 @@ __device__ __forceinline__ void attention_backward_dq(
 // Entry points: the block-list kernels (64-row CTAs of 4 warps) serve dense (null list) and sparse attention.
 // MINB_F / MINB_B cap the registers so that that many CTAs fit on an SM (the forward at 4 CTAs, 16 warps, spills
 // nothing at HS ≤ 80; fewer at larger HS, where the accumulators need more registers).
+// Grids put the block index in z, the slowest-varying launch index, and the heads and sequences in x and y, so the
+// longest CTAs (the last query blocks of the forward and dQ, the first key blocks of dK/dV, above all the sink
+// column of a sparse layout) are all dispatched first instead of being spread through the launch order. The
+// backward is one launch: even z = 2i is the dK/dV CTA of key block i, odd z = 2i + 1 the dQ CTA of query block
+// nB − 1 − i (longest first in both passes), so the short CTAs of either pass fill the SMs around the long ones.
 #define ATTENTION_ENTRY_POINTS(HS, MINB_F, MINB_B)                                                                  \
     extern "C" __global__ void __launch_bounds__(128, MINB_F) attention_forward_bf16_hs##HS(                      \
         const bf16* q, const bf16* k, const bf16* v, bf16* out, float* lse, const int* keyMask,                  \
         const int* rowPtr, const int* colIdx, int T, int NH, float scale) {                                       \
-        attention_forward<HS, 1, 4>(q, k, v, out, lse, keyMask, rowPtr, colIdx, T, NH, scale);                    \
+        const int nB = (T + kTile - 1) / kTile;                                                                   \
+        attention_forward<HS, 1, 4>(q, k, v, out, lse, keyMask, rowPtr, colIdx, T, NH, scale,                     \
+                                    nB - 1 - (int)blockIdx.z, blockIdx.x, blockIdx.y);                            \
     }                                                                                                             \
     extern "C" __global__ void __launch_bounds__(256) attention_backward_prep_bf16_hs##HS(                        \
         const bf16* dOut, const bf16* out, const float* lse, float* dPad, float* lse2Pad, int B, int T, int NH) { \
         attention_backward_prep<HS>(dOut, out, lse, dPad, lse2Pad, B, T, NH);                                     \
     }                                                                                                             \
-    extern "C" __global__ void __launch_bounds__(128, MINB_B) attention_backward_dkdv_bf16_hs##HS(                \
+    extern "C" __global__ void __launch_bounds__(128, MINB_B) attention_backward_bf16_hs##HS(                     \
         const bf16* q, const bf16* k, const bf16* v, const bf16* dOut, const int* keyMask,                       \
-        const float* lse2Pad, const float* dPad, const int* colPtr, const int* rowIdx, bf16* dK, bf16* dV, int T, \
-        int NH, float scale) {                                                                                    \
-        attention_backward_dkdv<HS, false, 4>(q, k, v, dOut, keyMask, lse2Pad, dPad, colPtr, rowIdx, dK, dV, T,   \
-                                              NH, scale);                                                         \
-    }                                                                                                             \
-    extern "C" __global__ void __launch_bounds__(128, MINB_B) attention_backward_dq_bf16_hs##HS(                  \
-        const bf16* q, const bf16* k, const bf16* v, const bf16* dOut, const int* keyMask,                       \
-        const float* lse2Pad, const float* dPad, const int* rowPtr, const int* colIdx, bf16* dQ, int T, int NH,  \
-        float scale) {                                                                                            \
-        attention_backward_dq<HS, 1, 4>(q, k, v, dOut, keyMask, lse2Pad, dPad, rowPtr, colIdx, dQ, T, NH, scale); \
+        const float* lse2Pad, const float* dPad, const int* rowPtr, const int* colIdx, bf16* dQ, bf16* dK,       \
+        bf16* dV, int T, int NH, float scale) {                                                                   \
+        const int nB = (T + kTile - 1) / kTile;                                                                   \
+        const int i = blockIdx.z >> 1;                                                                            \
+        if ((blockIdx.z & 1) == 0) {                                                                              \
+            attention_backward_dkdv<HS, false, 4>(q, k, v, dOut, keyMask, lse2Pad, dPad, rowPtr, colIdx, dK, dV,  \
+                                                  T, NH, scale, i, blockIdx.x, blockIdx.y);                       \
+        } else {                                                                                                  \
+            attention_backward_dq<HS, 1, 4>(q, k, v, dOut, keyMask, lse2Pad, dPad, rowPtr, colIdx, dQ, T, NH,     \
+                                            scale, nB - 1 - i, blockIdx.x, blockIdx.y);                           \
+        }                                                                                                         \
     }
 
 ATTENTION_ENTRY_POINTS(32, 4, 3)
@@ -769,63 +777,21 @@ ATTENTION_ENTRY_POINTS(128, 3, 2)
     extern "C" __global__ void __launch_bounds__(256, 2) attention_forward_dense128_bf16_hs##HS(                  \
         const bf16* q, const bf16* k, const bf16* v, bf16* out, float* lse, const int* keyMask, int T, int NH,   \
         float scale) {                                                                                            \
-        attention_forward<HS, 1, 8>(q, k, v, out, lse, keyMask, nullptr, nullptr, T, NH, scale);                  \
+        attention_forward<HS, 1, 8>(q, k, v, out, lse, keyMask, nullptr, nullptr, T, NH, scale,                   \
+                                    (T + 127) / 128 - 1 - (int)blockIdx.x, blockIdx.y, blockIdx.z);               \
     }                                                                                                             \
     extern "C" __global__ void __launch_bounds__(256, 1) attention_backward_dkdv_dense128_bf16_hs##HS(            \
         const bf16* q, const bf16* k, const bf16* v, const bf16* dOut, const int* keyMask,                       \
         const float* lse2Pad, const float* dPad, bf16* dK, bf16* dV, int T, int NH, float scale) {               \
         attention_backward_dkdv<HS, false, 8>(q, k, v, dOut, keyMask, lse2Pad, dPad, nullptr, nullptr, dK, dV, T, \
-                                              NH, scale);                                                         \
+                                              NH, scale, blockIdx.x, blockIdx.y, blockIdx.z);                     \
     }                                                                                                             \
     extern "C" __global__ void __launch_bounds__(256, 1) attention_backward_dq_dense128_bf16_hs##HS(              \
         const bf16* q, const bf16* k, const bf16* v, const bf16* dOut, const int* keyMask,                       \
         const float* lse2Pad, const float* dPad, bf16* dQ, int T, int NH, float scale) {                          \
         attention_backward_dq<HS, 1, 8>(q, k, v, dOut, keyMask, lse2Pad, dPad, nullptr, nullptr, dQ, T, NH,       \
-                                        scale);                                                                   \
+                                        scale, (T + 127) / 128 - 1 - (int)blockIdx.x, blockIdx.y, blockIdx.z);    \
     }
 ATTENTION_VARIANT_ENTRY_POINTS(64)
 ATTENTION_VARIANT_ENTRY_POINTS(80)
 #endif
-
-// CSR (NH·nB rows of query blocks) -> CSC (NH·nB columns of key blocks) of a causal block layout. One CTA per head:
-// column kb lists the query blocks qb ≥ kb whose row holds kb (binary search in the ascending row), ascending.
-// Head h's entries occupy the same offset range in both forms, so colPtr[h·nB] = rowPtr[h·nB].
-extern "C" __global__ void __launch_bounds__(256) attention_layout_transpose(const int* rowPtr, const int* colIdx,
-                                                                            int* colPtr, int* rowIdx, int nB,
-                                                                            int NH) {
-    extern __shared__ int count[];  // nB
-    const int h = blockIdx.x;
-    auto holds = [&](int qb, int kb) {
-        int lo = rowPtr[h * nB + qb], hi = rowPtr[h * nB + qb + 1];
-        while (lo < hi) {
-            int mid = (lo + hi) >> 1;
-            int c = colIdx[mid];
-            if (c == kb) return true;
-            if (c < kb) lo = mid + 1; else hi = mid;
-        }
-        return false;
-    };
-    for (int kb = threadIdx.x; kb < nB; kb += blockDim.x) {
-        int n = 0;
-        for (int qb = kb; qb < nB; ++qb) n += holds(qb, kb) ? 1 : 0;
-        count[kb] = n;
-    }
-    __syncthreads();
-    if (threadIdx.x == 0) {
-        int off = rowPtr[h * nB];
-        for (int kb = 0; kb < nB; ++kb) {
-            int n = count[kb];
-            count[kb] = off;
-            colPtr[h * nB + kb] = off;
-            off += n;
-        }
-        if (h == NH - 1) colPtr[NH * nB] = off;
-    }
-    __syncthreads();
-    for (int kb = threadIdx.x; kb < nB; kb += blockDim.x) {
-        int p = count[kb];
-        for (int qb = kb; qb < nB; ++qb) {
-            if (holds(qb, kb)) rowIdx[p++] = qb;
-        }
-    }
-}

@@ -25,14 +25,13 @@ import org.longexposure.tensor.Tensor;
  *
  * <p>Every kernel walks a list of 64×64 tiles: a null list is dense causal attention, a {@link BlockLayout} with
  * block size 64 restricts it to the listed tiles ({@link #blockSparseAttentionForward}), with the same kernels,
- * so a full layout gives the dense bits. Backward: {@code attention_backward_prep} computes
- * {@code D_i = dOut_i·out_i} and the log2-scaled lse into a scratch of 2·B·NH·Tp floats (Tp = T rounded up to 64);
- * then {@code attention_backward_dkdv} (one CTA per key block, over the query blocks that list it) and
- * {@code attention_backward_dq} (one CTA per query block, over its key list), deterministic, no float atomics.
- * Every pass dispatches its longest lists first (the block index varies slowest over the CTAs).
- * The dK/dV pass needs the layout by columns: {@code attention_layout_transpose} builds that CSC on the device
- * from the CSR, into the same scratch (NH·nB + 1 + nnz ints), every backward call, so a layout rebuilt on the device
- * every step costs no host round trip.
+ * so a full layout gives the dense bits. Grids are (NH, B, blocks): the block index varies slowest, so the longest
+ * CTAs start first. Backward: {@code attention_backward_prep} computes {@code D_i = dOut_i·out_i} and the
+ * log2-scaled lse into a scratch of 2·B·NH·Tp floats (Tp = T rounded up to 64); then one launch of
+ * {@code attention_backward} holds both gradient passes, interleaved longest first: the dK/dV CTAs (one per key
+ * block, over the query blocks whose CSR row lists it, found in the CSR itself) and the dQ CTAs (one per query
+ * block, over its key list); deterministic, no float atomics, and the short CTAs of one pass fill the SMs around the
+ * long ones of the other (the sink column of a sparse layout).
  *
  * <p>Memory: the scratch is one device buffer owned by this object, grown (never shrunk) to the largest call and
  * reused; the kernels' functions are looked up once. Nothing else is kept between calls. All work is queued on
@@ -41,9 +40,10 @@ import org.longexposure.tensor.Tensor;
 final class CudaAttention implements AttentionOps {
     /** BQ = BK of the kernels, and the only BlockLayout block size they accept. */
     static final int TILE = 64;
+    /** The most 64-token blocks a call may have: the backward grid's z is 2·nB ≤ 65535. */
+    static final int MAX_BLOCKS = 32767;
     private static final int THREADS = 128;
     private static final int PREP_THREADS = 256;
-    private static final int TRANSPOSE_THREADS = 256;
 
     private final CudaBackend backend;
     private final Map<String, CudaFunction> functions = new HashMap<>();
@@ -101,7 +101,7 @@ final class CudaAttention implements AttentionOps {
             return;
         }
         CudaFunction f = function("attention_forward_bf16_hs" + d.HS, forwardSmem(d.HS));
-        backend.stream().launch(f, d.blocks(), d.NH, d.B, THREADS, 1, 1, forwardSmem(d.HS),
+        backend.stream().launch(f, d.NH, d.B, d.blocks(), THREADS, 1, 1, forwardSmem(d.HS),
                 KernelArgs.of(q, k, v, out, lse, keyMask, rowPtr, colIdx, d.T, d.NH, d.scale));
     }
 
@@ -112,9 +112,7 @@ final class CudaAttention implements AttentionOps {
         }
         int nB = d.blocks();
         long statBytes = 4L * d.B * d.NH * nB * TILE;  // one (B, NH, Tp) f32 array
-        long colPtrBytes = layout == null ? 0 : align(4L * ((long) d.NH * nB + 1));
-        long rowIdxBytes = layout == null ? 0 : align(4L * layout.colIdx().numel());
-        reserveScratch(2 * statBytes + colPtrBytes + rowIdxBytes);
+        reserveScratch(2 * statBytes);
         long dPad = scratch.address();
         long lse2Pad = dPad + statBytes;
 
@@ -124,27 +122,12 @@ final class CudaAttention implements AttentionOps {
         backend.stream().launch(function("attention_backward_prep_bf16_hs" + d.HS, 0), prepBlocks, 1, 1,
                 PREP_THREADS, 1, 1, 0, KernelArgs.of(dOut, out, lse, dPad, lse2Pad, d.B, d.T, d.NH));
 
-        long rowPtr = 0;
-        long colIdx = 0;
-        long colPtr = 0;
-        long rowIdx = 0;
-        if (layout != null) {
-            rowPtr = ptr(layout.rowPtr());
-            colIdx = ptr(layout.colIdx());
-            colPtr = lse2Pad + statBytes;
-            rowIdx = colPtr + colPtrBytes;
-            int smem = 4 * nB;
-            backend.stream().launch(function("attention_layout_transpose", smem), d.NH, 1, 1, TRANSPOSE_THREADS, 1,
-                    1, smem, KernelArgs.of(rowPtr, colIdx, colPtr, rowIdx, nB, d.NH));
-        }
-        int smemKv = dkdvSmem(d.HS);
-        backend.stream().launch(function("attention_backward_dkdv_bf16_hs" + d.HS, smemKv), nB, d.NH, d.B, THREADS,
-                1, 1, smemKv, KernelArgs.of(q, k, v, dOut, keyMask, lse2Pad, dPad, colPtr, rowIdx, dK, dV, d.T, d.NH,
-                        d.scale));
-        int smemQ = dqSmem(d.HS);
-        backend.stream().launch(function("attention_backward_dq_bf16_hs" + d.HS, smemQ), nB, d.NH, d.B, THREADS, 1,
-                1, smemQ, KernelArgs.of(q, k, v, dOut, keyMask, lse2Pad, dPad, rowPtr, colIdx, dQ, d.T, d.NH,
-                        d.scale));
+        long rowPtr = layout == null ? 0L : ptr(layout.rowPtr());
+        long colIdx = layout == null ? 0L : ptr(layout.colIdx());
+        int smem = backwardSmem(d.HS);
+        backend.stream().launch(function("attention_backward_bf16_hs" + d.HS, smem), d.NH, d.B, 2 * nB, THREADS,
+                1, 1, smem, KernelArgs.of(q, k, v, dOut, keyMask, lse2Pad, dPad, rowPtr, colIdx, dQ, dK, dV, d.T,
+                        d.NH, d.scale));
     }
 
     /** Q tile, then double-buffered K and V tiles, rows padded to HS + 8 bf16. */
@@ -152,14 +135,12 @@ final class CudaAttention implements AttentionOps {
         return (TILE + 4 * TILE) * (hs + 8) * 2;
     }
 
-    /** K, V tiles, double-buffered Q and dOut tiles, double-buffered 64-float lse2 and D rows. */
-    static int dkdvSmem(int hs) {
+    /**
+     * The larger of the two passes' needs: dK/dV holds K, V tiles, double-buffered Q and dOut tiles and
+     * double-buffered 64-float lse2 and D rows; dQ holds Q and dOut tiles and double-buffered K and V tiles.
+     */
+    static int backwardSmem(int hs) {
         return 6 * TILE * (hs + 8) * 2 + 4 * TILE * 4;
-    }
-
-    /** Q and dOut tiles, double-buffered K and V tiles. */
-    static int dqSmem(int hs) {
-        return 6 * TILE * (hs + 8) * 2;
     }
 
     private CudaFunction function(String symbol, int smem) {
@@ -214,7 +195,13 @@ final class CudaAttention implements AttentionOps {
                 throw new IllegalArgumentException(op + ": B = " + b + " and numHeads = " + numHeads
                         + " must each be at most 65535 (grid dimensions)");
             }
-            return new Dims(b, q.shape().idim(1), c, numHeads, hs, scale);
+            int t = q.shape().idim(1);
+            if ((t + TILE - 1) / TILE > MAX_BLOCKS) {
+                throw new IllegalArgumentException(op + ": T = " + t + " gives more than " + MAX_BLOCKS
+                        + " blocks of " + TILE + " tokens (the backward grid's z dimension, two CTAs per block, is"
+                        + " at most 65535)");
+            }
+            return new Dims(b, t, c, numHeads, hs, scale);
         }
 
         boolean empty() {
@@ -257,11 +244,6 @@ final class CudaAttention implements AttentionOps {
                 throw new IllegalArgumentException(op + " layout: expected blockSize " + TILE + ", numHeads " + NH
                         + ", seqLen " + T + ", got blockSize " + layout.blockSize() + ", numHeads "
                         + layout.numHeads() + ", seqLen " + layout.seqLen());
-            }
-            if (blocks() > 12 * 1024) {
-                throw new IllegalArgumentException(op + " layout: T = " + T + " gives " + blocks()
-                        + " blocks; the layout transpose handles at most 12288 (its per-head counts live in 48 KiB"
-                        + " of shared memory)");
             }
         }
     }

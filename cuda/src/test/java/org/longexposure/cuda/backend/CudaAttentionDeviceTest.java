@@ -111,6 +111,40 @@ class CudaAttentionDeviceTest {
         assertThat(fullLayout.dV).containsExactly(dense.dV);
     }
 
+    /**
+     * More than 32 query blocks (T = 2200, nB = 35): the dK/dV pass finds a key block's query blocks 32 rows at a
+     * time, so the sink column (key block 0 listed by every row, as the sparse step's layouts keep it) crosses that
+     * boundary; rows also keep the diagonal and a few random tiles. Against the CPU, and the full layout against
+     * the dense bits at the same size.
+     */
+    @Test
+    void blockSparseWithSinkColumnLongerThan32Blocks() {
+        SplittableRandom rnd = new SplittableRandom(21);
+        Case c = Case.random(rnd, 1, 2200, 2, 32, true);
+        int nB = (c.T + CudaAttention.TILE - 1) / CudaAttention.TILE;
+        List<Integer> cols = new ArrayList<>();
+        int[] rowPtr = new int[c.NH * nB + 1];
+        for (int h = 0; h < c.NH; h++) {
+            for (int qb = 0; qb < nB; qb++) {
+                for (int kb = 0; kb <= qb; kb++) {
+                    if (kb == 0 || kb == qb || rnd.nextDouble() < 0.1) {
+                        cols.add(kb);
+                    }
+                }
+                rowPtr[h * nB + qb + 1] = cols.size();
+            }
+        }
+        int[][] sink = {rowPtr, cols.stream().mapToInt(Integer::intValue).toArray()};
+        c.gpu(sink).assertCloseTo(c.cpuSparse(sink));
+
+        int[][] full = randomLayout(rnd, c.NH, nB, 1.0);
+        Result dense = c.gpu(null);
+        Result fullLayout = c.gpu(full);
+        assertThat(fullLayout.dQ).containsExactly(dense.dQ);
+        assertThat(fullLayout.dK).containsExactly(dense.dK);
+        assertThat(fullLayout.dV).containsExactly(dense.dV);
+    }
+
     @Test
     void backwardIsDeterministic() {
         Case c = Case.random(new SplittableRandom(5), 2, 150, 2, 80, true);
