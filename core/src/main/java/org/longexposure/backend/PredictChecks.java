@@ -52,8 +52,7 @@ public final class PredictChecks {
     }
 
     /** {@link PredictOps#tileMass}; returns nB. */
-    public int tileMass(Tensor mass, Tensor qt, Tensor kt, Tensor counts, Tensor gamma, int batchSize, int numHeads,
-                        int rank) {
+    public int tileMass(Tensor mass, Tensor qk, Tensor counts, Tensor gamma, int batchSize, int numHeads, int rank) {
         String op = "tileMass";
         positive(op, "batchSize", batchSize);
         positive(op, "numHeads", numHeads);
@@ -66,8 +65,8 @@ public final class PredictChecks {
         int nB = toInt(op, "nB", counts.numel() / batchSize);
         long w = (long) numHeads * rank;
         long rows = (long) batchSize * nB;
-        numel(op, "qt", operand.require(op, "qt", qt, act), rows * w, "(B·nB, NH·R) = (" + rows + ", " + w + ")");
-        numel(op, "kt", operand.require(op, "kt", kt, act), rows * w, "(B·nB, NH·R) = (" + rows + ", " + w + ")");
+        numel(op, "qk", operand.require(op, "qk", qk, act), rows * 2 * w,
+                "(B·nB, 2·NH·R) = (" + rows + ", " + 2 * w + ")");
         numel(op, "gamma", operand.require(op, "gamma", gamma, DType.F32), numHeads, "(NH)");
         numel(op, "mass", operand.require(op, "mass", mass, DType.F64), (long) numHeads * nB * nB,
                 "(NH, nB, nB) = (" + numHeads + ", " + nB + ", " + nB + ")");

@@ -10,11 +10,13 @@ import org.longexposure.tensor.Tensor;
  *
  * <pre>
  * attention  x (B·T, C) ─blockMeanPool→ pooled (B·nB, C), counts (B·nB)
- *            pooled ─LinearOps→ q̃, k̃ (B·nB, NH·R)        (bias = the projections' constant row)
- *            q̃, k̃, counts, γ ─tileMass→ mass (NH, nB, nB) = Σ_b p̂[b]
+ *            pooled ─LinearOps→ qk = [q̃ | k̃] (B·nB, 2·NH·R)  (one product; bias = the projections' constant row)
+ *            qk, counts, γ ─tileMass→ mass (NH, nB, nB) = Σ_b p̂[b]
  *            mass ─selectTiles→ BlockLayout (rowPtr, colIdx)
  * MLP        x (N, C) ─LinearOps→ z (N, nb) ─neuronBlockScores→ Ŝ (nTB, nb) ─selectNeuronBlocks→ NeuronLayout
  * </pre>
+ * {@link #predictTiles} and {@link #predictNeuronBlocks} chain each pair of the last two steps; a device backend
+ * runs each chain as one launch.
  * nB = ceil(T / block), nTB = ceil(N / tokenBlock). Masses and scores are F64: the selection compares them and
  * sums them, and doing so in double on every backend makes the layouts depend only on the inputs' values, not on
  * the backend's accumulation order, except through the exp/log of {@link #tileMass} (last-ulp differences).
@@ -49,6 +51,7 @@ public interface PredictOps {
      * query block qb, mass[h][qb][kb] = Σ_b p̂[b][h][qb][kb] (b ascending, starting from 0) with
      * <pre>
      * s      = Σ_r q̃[b·nB + qb][h·R + r] · k̃[b·nB + kb][h·R + r]                      (double, r ascending)
+ *          with q̃[row][i] = qk[row][i] and k̃[row][i] = qk[row][NH·R + i]
      * p̂[kb]  = softmax over kb ≤ qb with counts[b·nB + kb] &gt; 0 of  γ_h·s + log(n_kb),
      *          n_kb = counts[b·nB + kb], on the diagonal (n_kb + 1)/2; 0 elsewhere
      * </pre>
@@ -56,13 +59,12 @@ public interface PredictOps {
      * sums the exponentials in ascending kb and divides. Entries above the diagonal are 0.
      *
      * @param mass   (NH, nB, nB) F64
-     * @param qt     (B·nB, NH·R) ACT, the pooled input's query-side projection
-     * @param kt     (B·nB, NH·R) ACT, the key-side projection
+     * @param qk     (B·nB, 2·NH·R) ACT, the pooled input's query-side projection q̃ in the first NH·R columns of
+     *               each row, the key-side projection k̃ in the last NH·R
      * @param counts (B·nB) I32, from {@link #blockMeanPool}
      * @param gamma  (NH) F32, the fitted temperatures
      */
-    void tileMass(Tensor mass, Tensor qt, Tensor kt, Tensor counts, Tensor gamma, int batchSize, int numHeads,
-                  int rank);
+    void tileMass(Tensor mass, Tensor qk, Tensor counts, Tensor gamma, int batchSize, int numHeads, int rank);
 
     /**
      * Writes {@code layout}'s rowPtr and colIdx (overwrite) from the tile masses: in row (h, qb) the candidates
@@ -77,6 +79,19 @@ public interface PredictOps {
      * @param maxRowFraction in (0, 1], the largest share of a row's causal tiles it may keep beyond the forced ones
      */
     void selectTiles(BlockLayout layout, Tensor mass, double coverage, double maxRowFraction);
+
+    /**
+     * {@link #tileMass} then {@link #selectTiles}: the attention predictor from its projections to the layout, the
+     * masses written to {@code mass} as tileMass writes them. A device may run both in one launch; the layout is
+     * the one the two calls give.
+     *
+     * @param layout the target, whose NH is tileMass's numHeads
+     */
+    default void predictTiles(BlockLayout layout, Tensor mass, Tensor qk, Tensor counts, Tensor gamma, int batchSize,
+                              int rank, double coverage, double maxRowFraction) {
+        tileMass(mass, qk, counts, gamma, batchSize, layout.numHeads(), rank);
+        selectTiles(layout, mass, coverage, maxRowFraction);
+    }
 
     /** Rows per partial sum of {@link #neuronBlockScores}. */
     int SCORE_CHUNK = 16;
@@ -108,6 +123,17 @@ public interface PredictOps {
      * @param keyMask (N) I32
      */
     void selectNeuronBlocks(NeuronLayout layout, Tensor scores, Tensor keyMask, double coverage);
+
+    /**
+     * {@link #neuronBlockScores} then {@link #selectNeuronBlocks}, with the layout's token and neuron blocks: the MLP
+     * predictor from its scorer's output to the layout, the scores written to {@code scores} as neuronBlockScores
+     * writes them. A device may run both in one launch; the layout is the one the two calls give.
+     */
+    default void predictNeuronBlocks(NeuronLayout layout, Tensor scores, Tensor z, Tensor keyMask, int ffn,
+                                     double coverage) {
+        neuronBlockScores(scores, z, keyMask, layout.tokenBlock(), ffn, layout.neuronBlock());
+        selectNeuronBlocks(layout, scores, keyMask, coverage);
+    }
 
     /**
      * The predictors' ground truth from a dense forward (overwrite): the true attention probability mass of every

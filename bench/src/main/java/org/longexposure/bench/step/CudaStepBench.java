@@ -51,12 +51,15 @@ import org.longexposure.train.Trainer;
  * java ... org.longexposure.bench.step.CudaStepBench --config bench/configs/opt-1.3b/config.json [--batch 4]
  *      [--seq 1024] [--rank 8] [--alpha 16] [--targets q_proj,v_proj] [--warmup 3] [--iters 9] [--lr 1e-4]
  *      [--max-grad-norm 1.0] [--seed 0] [--device 0] [--cuda-lib-path DIR[:DIR]] [--peak-tflops X]
- *      [--backend cuda|cpu] [--commit SHA] [--out FILE.json] [--profile STEPS] [--gemm-autotune on|off]
+ *      [--backend cuda|cpu] [--commit SHA] [--out FILE.json] [--profile STEPS] [--profile-hold-ms MS]
+ *      [--gemm-autotune on|off]
  * </pre>
  * {@code --backend cpu} runs the same measurement on the CPU backend (no memory figures): a dry run of the
  * benchmark itself on a small config where no GPU is at hand. {@code --profile STEPS} builds the run on a
  * {@link ProfilingBackend} and, after the timed steps, runs STEPS more with every op timed by CUDA events: the
- * per-op table goes to stdout and to the result's {@code profile} object ({@link StepProfile}).
+ * per-op table goes to stdout and to the result's {@code profile} object ({@link StepProfile});
+ * {@code --profile-hold-ms MS} holds the stream for MS at each profiled step's start and after each read-back, so
+ * that the op times are the GPU's alone ({@link ProfilingBackend#holdMillis}).
  * {@code --gemm-autotune off} keeps cuBLASLt's first heuristic choice per GEMM shape instead of timing the
  * candidates. {@code --refreshes N} then times N predictor refreshes of a {@code --sparsity auto} run
  * ({@link RefreshBench}).
@@ -70,7 +73,8 @@ public final class CudaStepBench {
     /** Parsed command line. */
     record Options(String backend, Path config, int batch, int seq, int rank, float alpha, List<String> targets, int warmup,
                    int iters, float lr, float maxGradNorm, long seed, int device, List<Path> libDirs,
-                   double peakTflops, String commit, Path out, int profile, boolean gemmAutotune, Sparse sparse) {
+                   double peakTflops, String commit, Path out, int profile, double profileHoldMs, boolean gemmAutotune,
+                   Sparse sparse) {
     }
 
     /**
@@ -96,6 +100,7 @@ public final class CudaStepBench {
                     + " [--alpha 16] [--targets q_proj,v_proj] [--warmup 3] [--iters 9] [--lr 1e-4]"
                     + " [--max-grad-norm 1.0] [--seed 0] [--device 0] [--cuda-lib-path DIR[:DIR]]"
                     + " [--peak-tflops X] [--backend cuda|cpu] [--commit SHA] [--out FILE.json] [--profile STEPS]"
+                    + " [--profile-hold-ms MS]"
                     + " [--gemm-autotune on|off] [--attn-row-fraction F] [--mlp-blocks N,N,...]"
                     + " [--neuron-block 128] [--attn-block 64] [--predictor-rank 8] [--refreshes N]");
             System.exit(2);
@@ -127,6 +132,7 @@ public final class CudaStepBench {
         String commit = "unknown";
         Path out = null;
         int profile = 0;
+        double profileHold = 0;
         boolean autotune = true;
         double rowFraction = Double.NaN;
         int[] mlpBlocks = null;
@@ -158,6 +164,7 @@ public final class CudaStepBench {
                 case "--commit" -> commit = v;
                 case "--out" -> out = Path.of(v);
                 case "--profile" -> profile = Integer.parseInt(v);
+                case "--profile-hold-ms" -> profileHold = Double.parseDouble(v);
                 case "--gemm-autotune" -> autotune = switch (v) {
                     case "on" -> true;
                     case "off" -> false;
@@ -185,7 +192,7 @@ public final class CudaStepBench {
             throw new IllegalArgumentException("--attn-row-fraction: expected a number in (0, 1], got " + rowFraction);
         }
         return new Options(backend, config, batch, seq, rank, alpha, targets, warmup, iters, lr, maxGradNorm, seed, device,
-                libDirs, peak, commit, out, profile, autotune,
+                libDirs, peak, commit, out, profile, profileHold, autotune,
                 new Sparse(rowFraction, mlpBlocks, neuronBlock, attnBlock, predictorRank, refreshes));
     }
 
@@ -270,7 +277,7 @@ public final class CudaStepBench {
                 sample(mem, peaks);
             }
             if (o.profile() > 0 && be instanceof ProfilingBackend prof) {
-                StepProfile.run(prof, trainer, batch, o.profile(), result);
+                StepProfile.run(prof, trainer, batch, o.profile(), o.profileHoldMs(), result);
             }
             if (o.sparse().refreshes() > 0) {
                 RefreshBench.run(o.sparse(), cfg, model, trainer, be, batch, o.seed(), result);

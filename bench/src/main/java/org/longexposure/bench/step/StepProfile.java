@@ -19,7 +19,9 @@ final class StepProfile {
     private StepProfile() {
     }
 
-    static void run(ProfilingBackend prof, Trainer trainer, Batch batch, int steps, ObjectNode result) {
+    static void run(ProfilingBackend prof, Trainer trainer, Batch batch, int steps, double holdMs,
+                    ObjectNode result) {
+        prof.holdMillis(holdMs);
         prof.enabled(true);
         for (int i = 0; i < steps; i++) {
             prof.beginStep();
@@ -49,6 +51,12 @@ final class StepProfile {
         p.put("method", "CUDA events recorded on the stream before and after every op-family call; GPU ms per"
                 + " step = summed event intervals / steps; host ms = System.nanoTime inside the calls; launches ="
                 + " kernel launches on the stream + cuBLASLt matmul calls");
+        p.put("hold_ms", holdMs);
+        if (holdMs > 0) {
+            p.put("hold", "the stream was held for hold_ms at each step's start and after each read-back, so the"
+                    + " op times are the GPU's alone; the span leaves the holds out (the GPU-bound step time), the"
+                    + " wall time includes them");
+        }
         p.put("wall_ms_per_step", wall);
         p.put("gpu_span_ms_per_step", span);
         p.put("op_gpu_ms_per_step", opGpu);

@@ -62,12 +62,11 @@ final class CpuPredict implements PredictOps {
     }
 
     @Override
-    public void tileMass(Tensor mass, Tensor qt, Tensor kt, Tensor counts, Tensor gamma, int batchSize, int numHeads,
+    public void tileMass(Tensor mass, Tensor qk, Tensor counts, Tensor gamma, int batchSize, int numHeads,
                          int rank) {
-        int nB = checks.tileMass(mass, qt, kt, counts, gamma, batchSize, numHeads, rank);
+        int nB = checks.tileMass(mass, qk, counts, gamma, batchSize, numHeads, rank);
         int w = numHeads * rank;
-        MemorySegment qs = qt.host();
-        MemorySegment ks = kt.host();
+        MemorySegment qks = qk.host();
         MemorySegment cs = counts.host();
         MemorySegment out = mass.host();
         float[] g = new float[numHeads];
@@ -83,17 +82,17 @@ final class CpuPredict implements PredictOps {
                 if (cs.getAtIndex(I, (long) b * nB + qb) == 0) {
                     continue;
                 }
-                long qOff = ((long) b * nB + qb) * w + (long) h * rank;
+                long qOff = ((long) b * nB + qb) * 2 * w + (long) h * rank;
                 double max = Double.NEGATIVE_INFINITY;
                 for (int kb = 0; kb <= qb; kb++) {
                     int n = cs.getAtIndex(I, (long) b * nB + kb);
                     if (n == 0) {
                         continue;
                     }
-                    long kOff = ((long) b * nB + kb) * w + (long) h * rank;
+                    long kOff = ((long) b * nB + kb) * 2 * w + w + (long) h * rank;
                     double s = 0;
                     for (int r = 0; r < rank; r++) {
-                        s += (double) qs.getAtIndex(F, qOff + r) * ks.getAtIndex(F, kOff + r);
+                        s += (double) qks.getAtIndex(F, qOff + r) * qks.getAtIndex(F, kOff + r);
                     }
                     row[kb] = g[h] * s + Math.log(qb == kb ? (n + 1) / 2.0 : n);
                     max = Math.max(max, row[kb]);

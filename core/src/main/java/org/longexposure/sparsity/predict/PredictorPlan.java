@@ -1,6 +1,7 @@
 package org.longexposure.sparsity.predict;
 
 import java.lang.foreign.Arena;
+import java.util.Arrays;
 import java.util.HashMap;
 import java.util.Map;
 import org.longexposure.backend.Backend;
@@ -19,15 +20,16 @@ import org.longexposure.tensor.Tensor;
  *
  * <pre>
  * attention  pooled, counts = blockMeanPool(x, keyMask)                 (B·nB, C) ACT, (B·nB) I32
- *            q̃ = pooled·Wqᵀ + bq,  k̃ = pooled·Wkᵀ + bk               (B·nB, NH·R) ACT
- *            mass = tileMass(q̃, k̃, counts, γ)                          (NH, nB, nB) F64
- *            layout = selectTiles(mass, coverage, maxRowFraction)
+ *            [q̃ | k̃] = pooled·[Wq; Wk]ᵀ + [bq | bk]                      (B·nB, 2·NH·R) ACT, one product
+ *            mass = tileMass(q̃, k̃, counts, γ)                          (NH, nB, nB) F64    } predictTiles
+ *            layout = selectTiles(mass, coverage, maxRowFraction)                          }
  * MLP        z = x·Wᵀ + b                                                (N, nb) ACT
- *            Ŝ = neuronBlockScores(z, keyMask)                           (nTB, nb) F64
+ *            Ŝ = neuronBlockScores(z, keyMask)                           (nTB, nb) F64       } predictNeuronBlocks
  *            layout = selectNeuronBlocks(Ŝ, keyMask, coverage)       maxBlocks = the predictor's budget
  * </pre>
  * Wq (NH·R, C) holds the host form's Pq (NH, D, R) transposed per head, row h·R + r being Pq[h][0..C)[r], and bq
- * its constant row Pq[h][C][r] (likewise Wk, bk); the MLP's W (nb, C) and b (nb) are the scorer's weight without
+ * its constant row Pq[h][C][r] (likewise Wk, bk; the two stacked in one (2·NH·R, C) weight and one bias); the MLP's
+ * W (nb, C) and b (nb) are the scorer's weight without
  * and with its last column. A block without real tokens gets the bias instead of the host form's 0 as its
  * projection, which no selection reads: tileMass skips such blocks. The projections are uploaded with {@link
  * Backend#adoptWeight} on a layer's first use (BF16 on a device), the temperatures and biases as F32.
@@ -58,18 +60,16 @@ final class PredictorPlan implements SparsityPlan {
 
     /** A layer's projections on the backend and the predictor whose values they hold. */
     private static final class AttnWeights {
-        final Tensor wq;
-        final Tensor bq;
-        final Tensor wk;
-        final Tensor bk;
+        /** (2·NH·R, C): Wq over Wk. */
+        final Tensor wqk;
+        /** (2·NH·R): bq then bk. */
+        final Tensor bqk;
         final Tensor gamma;
         AttentionPredictor source;
 
-        AttnWeights(Tensor wq, Tensor bq, Tensor wk, Tensor bk, Tensor gamma, AttentionPredictor source) {
-            this.wq = wq;
-            this.bq = bq;
-            this.wk = wk;
-            this.bk = bk;
+        AttnWeights(Tensor wqk, Tensor bqk, Tensor gamma, AttentionPredictor source) {
+            this.wqk = wqk;
+            this.bqk = bqk;
             this.gamma = gamma;
             this.source = source;
         }
@@ -131,13 +131,10 @@ final class PredictorPlan implements SparsityPlan {
         long pooledRows = (long) bsz * nB;
         Tensor pooled = work("pooled", be.activationDType(), pooledRows, ap.dim);
         Tensor counts = work("counts", DType.I32, pooledRows);
-        Tensor qt = work("qt", be.activationDType(), pooledRows, (long) ap.numHeads * ap.rank);
-        Tensor kt = work("kt", be.activationDType(), pooledRows, (long) ap.numHeads * ap.rank);
+        Tensor qk = work("qk", be.activationDType(), pooledRows, 2L * ap.numHeads * ap.rank);
         Tensor mass = work("mass", DType.F64, ap.numHeads, nB, nB);
         be.predict().blockMeanPool(pooled, counts, in.x(), in.keyMask(), bsz, t, ap.block);
-        be.linear().linearForward(qt, pooled, w.wq, w.bq);
-        be.linear().linearForward(kt, pooled, w.wk, w.bk);
-        be.predict().tileMass(mass, qt, kt, counts, w.gamma, bsz, ap.numHeads, ap.rank);
+        be.linear().linearForward(qk, pooled, w.wqk, w.bqk);
         BlockLayout layout = attnLayouts[layer];
         if (layout == null || layout.seqLen() != t) {
             long full = (long) ap.numHeads * nB * (nB + 1) / 2;
@@ -145,7 +142,7 @@ final class PredictorPlan implements SparsityPlan {
                     be.allocate(DType.I32, full));
             attnLayouts[layer] = layout;
         }
-        be.predict().selectTiles(layout, mass, ap.coverage, ap.maxRowFraction);
+        be.predict().predictTiles(layout, mass, qk, counts, w.gamma, bsz, ap.rank, ap.coverage, ap.maxRowFraction);
         return layout;
     }
 
@@ -163,7 +160,6 @@ final class PredictorPlan implements SparsityPlan {
         Tensor z = work("z", be.activationDType(), rows, nb);
         Tensor scores = work("scores", DType.F64, nTB, nb);
         be.linear().linearForward(z, in.x(), w.w, w.b);
-        be.predict().neuronBlockScores(scores, z, in.keyMask(), mp.tokenBlock, mp.ffn, mp.neuronBlock);
         int maxBlocks = mp.maxBlocks();
         NeuronLayout layout = mlpLayouts[layer];
         if (layout == null || layout.rows() != rows || layout.maxBlocks() != maxBlocks) {
@@ -171,7 +167,7 @@ final class PredictorPlan implements SparsityPlan {
                     be.allocate(DType.I32, nTB + 1L), be.allocate(DType.I32, (long) nTB * Math.max(1, maxBlocks)));
             mlpLayouts[layer] = layout;
         }
-        be.predict().selectNeuronBlocks(layout, scores, in.keyMask(), mp.coverage);
+        be.predict().predictNeuronBlocks(layout, scores, z, in.keyMask(), mp.ffn, mp.coverage);
         return layout;
     }
 
@@ -209,15 +205,14 @@ final class PredictorPlan implements SparsityPlan {
         int w = ap.numHeads * ap.rank;
         float[][] wq = transposed(ap.pq, ap.numHeads, c, ap.rank);
         float[][] wk = transposed(ap.pk, ap.numHeads, c, ap.rank);
+        float[] wqk = concat(wq[0], wk[0]);
+        float[] bqk = concat(wq[1], wk[1]);
         if (cur == null) {
-            String base = "predictor layers." + layer + ".attn.";
-            attnWeights[layer] = new AttnWeights(weight(wq[0], w, c, base + "q"), vector(wq[1]),
-                    weight(wk[0], w, c, base + "k"), vector(wk[1]), vector(ap.gamma), ap);
+            attnWeights[layer] = new AttnWeights(weight(wqk, 2 * w, c, "predictor layers." + layer + ".attn.qk"),
+                    vector(bqk), vector(ap.gamma), ap);
         } else {
-            Tensors.copyFrom(be, cur.wq, wq[0]);
-            Tensors.copyFrom(be, cur.bq, wq[1]);
-            Tensors.copyFrom(be, cur.wk, wk[0]);
-            Tensors.copyFrom(be, cur.bk, wk[1]);
+            Tensors.copyFrom(be, cur.wqk, wqk);
+            Tensors.copyFrom(be, cur.bqk, bqk);
             Tensors.copyFrom(be, cur.gamma, ap.gamma);
             cur.source = ap;
         }
@@ -263,6 +258,12 @@ final class PredictorPlan implements SparsityPlan {
             }
         }
         return new float[][] {w, b};
+    }
+
+    private static float[] concat(float[] a, float[] b) {
+        float[] out = Arrays.copyOf(a, a.length + b.length);
+        System.arraycopy(b, 0, out, a.length, b.length);
+        return out;
     }
 
     /** A frozen (rows, cols) matrix handed to the backend like a checkpoint weight. */

@@ -325,16 +325,20 @@ class PredictorPlanTest {
             BlockLayout layout = plan.attention(0, new SparsityPlan.Input(bsz, t, xt, mask, ints(be, mask)));
             double[][][][] dist = p.distribution(p.scores(x, mask, bsz, t));
             double[] agg = aggregate(dist, nh, nB);
-            Tensor qt = be.allocate(DType.F32, (long) bsz * nB, (long) nh * rank);
-            Tensor kt = be.allocate(DType.F32, (long) bsz * nB, (long) nh * rank);
+            int w = nh * rank;
+            Tensor qk = be.allocate(DType.F32, (long) bsz * nB, 2L * w);
             float[][] wq = project(p.pq, pv, bsz * nB, nh, c, rank);
             float[][] wk = project(p.pk, pv, bsz * nB, nh, c, rank);
-            Tensors.copyFrom(be, qt, wq[0]);
-            Tensors.copyFrom(be, kt, wk[0]);
+            float[] packed = new float[bsz * nB * 2 * w];
+            for (int row = 0; row < bsz * nB; row++) {
+                System.arraycopy(wq[0], row * w, packed, row * 2 * w, w);
+                System.arraycopy(wk[0], row * w, packed, row * 2 * w + w, w);
+            }
+            Tensors.copyFrom(be, qk, packed);
             Tensor gamma = be.allocate(DType.F32, nh);
             Tensors.copyFrom(be, gamma, p.gamma);
             Tensor mass = be.allocate(DType.F64, nh, nB, nB);
-            be.predict().tileMass(mass, qt, kt, counts, gamma, bsz, nh, rank);
+            be.predict().tileMass(mass, qk, counts, gamma, bsz, nh, rank);
             for (int i = 0; i < agg.length; i++) {
                 assertThat(mass.host().getAtIndex(java.lang.foreign.ValueLayout.JAVA_DOUBLE, i)).as("mass %d", i)
                         .isCloseTo(agg[i], org.assertj.core.data.Offset.offset(1e-5));

@@ -17,31 +17,45 @@ import org.longexposure.tensor.Tensor;
  * {@link org.longexposure.backend.cpu.CpuPredict}): BF16 activations, F64 masses and scores, I32 masks and layouts.
  * Pooling sums in double and rounds once to BF16; tile masses, scores and selections are in double with the CPU's
  * order of summation, so given the same BF16 projections the layouts equal the CPU's except where CUDA's
- * double exp/log (≤ 1 ulp, vs. Java's) reorders masses equal to the last bit. Each selection is two launches on
- * the backend's stream: one CTA per row chooses its candidates into a byte-flag scratch, then one CTA scans the
- * rows' counts into rowPtr and lists the flagged columns. Nothing is read back to the host.
+ * double exp/log (≤ 1 ulp, vs. Java's) reorders masses equal to the last bit. Each selection on its own is two
+ * launches on the backend's stream: one CTA per row writes its kept candidates into a list scratch, then one CTA
+ * scans the rows' counts into rowPtr and copies the lists into colIdx. {@link #predictTiles} and
+ * {@link #predictNeuronBlocks} are one launch each: the CTAs that compute the masses or scores also select, and the
+ * last CTA to finish (an arrival counter in device memory, zero between launches) builds the CSR. Nothing is read
+ * back to the host.
  */
 public final class CudaPredict implements PredictOps {
     private static final String STEM = "predict";
+    /** Threads of a pooling CTA (predict.cu's POOL_THREADS, its launch bound). */
     private static final int POOL_THREADS = 128;
     private static final int ROW_THREADS = 64;
+    /** Threads of a tile-mass CTA: one warp per sequence of the micro-batch at a time. */
+    private static final int MASS_THREADS = 128;
+    /** Threads of a fused neuron-block CTA (predict.cu's SCAN_THREADS bounds every CSR-building CTA). */
+    private static final int FUSED_NEURON_THREADS = 256;
     /** Keys truth.cu's tile-mass kernel stages per pass (its kKeys). */
     private static final int TRUTH_KEYS = 32;
     private static final int NEURON_THREADS = 256;
     private static final int CHUNK_THREADS = 64;
-    private static final int SCAN_THREADS = 1024;
+    private static final int SCAN_THREADS = 256;
     /** The selections and tile masses keep one row in shared memory: default limit without opting in. */
     private static final int MAX_SMEM = 48 * 1024;
+    /** Dynamic shared memory of the fused launches: the default limit less their static arrays (a 256-int scan). */
+    private static final int FUSED_SMEM = MAX_SMEM - 2048;
 
     private final CudaStream stream;
     private final KernelLibrary kernels;
     private final DeviceScratch scratch;
+    /** Arrival counters of the fused launches, zero between launches: [0] predictTiles, [1..] predictNeuronBlocks. */
+    private final DeviceScratch counters;
+    private long counterCapacity;
     private final PredictChecks checks = new PredictChecks(OpChecks::require, DType.BF16);
 
     public CudaPredict(CudaBackend backend) {
         this.stream = backend.stream();
         this.kernels = backend.kernels();
         this.scratch = new DeviceScratch(backend.arena());
+        this.counters = new DeviceScratch(backend.arena());
     }
 
     private CudaFunction function(String symbol) {
@@ -59,12 +73,12 @@ public final class CudaPredict implements PredictOps {
     }
 
     @Override
-    public void tileMass(Tensor mass, Tensor qt, Tensor kt, Tensor counts, Tensor gamma, int batchSize, int numHeads,
+    public void tileMass(Tensor mass, Tensor qk, Tensor counts, Tensor gamma, int batchSize, int numHeads,
                          int rank) {
-        int nB = checks.tileMass(mass, qt, kt, counts, gamma, batchSize, numHeads, rank);
-        int smem = smem("tileMass", "nB", nB, 16);
-        stream.launch(function("predict_tile_mass_bf16"), nB, numHeads, 1, ROW_THREADS, 1, 1, smem,
-                KernelArgs.of(mass, qt, kt, counts, gamma, batchSize, nB, numHeads, rank));
+        int nB = checks.tileMass(mass, qk, counts, gamma, batchSize, numHeads, rank);
+        int smem = smem("tileMass", "B·nB + nB", (batchSize + 1) * nB, 8);
+        stream.launch(function("predict_tile_mass_bf16"), nB, numHeads, 1, MASS_THREADS, 1, 1, smem,
+                KernelArgs.of(mass, qk, counts, gamma, batchSize, nB, numHeads, rank));
     }
 
     @Override
@@ -74,12 +88,35 @@ public final class CudaPredict implements PredictOps {
         int nh = layout.numHeads();
         int nB = layout.numBlocks();
         int rows = OpShapes.toInt(op, "NH·nB", (long) nh * nB);
-        long flags = reserve(op, rows, nB);
-        long counts = flags + align((long) rows * nB);
+        long lists = reserve(rows, nB);
+        long rowCounts = lists + align(4L * rows * nB);
         stream.launch(function("predict_select_tiles"), nB, nh, 1, ROW_THREADS, 1, 1, smem(op, "nB", nB, 13),
-                KernelArgs.of(flags, counts, mass, nB, coverage, maxRowFraction));
-        stream.launch(function("predict_csr_from_flags"), 1, 1, 1, SCAN_THREADS, 1, 1, 0,
-                KernelArgs.of(layout.rowPtr(), layout.colIdx(), flags, counts, rows, nB));
+                KernelArgs.of(lists, rowCounts, mass, nB, coverage, maxRowFraction));
+        csr(op, layout.rowPtr(), layout.colIdx(), lists, rowCounts, rows, nB);
+    }
+
+    /**
+     * One launch ({@code predict_tiles_bf16}): grid (nB, NH), each CTA its mass row, then its selection; the last CTA
+     * builds the CSR.
+     */
+    @Override
+    public void predictTiles(BlockLayout layout, Tensor mass, Tensor qk, Tensor counts, Tensor gamma, int batchSize,
+                             int rank, double coverage, double maxRowFraction) {
+        String op = "predictTiles";
+        int nh = layout.numHeads();
+        int nB = checks.tileMass(mass, qk, counts, gamma, batchSize, nh, rank);
+        checks.selectTiles(layout, mass, coverage, maxRowFraction);
+        int rows = OpShapes.toInt(op, "NH·nB", (long) nh * nB);
+        long lists = reserve(rows, nB);
+        long rowCounts = lists + align(4L * rows * nB);
+        long smem = 8L * (batchSize + 1) * nB + 5L * nB + 4L * (rows + 1);
+        if (smem > FUSED_SMEM) {
+            throw new IllegalArgumentException(op + ": B = " + batchSize + ", nB = " + nB + " and NH = " + nh
+                    + " need " + smem + " bytes of shared memory, more than " + FUSED_SMEM);
+        }
+        stream.launch(function("predict_tiles_bf16"), nB, nh, 1, MASS_THREADS, 1, 1, (int) smem,
+                KernelArgs.of(mass, lists, rowCounts, counters(1), layout.rowPtr(), layout.colIdx(), qk, counts, gamma,
+                        batchSize, nB, nh, rank, coverage, maxRowFraction));
     }
 
     @Override
@@ -103,13 +140,42 @@ public final class CudaPredict implements PredictOps {
         int nb = checks.selectNeuronBlocks(layout, scores, keyMask, coverage);
         int rows = layout.rows();
         int nTB = layout.numTokenBlocks();
-        long flags = reserve(op, nTB, nb);
-        long counts = flags + align((long) nTB * nb);
+        long lists = reserve(nTB, nb);
+        long rowCounts = lists + align(4L * nTB * nb);
         stream.launch(function("predict_select_neuron_blocks"), nTB, 1, 1, NEURON_THREADS, 1, 1,
-                smem(op, "nb", nb, 13), KernelArgs.of(flags, counts, scores, keyMask, rows, layout.tokenBlock(), nb,
-                        coverage, Math.min(layout.maxBlocks(), nb)));
-        stream.launch(function("predict_csr_from_flags"), 1, 1, 1, SCAN_THREADS, 1, 1, 0,
-                KernelArgs.of(layout.rowPtr(), layout.blockIdx(), flags, counts, nTB, nb));
+                smem(op, "nb", nb, 13), KernelArgs.of(lists, rowCounts, scores, keyMask, rows, layout.tokenBlock(),
+                        nb, coverage, Math.min(layout.maxBlocks(), nb)));
+        csr(op, layout.rowPtr(), layout.blockIdx(), lists, rowCounts, nTB, nb);
+    }
+
+    /**
+     * One launch ({@code predict_neuron_blocks_bf16}): grid nTB·chunks, each CTA a chunk's sums for every neuron
+     * block; the last chunk of a token block adds them up and selects, the last token block builds the CSR.
+     */
+    @Override
+    public void predictNeuronBlocks(NeuronLayout layout, Tensor scores, Tensor z, Tensor keyMask, int ffn,
+                                    double coverage) {
+        String op = "predictNeuronBlocks";
+        int tokenBlock = layout.tokenBlock();
+        int rows = checks.neuronBlockScores(scores, z, keyMask, tokenBlock, ffn, layout.neuronBlock());
+        int nb = checks.selectNeuronBlocks(layout, scores, keyMask, coverage);
+        int nTB = layout.numTokenBlocks();
+        int chunks = (tokenBlock + PredictOps.SCORE_CHUNK - 1) / PredictOps.SCORE_CHUNK;
+        long partial = scratch.address(align(8L * nTB * chunks * nb) + align(4L * nTB * nb) + 4L * nTB);
+        long lists = partial + align(8L * nTB * chunks * nb);
+        long rowCounts = lists + align(4L * nTB * nb);
+        long fixed = 13L * nb + 4L * (nTB + 1);
+        // staged chunk sums: as many whole chunks as fit beside the selection's arrays, at most all of them
+        int piece = (int) Math.min(chunks, (FUSED_SMEM - fixed) / (8L * nb));
+        if (piece < 1) {
+            throw new IllegalArgumentException(op + ": nb = " + nb + " neuron blocks and " + nTB + " token blocks"
+                    + " need more than " + FUSED_SMEM + " bytes of shared memory");
+        }
+        int smem = (int) (fixed + 8L * piece * nb);
+        stream.launch(function("predict_neuron_blocks_bf16"), nTB * chunks, 1, 1, FUSED_NEURON_THREADS, 1, 1, smem,
+                KernelArgs.of(scores, partial, lists, rowCounts, counters(2 + nTB) + 4, layout.rowPtr(),
+                        layout.blockIdx(), z, keyMask, rows, tokenBlock, ffn, layout.neuronBlock(), nb, chunks,
+                        coverage, Math.min(layout.maxBlocks(), nb), piece));
     }
 
     /**
@@ -132,10 +198,26 @@ public final class CudaPredict implements PredictOps {
                         (float) (1.0 / Math.sqrt(hs))));
     }
 
-    /** Scratch for rows·width flag bytes and rows counts; the address of the flags. */
-    private long reserve(String op, int rows, int width) {
-        long bytes = align((long) rows * width) + 4L * rows;
-        return scratch.address(bytes);
+    /** Scratch for rows·width list entries and rows counts (I32); the address of the lists. */
+    private long reserve(int rows, int width) {
+        return scratch.address(align(4L * rows * width) + 4L * rows);
+    }
+
+    /** The second launch of a selection: rowPtr and colIdx from the lists (one CTA). */
+    private void csr(String op, Tensor rowPtr, Tensor colIdx, long lists, long rowCounts, int rows, int width) {
+        stream.launch(function("predict_csr_from_lists"), 1, 1, 1, SCAN_THREADS, 1, 1,
+                smem(op, "rows + 1", rows + 1, 4), KernelArgs.of(rowPtr, colIdx, lists, rowCounts, rows, width));
+    }
+
+    /** The address of at least {@code n} arrival counters, all zero (the kernels reset the ones they use). */
+    private long counters(int n) {
+        if (counterCapacity < n) {
+            long capacity = Math.max(64, Long.highestOneBit(n) * 2);
+            long address = counters.address(4 * capacity);
+            stream.memsetD32(address, 0, capacity);
+            counterCapacity = capacity;
+        }
+        return counters.address(4 * counterCapacity);
     }
 
     private static long align(long bytes) {

@@ -23,6 +23,7 @@ import org.longexposure.backend.OptimOps;
 import org.longexposure.backend.PredictOps;
 import org.longexposure.backend.SparseOps;
 import org.longexposure.cuda.driver.CudaEvent;
+import org.longexposure.cuda.driver.KernelArgs;
 import org.longexposure.tensor.DType;
 import org.longexposure.tensor.Tensor;
 
@@ -37,6 +38,12 @@ import org.longexposure.tensor.Tensor;
  * <p>Use: build the model and trainer on this backend, {@link #enabled(boolean) enable} it, run steps with
  * {@link #beginStep()} / {@link #endStep()} around each, then read {@link #report()}. Events add a few µs of host
  * work per call, so profiled steps run slightly slower than plain ones; the per-op GPU times are what it is for.
+ *
+ * <p>When the GPU has caught up with the host, an event interval also holds the host's time to queue the op. With
+ * a {@linkplain #holdMillis(double) hold}, a spinning kernel ({@code profile.cu}) holds the stream at the start of
+ * each step and after each call that read a result back to the host (the points where the GPU is idle), long enough
+ * for the host to queue what follows; the intervals then time the GPU alone, and the GPU span less the holds is the
+ * step's GPU-bound time. The holds are timed by their own events and left out of every sum.
  */
 public final class ProfilingBackend implements Backend {
     private final CudaBackend be;
@@ -58,6 +65,8 @@ public final class ProfilingBackend implements Backend {
     private long stepLaunchStart;
     private long stepGemmStart;
     private final List<StepTotals> steps = new ArrayList<>();
+    private long holdNanos;
+    private final List<CudaEvent[]> holds = new ArrayList<>();
 
     public ProfilingBackend(CudaBackend be) {
         this.be = be;
@@ -82,14 +91,27 @@ public final class ProfilingBackend implements Backend {
         this.enabled = on;
     }
 
+    /**
+     * Holds the stream for {@code ms} at each step's start and after each call that read back to the host (0: no
+     * holds, the default). The holds are left out of every time reported.
+     */
+    public void holdMillis(double ms) {
+        if (!(ms >= 0)) {
+            throw new IllegalArgumentException("hold: expected a time in ms >= 0, got " + ms);
+        }
+        this.holdNanos = Math.round(ms * 1e6);
+    }
+
     /** Marks the start of a training step (the GPU should be idle: the previous step synchronised). */
     public void beginStep() {
         be.sync();
         stepEvents = 0;
         pending.clear();
+        holds.clear();
         stepStartNanos = System.nanoTime();
         stepLaunchStart = be.stream().launchCount();
         stepGemmStart = be.gemm().matmulCount();
+        hold();
         CudaEvent e = event(stepEvents++);
         e.record(be.stream());
         pending.add(new Pending(null, null, e, 0, 0));
@@ -114,9 +136,32 @@ public final class ProfilingBackend implements Backend {
             sumGpu += ms;
             sumHost += p.hostNanos / 1e6;
         }
-        double spanMs = last.elapsedMillisSince(first);
+        double heldMs = 0;
+        for (CudaEvent[] h : holds) {
+            heldMs += h[1].elapsedMillisSince(h[0]);
+        }
+        double spanMs = last.elapsedMillisSince(first) - heldMs;
         steps.add(new StepTotals(wallMs, spanMs, sumGpu, sumHost, be.stream().launchCount() - stepLaunchStart,
                 be.gemm().matmulCount() - stepGemmStart, pending.size() - 1));
+    }
+
+    /** Queues a hold and its two events (the first hold of a step, before the step's first event, is not timed). */
+    private void hold() {
+        if (holdNanos == 0) {
+            return;
+        }
+        boolean timed = stepEvents > 0;
+        CudaEvent start = timed ? event(stepEvents++) : null;
+        if (timed) {
+            start.record(be.stream());
+        }
+        be.stream().launch(be.kernels().function("profile", "profile_hold_ns"), 1, 1, 1, 1, 1, 1, 0,
+                KernelArgs.of(holdNanos));
+        if (timed) {
+            CudaEvent end = event(stepEvents++);
+            end.record(be.stream());
+            holds.add(new CudaEvent[] {start, end});
+        }
     }
 
     /** One measured label: totals over all profiled steps. */
@@ -134,7 +179,10 @@ public final class ProfilingBackend implements Backend {
         }
     }
 
-    /** Per-step totals: host wall time, GPU span (first to last event), sums over the ops, launches, GEMMs. */
+    /**
+     * Per-step totals: host wall time, GPU span (first to last event, less the holds), sums over the ops, launches,
+     * GEMMs (the holds' launches included).
+     */
     public record StepTotals(double wallMs, double gpuSpanMs, double opGpuMs, double opHostMs, long kernelLaunches,
                              long gemmCalls, int calls) {
     }
@@ -197,6 +245,9 @@ public final class ProfilingBackend implements Backend {
         end.record(be.stream());
         long launches = be.stream().launchCount() + be.gemm().matmulCount() - launches0;
         pending.add(new Pending(row, start, end, host, launches));
+        if (method.getReturnType() != void.class) {
+            hold();   // the call read a result back: the GPU is idle until the host queues more
+        }
         return result;
     }
 
@@ -295,6 +346,9 @@ public final class ProfilingBackend implements Backend {
     @Override
     public void read(Tensor src, MemorySegment dst) {
         be.read(src, dst);
+        if (enabled) {
+            hold();
+        }
     }
 
     @Override

@@ -142,17 +142,14 @@ class CudaPredictDeviceTest extends DeviceTestBase {
         for (int i = 0; i < mask.length; i++) {
             counts[(i / t) * nB + (i % t) / block] += mask[i] != 0 ? 1 : 0;
         }
-        float[] qt = randomBf16(r, bsz * nB * nh * rank, -1.5, 1.5);
-        float[] kt = randomBf16(r, bsz * nB * nh * rank, -1.5, 1.5);
+        float[] qk = randomBf16(r, bsz * nB * 2 * nh * rank, -1.5, 1.5);
         float[] gamma = {0.5f, 1f, 2f, 0.25f, 3f};
         long rows = (long) bsz * nB;
         Tensor mc = cpu.allocate(DType.F64, nh, nB, nB);
-        cpu.predict().tileMass(mc, tensor(cpu, DType.F32, qt, rows, (long) nh * rank),
-                tensor(cpu, DType.F32, kt, rows, (long) nh * rank), ints(cpu, counts),
+        cpu.predict().tileMass(mc, tensor(cpu, DType.F32, qk, rows, 2L * nh * rank), ints(cpu, counts),
                 tensor(cpu, DType.F32, gamma, nh), bsz, nh, rank);
         Tensor mg = gpu.allocate(DType.F64, nh, nB, nB);
-        gpu.predict().tileMass(mg, tensor(gpu, DType.BF16, qt, rows, (long) nh * rank),
-                tensor(gpu, DType.BF16, kt, rows, (long) nh * rank), ints(gpu, counts),
+        gpu.predict().tileMass(mg, tensor(gpu, DType.BF16, qk, rows, 2L * nh * rank), ints(gpu, counts),
                 tensor(gpu, DType.F32, gamma, nh), bsz, nh, rank);
         double[] expect = doubles(cpu, mc);
         double[] got = doubles(gpu, mg);
@@ -350,6 +347,105 @@ class CudaPredictDeviceTest extends DeviceTestBase {
             gpu.predict().neuronBlockScores(sg, tensor(gpu, DType.BF16, z, rows, nb), ints(gpu, mask), tb, ffn, bn);
             assertThat(doubles(gpu, sg)).as("token block %d", tb).containsExactly(doubles(cpu, sc));
         }
+    }
+
+    /**
+     * predictTiles (one launch: masses, selection and CSR) gives bit for bit what tileMass then selectTiles give on
+     * the GPU, masses and layout, over several coverages and budgets, repeated calls (the arrival counter must be
+     * back at zero after each launch), T up to 4096 (nB = 64, a CSR over NH·nB = 320 rows), padded sequences.
+     */
+    @Test
+    void fusedTilePredictionEqualsTheTwoCalls() {
+        SplittableRandom r = new SplittableRandom(27);
+        for (int[] dims : new int[][] {{3, 150, 16, 5, 6}, {2, 4096, 64, 5, 8}, {4, 1024, 64, 32, 8}, {1, 7, 64, 3, 2}}) {
+            int bsz = dims[0];
+            int t = dims[1];
+            int block = dims[2];
+            int nh = dims[3];
+            int rank = dims[4];
+            int nB = (t + block - 1) / block;
+            int[] mask = paddedMask(bsz, t);
+            int[] counts = new int[bsz * nB];
+            for (int i = 0; i < mask.length; i++) {
+                counts[(i / t) * nB + (i % t) / block] += mask[i] != 0 ? 1 : 0;
+            }
+            long rows = (long) bsz * nB;
+            Tensor qk = tensor(gpu, DType.BF16, randomBf16(r, (int) rows * 2 * nh * rank, -1.5, 1.5), rows,
+                    2L * nh * rank);
+            float[] g = new float[nh];
+            for (int h = 0; h < nh; h++) {
+                g[h] = 0.25f * (h % 4 + 1);
+            }
+            Tensor gamma = tensor(gpu, DType.F32, g, nh);
+            Tensor cnt = ints(gpu, counts);
+            for (double[] cf : new double[][] {{0.77, 1}, {0, 1}, {1, 0.15}, {0.95, 0.3}, {0.9, 0.15}}) {
+                long full = (long) nh * nB * (nB + 1) / 2;
+                BlockLayout two = new BlockLayout(block, nh, t, gpu.allocate(DType.I32, (long) nh * nB + 1),
+                        gpu.allocate(DType.I32, full));
+                BlockLayout one = new BlockLayout(block, nh, t, gpu.allocate(DType.I32, (long) nh * nB + 1),
+                        gpu.allocate(DType.I32, full));
+                Tensor m2 = gpu.allocate(DType.F64, nh, nB, nB);
+                Tensor m1 = gpu.allocate(DType.F64, nh, nB, nB);
+                gpu.predict().tileMass(m2, qk, cnt, gamma, bsz, nh, rank);
+                gpu.predict().selectTiles(two, m2, cf[0], cf[1]);
+                gpu.predict().predictTiles(one, m1, qk, cnt, gamma, bsz, rank, cf[0], cf[1]);
+                String what = "B " + bsz + " T " + t + " NH " + nh + " coverage " + cf[0] + " fraction " + cf[1];
+                assertThat(doubles(gpu, m1)).as(what + " mass").containsExactly(doubles(gpu, m2));
+                int[][] want = csr(gpu, two.rowPtr(), two.colIdx());
+                int[][] got = csr(gpu, one.rowPtr(), one.colIdx());
+                assertThat(got[0]).as(what + " rowPtr").containsExactly(want[0]);
+                assertThat(got[1]).as(what + " colIdx").containsExactly(want[1]);
+            }
+        }
+    }
+
+    /**
+     * predictNeuronBlocks (one launch: chunk sums, their sum, selection and CSR) gives bit for bit the CPU's scores
+     * and layout (neuronBlockScores then selectNeuronBlocks), for token blocks of 8 rows up to the whole micro-batch
+     * (250 chunks staged through shared memory in pieces), exact ties, a token block of padding, budgets, repeated
+     * calls.
+     */
+    @Test
+    void fusedNeuronPredictionEqualsTheCpu() {
+        SplittableRandom r = new SplittableRandom(28);
+        int rows = 4000;
+        int ffn = 8192;
+        int bn = 128;
+        int nb = 64;
+        int[] mask = new int[rows];
+        for (int i = 0; i < rows; i++) {
+            mask[i] = i % 97 == 5 || (i >= 640 && i < 704) ? 0 : 1;
+        }
+        float[] z = randomBf16(r, rows * nb, -3, 40);
+        for (int i = 0; i < z.length; i += 7) {
+            z[i] = 1f;   // many equal values: ties in the scores of short token blocks
+        }
+        Tensor zc = tensor(cpu, DType.F32, z, rows, nb);
+        Tensor zg = tensor(gpu, DType.BF16, z, rows, nb);
+        Tensor mc = ints(cpu, mask);
+        Tensor mg = ints(gpu, mask);
+        for (int tb : new int[] {rows, 64, 8, 1000}) {
+            int nTB = (rows + tb - 1) / tb;
+            for (double[] cb : new double[][] {{0.8, nb}, {1, 9}, {0.37, 20}, {0, nb}}) {
+                int budget = (int) cb[1];
+                long idx = (long) nTB * Math.max(1, budget);
+                NeuronLayout lc = new NeuronLayout(bn, tb, rows, budget, cpu.allocate(DType.I32, nTB + 1),
+                        cpu.allocate(DType.I32, idx));
+                NeuronLayout lg = new NeuronLayout(bn, tb, rows, budget, gpu.allocate(DType.I32, nTB + 1),
+                        gpu.allocate(DType.I32, idx));
+                Tensor sc = cpu.allocate(DType.F64, nTB, nb);
+                Tensor sg = gpu.allocate(DType.F64, nTB, nb);
+                cpu.predict().predictNeuronBlocks(lc, sc, zc, mc, ffn, cb[0]);
+                gpu.predict().predictNeuronBlocks(lg, sg, zg, mg, ffn, cb[0]);
+                String what = "token block " + tb + " coverage " + cb[0] + " budget " + budget;
+                assertThat(doubles(gpu, sg)).as(what + " scores").containsExactly(doubles(cpu, sc));
+                int[][] want = csr(cpu, lc.rowPtr(), lc.blockIdx());
+                int[][] got = csr(gpu, lg.rowPtr(), lg.blockIdx());
+                assertThat(got[0]).as(what + " rowPtr").containsExactly(want[0]);
+                assertThat(got[1]).as(what + " blockIdx").containsExactly(want[1]);
+            }
+        }
+        assertThat(mask[640]).as("token block 10 of 64 rows is all padding").isZero();
     }
 
     /** Small integers in [-k, k] as floats. */
