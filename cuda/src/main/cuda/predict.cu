@@ -32,20 +32,15 @@
 //     row as above, writes it, selects from it, writes its list; the last CTA to finish (an integer counter, reset
 //     by that CTA) builds the CSR from the lists (csr_from_lists). Dynamic smem: B·nB + nB doubles, nB ints, nB
 //     bytes, NH·nB + 1 ints.
-//  predict_neuron_block_chunk_sums_bf16(partial, z, keyMask, N, tokenBlock, ffn, BN, nb, chunks)
-//     grid (nTB·chunks, ceil(nb / 64)), block 64, chunks = ceil(tokenBlock / 16): one thread per (token block,
-//     16-row chunk, neuron block) sums clamp(z, 0, w_j) over the chunk's real rows in ascending order, in double;
-//     w_j = min(BN, ffn − j·BN). partial (nTB·chunks, nb), in the predictor's scratch.
-//  predict_neuron_block_scores_sum(scores, partial, nTB, chunks, nb)
-//     grid (nTB, ceil(nb / 256)), block 256: scores (nTB, nb) = the chunk sums added in ascending chunk order, the
-//     two-level order of PredictOps.neuronBlockScores (a chunk past N adds 0).
-//  predict_neuron_blocks_bf16(scores, partial, lists, rowCounts, counters, rowPtr, blockIdx, z, keyMask, N,
-//                             tokenBlock, ffn, BN, nb, chunks, coverage, limit, piece)
-//     the chunk sums, their sum and predict_select_neuron_blocks fused: grid nTB·chunks, block 256. Each CTA writes
-//     its chunk's sums for every neuron block; the last chunk CTA of a token block (counters[r]) stages the block's
-//     partials through shared memory `piece` chunks at a time, adds them in ascending chunk order into scores[r],
-//     selects and writes its list; the last token block (counters[nTB]) builds the CSR. Dynamic smem: piece·nb +
-//     nb doubles, nb ints, nb bytes, nTB + 1 ints.
+//  predict_neuron_blocks_bf16(scores, acc, realRows, lists, rowCounts, counters, rowPtr, blockIdx, z, keyMask, N,
+//                             tokenBlock, ffn, BN, nb, chunks, coverage, limit, select)
+//     grid nTB·chunks, block 256, chunks = ceil(tokenBlock / 64). The scores in 32.32 fixed point (PredictOps.
+//     neuronBlockScores: exact integer sums, so any order gives the CPU's bits): each CTA takes 64 rows of a token
+//     block, one thread per (16-row group, neuron block) adds its truncated terms and one atomicAdd puts them into
+//     acc[r][j] (u64); the CTA's real rows go into realRows[r]. The last CTA of the token block (counters[r]) reads
+//     and zeroes acc[r] and realRows[r], writes scores[r]; with select ≠ 0 it then selects (nothing for a token
+//     block without real rows) and writes its list, and the last token block (counters[nTB]) builds the CSR. acc,
+//     realRows and the counters are zero between launches. Dynamic smem: nb doubles, nb ints, nTB + 1 ints, nb bytes.
 //  predict_select_tiles(lists, rowCounts, mass, nB, coverage, maxRowFraction)
 //     grid (nB, NH), block 64, dynamic smem nB·(8 + 4 + 1) bytes: one CTA per (head, query-block row). Writes the
 //     row's kept key blocks ascending into lists (NH·nB, nB) (diagonal and sink forced; budget max(#forced,
@@ -68,7 +63,8 @@ constexpr int SCAN_THREADS = 256;   // threads of the CTA that builds a CSR
 constexpr int POOL_THREADS = 128;   // threads of a pooling CTA, two columns each (CudaPredict.POOL_THREADS)
 constexpr int POOL_ROWS = 32;       // rows staged per pass of the pooling's shared-memory path
 constexpr int POOL_UNROLL = 8;      // rows of loads in flight per thread on the pooling's unaligned path
-constexpr int SCORE_CHUNK = 16;   // rows per partial sum of the neuron-block scores (PredictOps.SCORE_CHUNK)
+constexpr int CHUNK_ROWS = 64;    // rows of a token block per CTA of predict_neuron_blocks_bf16 (CudaPredict)
+constexpr int GROUP_ROWS = 16;    // rows per thread there
 
 // The selection rule on v[0..n) (shared memory), called by every thread of the CTA. `order` is n ints of shared
 // memory; keep[i] is set for the chosen candidates (flags already set are the forced ones and stay); `limit` is the
@@ -365,27 +361,10 @@ __device__ void select_tile_row(int* lists, int* rowCounts, double* v, int* orde
     }
 }
 
-// The neuron-block selection of token block r from its scores v[0..nb) (shared), nothing for a block without real
-// rows: writes the list and count of row r.
-__device__ void select_neuron_row(int* lists, int* rowCounts, double* v, int* order, unsigned char* keep,
-                                  const int* keyMask, int N, int tokenBlock, int nb, int r, double coverage, int limit,
-                                  double* total_shared, int* int_shared) {
-    int t0 = r * tokenBlock;
-    int t1 = min(N, t0 + tokenBlock);
-    int anyReal = 0;
-    for (int tg = t0 + threadIdx.x; tg < t1; tg += GROUP * blockDim.x) {
-        int m[GROUP];
-#pragma unroll
-        for (int u = 0; u < GROUP; u++) {
-            int t = tg + u * blockDim.x;
-            m[u] = t < t1 ? keyMask[t] : 0;
-        }
-#pragma unroll
-        for (int u = 0; u < GROUP; u++) {
-            anyReal |= m[u] != 0;
-        }
-    }
-    int real = __syncthreads_or(anyReal);
+// The neuron-block selection of token block r from its scores v[0..nb) (shared), nothing when `real` is 0 (a block
+// without real rows): writes the list and count of row r.
+__device__ void select_neuron_row(int* lists, int* rowCounts, double* v, int* order, unsigned char* keep, int real,
+                                  int nb, int r, double coverage, int limit, double* total_shared, int* int_shared) {
     for (int j = threadIdx.x; j < nb; j += blockDim.x) {
         keep[j] = 0;
     }
@@ -400,25 +379,22 @@ __device__ void select_neuron_row(int* lists, int* rowCounts, double* v, int* or
     }
 }
 
-// One thread's sum of clamp(z[t][j], 0, width) over the real rows t of [t0, t1) (at most SCORE_CHUNK), ascending,
-// the loads issued before the additions.
-__device__ double chunk_sum(const bf16* z, const int* keyMask, int t0, int t1, int nb, int j, double width) {
-    float v[SCORE_CHUNK];
-    int m[SCORE_CHUNK];
+// Whether any of keyMask[t0, t1) is nonzero, for every thread of the CTA.
+__device__ int any_real(const int* keyMask, int t0, int t1) {
+    int anyReal = 0;
+    for (int tg = t0 + threadIdx.x; tg < t1; tg += GROUP * blockDim.x) {
+        int m[GROUP];
 #pragma unroll
-    for (int u = 0; u < SCORE_CHUNK; u++) {
-        int t = t0 + u;
-        m[u] = t < t1 ? keyMask[t] : 0;
-        v[u] = t < t1 ? __bfloat162float(z[(long long) t * nb + j]) : 0.f;
-    }
-    double s = 0;
+        for (int u = 0; u < GROUP; u++) {
+            int t = tg + u * blockDim.x;
+            m[u] = t < t1 ? keyMask[t] : 0;
+        }
 #pragma unroll
-    for (int u = 0; u < SCORE_CHUNK; u++) {
-        if (m[u] != 0) {
-            s += fmin(fmax((double) v[u], 0.0), width);
+        for (int u = 0; u < GROUP; u++) {
+            anyReal |= m[u] != 0;
         }
     }
-    return s;
+    return __syncthreads_or(anyReal);
 }
 
 } // namespace
@@ -546,52 +522,13 @@ extern "C" __global__ void predict_tiles_bf16(double* mass, int* lists, int* row
     }
 }
 
-extern "C" __global__ void predict_neuron_block_chunk_sums_bf16(double* partial, const bf16* z, const int* keyMask,
-                                                                int N, int tokenBlock, int ffn, int BN, int nb,
-                                                                int chunks) {
-    int rc = blockIdx.x;   // r·chunks + c
-    int r = rc / chunks;
-    int c = rc % chunks;
-    int j = blockIdx.y * blockDim.x + threadIdx.x;
-    if (j >= nb) {
-        return;
-    }
-    int t0 = r * tokenBlock + c * SCORE_CHUNK;
-    int t1 = min(min(N, (r + 1) * tokenBlock), t0 + SCORE_CHUNK);
-    partial[(long long) rc * nb + j] = chunk_sum(z, keyMask, t0, t1, nb, j, (double) min(BN, ffn - j * BN));
-}
-
-extern "C" __global__ void predict_neuron_block_scores_sum(double* scores, const double* partial, int nTB, int chunks,
-                                                           int nb) {
-    int r = blockIdx.x;
-    int j = blockIdx.y * blockDim.x + threadIdx.x;
-    if (r >= nTB || j >= nb) {
-        return;
-    }
-    double s = 0;
-    for (int c0 = 0; c0 < chunks; c0 += GROUP) {
-        double g[GROUP];
-#pragma unroll
-        for (int u = 0; u < GROUP; u++) {
-            g[u] = c0 + u < chunks ? partial[((long long) r * chunks + c0 + u) * nb + j] : 0.0;
-        }
-#pragma unroll
-        for (int u = 0; u < GROUP; u++) {
-            if (c0 + u < chunks) {
-                s += g[u];
-            }
-        }
-    }
-    scores[(long long) r * nb + j] = s;
-}
-
-extern "C" __global__ void predict_neuron_blocks_bf16(double* scores, double* partial, int* lists, int* rowCounts,
-                                                      int* counters, int* rowPtr, int* blockIdx_, const bf16* z,
-                                                      const int* keyMask, int N, int tokenBlock, int ffn, int BN,
-                                                      int nb, int chunks, double coverage, int limit, int piece) {
+extern "C" __global__ void predict_neuron_blocks_bf16(double* scores, unsigned long long* acc, int* realRows,
+                                                      int* lists, int* rowCounts, int* counters, int* rowPtr,
+                                                      int* blockIdx_, const bf16* z, const int* keyMask, int N,
+                                                      int tokenBlock, int ffn, int BN, int nb, int chunks,
+                                                      double coverage, int limit, int select) {
     extern __shared__ double smem[];
-    double* staged = smem;                                                 // piece·nb
-    double* v = staged + (long long) piece * nb;                           // nb
+    double* v = smem;                                                      // nb
     int* order = reinterpret_cast<int*>(v + nb);                           // nb
     int nTB = (N + tokenBlock - 1) / tokenBlock;
     int* start = order + nb;                                               // nTB + 1
@@ -599,65 +536,61 @@ extern "C" __global__ void predict_neuron_blocks_bf16(double* scores, double* pa
     __shared__ double total;
     __shared__ int shared_int;
     __shared__ int scan[256];
-    int rc = blockIdx.x;   // r·chunks + c
-    int r = rc / chunks;
-    int c = rc % chunks;
-    int t0 = r * tokenBlock + c * SCORE_CHUNK;
-    int t1 = min(min(N, (r + 1) * tokenBlock), t0 + SCORE_CHUNK);
-    for (int j = threadIdx.x; j < nb; j += blockDim.x) {
-        partial[(long long) rc * nb + j] = chunk_sum(z, keyMask, t0, t1, nb, j, (double) min(BN, ffn - j * BN));
+    int r = blockIdx.x / chunks;
+    int c = blockIdx.x % chunks;
+    int t0 = r * tokenBlock + c * CHUNK_ROWS;
+    int t1 = min(min(N, (r + 1) * tokenBlock), t0 + CHUNK_ROWS);
+    int rowsHere = max(0, t1 - t0);
+    int real = __syncthreads_count((int) threadIdx.x < rowsHere && keyMask[t0 + threadIdx.x] != 0);
+    if (threadIdx.x == 0 && real > 0) {
+        atomicAdd(realRows + r, real);
+    }
+    int groups = (rowsHere + GROUP_ROWS - 1) / GROUP_ROWS;
+    for (int p = threadIdx.x; p < groups * nb; p += blockDim.x) {
+        int g = p / nb;
+        int j = p % nb;
+        int a0 = t0 + g * GROUP_ROWS;
+        float val[GROUP_ROWS];
+        int m[GROUP_ROWS];
+#pragma unroll
+        for (int u = 0; u < GROUP_ROWS; u++) {
+            int t = a0 + u;
+            m[u] = t < t1 ? keyMask[t] : 0;
+            val[u] = t < t1 ? __bfloat162float(z[(long long) t * nb + j]) : 0.f;
+        }
+        double width = (double) min(BN, ffn - j * BN);
+        long long sum = 0;
+#pragma unroll
+        for (int u = 0; u < GROUP_ROWS; u++) {
+            if (m[u] != 0) {
+                sum += (long long) (fmin(fmax((double) val[u], 0.0), width) * 4294967296.0);   // · 2^32, truncated
+            }
+        }
+        if (sum != 0) {
+            atomicAdd(acc + (long long) r * nb + j, (unsigned long long) sum);
+        }
     }
     if (!last_to_arrive(counters + r, chunks, &shared_int)) {
         return;
     }
-    // the token block's chunk sums, `piece` chunks at a time through shared memory, added in ascending chunk order
     for (int j = threadIdx.x; j < nb; j += blockDim.x) {
-        v[j] = 0.0;
+        unsigned long long* cell = acc + (long long) r * nb + j;
+        long long fixed = (long long) __ldcg(cell);
+        *cell = 0ull;
+        double score = (double) fixed * 0x1p-32;
+        v[j] = score;
+        scores[(long long) r * nb + j] = score;
     }
-    const double* mine = partial + (long long) r * chunks * nb;
-    for (int c0 = 0; c0 < chunks; c0 += piece) {
-        int n = min(piece, chunks - c0) * nb;
-        __syncthreads();
-        for (int e0 = threadIdx.x; e0 < n; e0 += GROUP * blockDim.x) {
-            double g[GROUP];
-#pragma unroll
-            for (int u = 0; u < GROUP; u++) {
-                int e = e0 + u * blockDim.x;
-                g[u] = e < n ? __ldcg(mine + (long long) c0 * nb + e) : 0.0;
-            }
-#pragma unroll
-            for (int u = 0; u < GROUP; u++) {
-                if (e0 + u * blockDim.x < n) {
-                    staged[e0 + u * blockDim.x] = g[u];
-                }
-            }
-        }
-        __syncthreads();
-        for (int j = threadIdx.x; j < nb; j += blockDim.x) {
-            double s = v[j];
-            for (int k0 = j; k0 < n; k0 += GROUP * nb) {
-                double g[GROUP];
-#pragma unroll
-                for (int u = 0; u < GROUP; u++) {
-                    int k = k0 + u * nb;
-                    g[u] = k < n ? staged[k] : 0.0;
-                }
-#pragma unroll
-                for (int u = 0; u < GROUP; u++) {
-                    if (k0 + u * nb < n) {
-                        s += g[u];
-                    }
-                }
-            }
-            v[j] = s;
-        }
+    if (threadIdx.x == 0) {
+        shared_int = __ldcg(realRows + r);
+        realRows[r] = 0;
     }
     __syncthreads();
-    for (int j = threadIdx.x; j < nb; j += blockDim.x) {
-        scores[(long long) r * nb + j] = v[j];
+    int anyReal = shared_int > 0;
+    if (!select) {
+        return;
     }
-    select_neuron_row(lists, rowCounts, v, order, keep, keyMask, N, tokenBlock, nb, r, coverage, limit, &total,
-                      &shared_int);
+    select_neuron_row(lists, rowCounts, v, order, keep, anyReal, nb, r, coverage, limit, &total, &shared_int);
     if (last_to_arrive(counters + nTB, nTB, &shared_int)) {
         csr_from_lists(rowPtr, blockIdx_, lists, rowCounts, nTB, nb, start, scan);
     }
@@ -694,9 +627,8 @@ extern "C" __global__ void predict_select_neuron_blocks(int* lists, int* rowCoun
     for (int j = threadIdx.x; j < nb; j += blockDim.x) {
         v[j] = in[j];
     }
-    __syncthreads();
-    select_neuron_row(lists, rowCounts, v, order, keep, keyMask, N, tokenBlock, nb, r, coverage, limit, &total,
-                      &shared_int);
+    int real = any_real(keyMask, r * tokenBlock, min(N, (r + 1) * tokenBlock));
+    select_neuron_row(lists, rowCounts, v, order, keep, real, nb, r, coverage, limit, &total, &shared_int);
 }
 
 extern "C" __global__ void __launch_bounds__(SCAN_THREADS) predict_csr_from_lists(int* rowPtr, int* colIdx,

@@ -105,6 +105,10 @@ public final class PredictChecks {
         numel(op, "z", operand.require(op, "z", z, act), (long) rows * nb, "(N, nb) = (" + rows + ", " + nb + ")");
         numel(op, "scores", operand.require(op, "scores", scores, DType.F64), (long) nTB * nb,
                 "(nTB, nb) = (" + nTB + ", " + nb + ")");
+        if ((long) Math.min(tokenBlock, rows) * Math.min(neuronBlock, ffn) >= 1L << 31) {
+            throw new IllegalArgumentException(op + ": tokenBlock " + tokenBlock + " × neuronBlock " + neuronBlock
+                    + " must stay below 2^31: a token block's score is summed in 32.32 fixed point");
+        }
         return rows;
     }
 

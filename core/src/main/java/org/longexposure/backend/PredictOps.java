@@ -93,15 +93,17 @@ public interface PredictOps {
         selectTiles(layout, mass, coverage, maxRowFraction);
     }
 
-    /** Rows per partial sum of {@link #neuronBlockScores}. */
-    int SCORE_CHUNK = 16;
+    /** Fraction bits of the fixed point in which {@link #neuronBlockScores} adds up its terms. */
+    int SCORE_FRACTION_BITS = 32;
 
     /**
      * The MLP predictor's scores per token block (overwrite): scores[R][j] = Σ over the real rows t of token block
-     * R of clamp(z[t][j], 0, w_j), with w_j = min(BN, H − j·BN) the width of neuron block j; summed in double in two
-     * levels, so that a device can spread a token block of thousands of rows over many threads with the same
-     * rounding: the rows of R in chunks of {@link #SCORE_CHUNK} (ascending t within a chunk, from 0), then the chunk
-     * sums in ascending chunk order (from 0).
+     * R of clamp(z[t][j], 0, w_j), with w_j = min(BN, H − j·BN) the width of neuron block j. Each term is taken in
+     * double, truncated to a multiple of 2^-{@value #SCORE_FRACTION_BITS} and added as a 64-bit integer, and the
+     * exact integer sum is converted to double (round to nearest) and scaled: the result does not depend on the
+     * order of the rows, so a device may add them in any order and any grouping and still give the CPU's value to
+     * the last bit. (Terms below 2^-32 count as 0; the sum of a token block is exact up to 2^31, which the op
+     * checks: tokenBlock·min(BN, H) &lt; 2^31.)
      *
      * @param scores  (nTB, nb) F64, nTB = ceil(N / tokenBlock)
      * @param z       (N, nb) ACT, the scorer's output x·Wᵀ + b

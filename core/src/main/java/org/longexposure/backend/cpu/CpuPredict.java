@@ -197,27 +197,21 @@ final class CpuPredict implements PredictOps {
         MemorySegment zs = z.host();
         MemorySegment ms = keyMask.host();
         MemorySegment out = scores.host();
+        double scale = 0x1p32;   // 2^SCORE_FRACTION_BITS
         threads.parallelFor(nTB, r -> {
-            double[] s = new double[nb];
-            double[] chunk = new double[nb];
+            long[] s = new long[nb];
             int end = Math.min(rows, (r + 1) * tokenBlock);
-            for (int c0 = r * tokenBlock; c0 < end; c0 += PredictOps.SCORE_CHUNK) {
-                Arrays.fill(chunk, 0);
-                for (int t = c0; t < Math.min(end, c0 + PredictOps.SCORE_CHUNK); t++) {
-                    if (ms.getAtIndex(I, t) == 0) {
-                        continue;
-                    }
-                    for (int j = 0; j < nb; j++) {
-                        double width = Math.min(neuronBlock, ffn - j * neuronBlock);
-                        chunk[j] += Math.min(Math.max((double) zs.getAtIndex(F, (long) t * nb + j), 0), width);
-                    }
+            for (int t = r * tokenBlock; t < end; t++) {
+                if (ms.getAtIndex(I, t) == 0) {
+                    continue;
                 }
                 for (int j = 0; j < nb; j++) {
-                    s[j] += chunk[j];
+                    double width = Math.min(neuronBlock, ffn - j * neuronBlock);
+                    s[j] += (long) (Math.min(Math.max((double) zs.getAtIndex(F, (long) t * nb + j), 0), width) * scale);
                 }
             }
             for (int j = 0; j < nb; j++) {
-                out.setAtIndex(D, (long) r * nb + j, s[j]);
+                out.setAtIndex(D, (long) r * nb + j, (double) s[j] / scale);
             }
         });
     }

@@ -280,6 +280,74 @@ class PredictorPlanTest {
         }
     }
 
+    /**
+     * neuronBlockScores adds 32.32 fixed-point terms: the scores are bit for bit the same whatever the order of the
+     * rows inside a token block (here reversed), equal an independent long-integer sum of the truncated terms, and
+     * are within rows·2^-32 of the exact sum; a token block of padding scores 0; a token block too long for the
+     * fixed point is refused.
+     */
+    @Test
+    void neuronBlockScoresAreFixedPointSumsIndependentOfRowOrder() {
+        SplittableRandom rng = new SplittableRandom(31);
+        int rows = 300;
+        int tb = 100;
+        int ffn = 50;
+        int bn = 8;     // nb = 7, the last block 2 wide
+        int nb = 7;
+        float[] z = new float[rows * nb];
+        int[] mask = new int[rows];
+        for (int i = 0; i < rows; i++) {
+            mask[i] = i >= 100 && i < 200 ? 0 : (rng.nextInt(5) == 0 ? 0 : 1);   // token block 1 is all padding
+            for (int j = 0; j < nb; j++) {
+                z[i * nb + j] = (float) (rng.nextDouble() * 12 - 3) * (rng.nextInt(7) == 0 ? 1e-9f : 1f);
+            }
+        }
+        float[] zr = new float[rows * nb];
+        int[] mr = new int[rows];
+        for (int i = 0; i < rows; i++) {
+            int block = i / tb;
+            int src = block * tb + (tb - 1 - i % tb);   // rows reversed inside their token block
+            System.arraycopy(z, src * nb, zr, i * nb, nb);
+            mr[i] = mask[src];
+        }
+        try (CpuBackend be = new CpuBackend(2)) {
+            double[] a = scores(be, z, mask, rows, nb, tb, ffn, bn);
+            double[] b = scores(be, zr, mr, rows, nb, tb, ffn, bn);
+            assertThat(b).as("rows reversed").containsExactly(a);
+            for (int r = 0; r < rows / tb; r++) {
+                for (int j = 0; j < nb; j++) {
+                    double width = Math.min(bn, ffn - j * bn);
+                    long fixed = 0;
+                    double exact = 0;
+                    for (int i = r * tb; i < (r + 1) * tb; i++) {
+                        if (mask[i] != 0) {
+                            double term = Math.min(Math.max(z[i * nb + j], 0.0), width);
+                            fixed += (long) Math.floor(term * 4294967296.0);
+                            exact += term;
+                        }
+                    }
+                    assertThat(a[r * nb + j]).isEqualTo(fixed / 4294967296.0)
+                            .isCloseTo(exact, org.assertj.core.data.Offset.offset(tb * 0x1p-32 + 1e-12));
+                    if (r == 1) {
+                        assertThat(a[r * nb + j]).as("padding").isZero();
+                    }
+                }
+            }
+            Tensor big = be.allocate(DType.F64, 1, 1);
+            assertThatThrownBy(() -> be.predict().neuronBlockScores(big, be.allocate(DType.F32, 1 << 17, 1),
+                    ints(be, new int[1 << 17]), 1 << 17, 1 << 15, 1 << 15))
+                    .isInstanceOf(IllegalArgumentException.class).hasMessageContaining("2^31");
+        }
+    }
+
+    private static double[] scores(Backend be, float[] z, int[] mask, int rows, int nb, int tb, int ffn, int bn) {
+        Tensor zt = be.allocate(DType.F32, rows, nb);
+        Tensors.copyFrom(be, zt, z);
+        Tensor st = be.allocate(DType.F64, (rows + tb - 1) / tb, nb);
+        be.predict().neuronBlockScores(st, zt, ints(be, mask), tb, ffn, bn);
+        return Tensors.toDoubles(be, st);
+    }
+
     @Test
     void poolingIsTheDoubleMeanOfTheRealTokensAndTileMassesMatchTheHostForm() {
         SplittableRandom rng = new SplittableRandom(13);

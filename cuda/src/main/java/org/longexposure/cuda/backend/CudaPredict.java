@@ -33,10 +33,11 @@ public final class CudaPredict implements PredictOps {
     private static final int MASS_THREADS = 128;
     /** Threads of a fused neuron-block CTA (predict.cu's SCAN_THREADS bounds every CSR-building CTA). */
     private static final int FUSED_NEURON_THREADS = 256;
+    /** Rows of a token block per neuron-block CTA (predict.cu's CHUNK_ROWS, at most FUSED_NEURON_THREADS). */
+    private static final int CHUNK_ROWS = 64;
     /** Keys truth.cu's tile-mass kernel stages per pass (its kKeys). */
     private static final int TRUTH_KEYS = 32;
     private static final int NEURON_THREADS = 256;
-    private static final int CHUNK_THREADS = 64;
     private static final int SCAN_THREADS = 256;
     /** The selections and tile masses keep one row in shared memory: default limit without opting in. */
     private static final int MAX_SMEM = 48 * 1024;
@@ -49,6 +50,9 @@ public final class CudaPredict implements PredictOps {
     /** Arrival counters of the fused launches, zero between launches: [0] predictTiles, [1..] predictNeuronBlocks. */
     private final DeviceScratch counters;
     private long counterCapacity;
+    /** Fixed-point score accumulators of the neuron-block kernel, zero between launches. */
+    private final DeviceScratch accumulators;
+    private long accumulatorBytes;
     private final PredictChecks checks = new PredictChecks(OpChecks::require, DType.BF16);
 
     public CudaPredict(CudaBackend backend) {
@@ -56,6 +60,7 @@ public final class CudaPredict implements PredictOps {
         this.kernels = backend.kernels();
         this.scratch = new DeviceScratch(backend.arena());
         this.counters = new DeviceScratch(backend.arena());
+        this.accumulators = new DeviceScratch(backend.arena());
     }
 
     private CudaFunction function(String symbol) {
@@ -119,19 +124,14 @@ public final class CudaPredict implements PredictOps {
                         batchSize, nB, nh, rank, coverage, maxRowFraction));
     }
 
+    /** {@code predict_neuron_blocks_bf16} without the selection: the scores only. */
     @Override
     public void neuronBlockScores(Tensor scores, Tensor z, Tensor keyMask, int tokenBlock, int ffn,
                                   int neuronBlock) {
         int rows = checks.neuronBlockScores(scores, z, keyMask, tokenBlock, ffn, neuronBlock);
         int nb = PredictChecks.neuronBlocks(ffn, neuronBlock);
-        int nTB = (rows + tokenBlock - 1) / tokenBlock;
-        int chunks = (tokenBlock + PredictOps.SCORE_CHUNK - 1) / PredictOps.SCORE_CHUNK;
-        long partial = scratch.address(8L * nTB * chunks * nb);
-        stream.launch(function("predict_neuron_block_chunk_sums_bf16"), nTB * chunks,
-                (nb + CHUNK_THREADS - 1) / CHUNK_THREADS, 1, CHUNK_THREADS, 1, 1, 0,
-                KernelArgs.of(partial, z, keyMask, rows, tokenBlock, ffn, neuronBlock, nb, chunks));
-        stream.launch(function("predict_neuron_block_scores_sum"), nTB, (nb + NEURON_THREADS - 1) / NEURON_THREADS,
-                1, NEURON_THREADS, 1, 1, 0, KernelArgs.of(scores, partial, nTB, chunks, nb));
+        launchNeuronBlocks("neuronBlockScores", scores, z, keyMask, rows, tokenBlock, ffn, neuronBlock, nb, 0, 0,
+                0, 0, 0.0, 0, false);
     }
 
     @Override
@@ -149,33 +149,36 @@ public final class CudaPredict implements PredictOps {
     }
 
     /**
-     * One launch ({@code predict_neuron_blocks_bf16}): grid nTB·chunks, each CTA a chunk's sums for every neuron
-     * block; the last chunk of a token block adds them up and selects, the last token block builds the CSR.
+     * One launch ({@code predict_neuron_blocks_bf16}): grid nTB·chunks, each CTA adds 64 rows' fixed-point terms
+     * into the token block's accumulators; the last CTA of a token block converts them and selects, the last token
+     * block builds the CSR.
      */
     @Override
     public void predictNeuronBlocks(NeuronLayout layout, Tensor scores, Tensor z, Tensor keyMask, int ffn,
                                     double coverage) {
-        String op = "predictNeuronBlocks";
         int tokenBlock = layout.tokenBlock();
         int rows = checks.neuronBlockScores(scores, z, keyMask, tokenBlock, ffn, layout.neuronBlock());
         int nb = checks.selectNeuronBlocks(layout, scores, keyMask, coverage);
         int nTB = layout.numTokenBlocks();
-        int chunks = (tokenBlock + PredictOps.SCORE_CHUNK - 1) / PredictOps.SCORE_CHUNK;
-        long partial = scratch.address(align(8L * nTB * chunks * nb) + align(4L * nTB * nb) + 4L * nTB);
-        long lists = partial + align(8L * nTB * chunks * nb);
+        long lists = reserve(nTB, nb);
         long rowCounts = lists + align(4L * nTB * nb);
-        long fixed = 13L * nb + 4L * (nTB + 1);
-        // staged chunk sums: as many whole chunks as fit beside the selection's arrays, at most all of them
-        int piece = (int) Math.min(chunks, (FUSED_SMEM - fixed) / (8L * nb));
-        if (piece < 1) {
-            throw new IllegalArgumentException(op + ": nb = " + nb + " neuron blocks and " + nTB + " token blocks"
-                    + " need more than " + FUSED_SMEM + " bytes of shared memory");
-        }
-        int smem = (int) (fixed + 8L * piece * nb);
-        stream.launch(function("predict_neuron_blocks_bf16"), nTB * chunks, 1, 1, FUSED_NEURON_THREADS, 1, 1, smem,
-                KernelArgs.of(scores, partial, lists, rowCounts, counters(2 + nTB) + 4, layout.rowPtr(),
-                        layout.blockIdx(), z, keyMask, rows, tokenBlock, ffn, layout.neuronBlock(), nb, chunks,
-                        coverage, Math.min(layout.maxBlocks(), nb), piece));
+        launchNeuronBlocks("predictNeuronBlocks", scores, z, keyMask, rows, tokenBlock, ffn, layout.neuronBlock(), nb,
+                lists, rowCounts, CudaBackend.ptr(layout.rowPtr()), CudaBackend.ptr(layout.blockIdx()), coverage,
+                Math.min(layout.maxBlocks(), nb), true);
+    }
+
+    private void launchNeuronBlocks(String op, Tensor scores, Tensor z, Tensor keyMask, int rows, int tokenBlock,
+                                    int ffn, int neuronBlock, int nb, long lists, long rowCounts, long rowPtr,
+                                    long blockIdx, double coverage, int limit, boolean select) {
+        int nTB = (rows + tokenBlock - 1) / tokenBlock;
+        int chunks = (tokenBlock + CHUNK_ROWS - 1) / CHUNK_ROWS;
+        int smem = smem(op, "13·nb + 4·(nTB + 1) bytes", 13 * nb + 4 * (nTB + 1), 1);
+        long acc = accumulators(8L * nTB * nb + 4L * nTB);
+        stream.launch(function("predict_neuron_blocks_bf16"), OpShapes.toInt(op, "nTB·chunks", (long) nTB * chunks),
+                1, 1, FUSED_NEURON_THREADS, 1, 1, smem,
+                KernelArgs.of(scores, acc, acc + 8L * nTB * nb, lists, rowCounts, counters(2 + nTB) + 4, rowPtr,
+                        blockIdx, z, keyMask, rows, tokenBlock, ffn, neuronBlock, nb, chunks, coverage, limit,
+                        select ? 1 : 0));
     }
 
     /**
@@ -218,6 +221,17 @@ public final class CudaPredict implements PredictOps {
             counterCapacity = capacity;
         }
         return counters.address(4 * counterCapacity);
+    }
+
+    /** At least {@code bytes} of fixed-point accumulators, all zero (the neuron-block kernel zeroes what it read). */
+    private long accumulators(long bytes) {
+        if (accumulatorBytes < bytes) {
+            long capacity = Math.max(4096, Long.highestOneBit(bytes) * 2);
+            long address = accumulators.address(capacity);
+            stream.memsetD32(address, 0, capacity / 4);
+            accumulatorBytes = capacity;
+        }
+        return accumulators.address(accumulatorBytes);
     }
 
     private static long align(long bytes) {

@@ -41,7 +41,7 @@ import org.longexposure.tensor.Tensor;
  *       Java's, a few ulps);</li>
  *   <li>attentionTileMass (the true masses of a dense forward): the float64 definition to 1e-5 relative (float dot
  *       products and expf on the GPU);</li>
- *   <li>neuronBlockScores: the same values summed in the same order in double: exactly the CPU's;</li>
+ *   <li>neuronBlockScores: fixed-point sums, exact in any order: exactly the CPU's;</li>
  *   <li>selectTiles / selectNeuronBlocks: the same masses and scores give exactly the CPU's CSR (rowPtr and the
  *       listed indices), including exact ties, all-zero rows, coverage 0 and 1, nB = 1 and 64, nb = 70;</li>
  *   <li>the predictor plan on both backends from the same inputs gives the same layouts. The inputs are chosen so
@@ -400,10 +400,10 @@ class CudaPredictDeviceTest extends DeviceTestBase {
     }
 
     /**
-     * predictNeuronBlocks (one launch: chunk sums, their sum, selection and CSR) gives bit for bit the CPU's scores
-     * and layout (neuronBlockScores then selectNeuronBlocks), for token blocks of 8 rows up to the whole micro-batch
-     * (250 chunks staged through shared memory in pieces), exact ties, a token block of padding, budgets, repeated
-     * calls.
+     * predictNeuronBlocks (one launch: fixed-point sums by atomics, selection and CSR) gives bit for bit the CPU's
+     * scores and layout (neuronBlockScores then selectNeuronBlocks), for token blocks of 8 rows up to the whole
+     * micro-batch (63 CTAs adding into one token block), exact ties, a token block of padding, budgets, repeated
+     * calls (the accumulators and counters must be back at zero after each launch).
      */
     @Test
     void fusedNeuronPredictionEqualsTheCpu() {
