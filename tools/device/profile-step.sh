@@ -1,9 +1,9 @@
 #!/usr/bin/env bash
 # Per-op GPU-time breakdown of the LoRA training step (CudaStepBench --profile) on the GPU machine, from the
 # repository root with .travel/ carried (tools/device/prepare.sh --with-bench). Cases: LE_PROFILE_CASES, words
-# of model:seq[:autotune], e.g. "opt-1.3b:1024 opt-1.3b:1024:off opt-2.7b:1024" (autotune on unless ":off").
+# of model:seq[:autotune], e.g. "opt-1.3b:1024 opt-1.3b:1024:on opt-2.7b:1024" (GEMM autotune off unless ":on").
 # Batch 4, LoRA r=8 alpha=16 on q_proj,v_proj, AdamW, random weights; 3 warm-up, 9 timed, LE_PROFILE_STEPS
-# (default 3) profiled steps. Each case's JSON and log go to $OUT/profile-<model>-<seq>[-off].{json,log}; the
+# (default 3) profiled steps. Each case's JSON and log go to $OUT/profile-<model>-<seq>[-on].{json,log}; the
 # tables print as they come.
 set -uo pipefail
 source "$(dirname "${BASH_SOURCE[0]}")/common.sh"
@@ -18,8 +18,8 @@ cp=$(le_class_path .travel/lib)
 commit="$(cat .travel/COMMIT 2>/dev/null || echo unknown)"
 for c in ${LE_PROFILE_CASES:-opt-1.3b:1024}; do
   IFS=: read -r model seq tune <<< "$c"
-  tune="${tune:-on}"
-  name="profile-$model-$seq$([[ "$tune" == off ]] && echo -off)"
+  tune="${tune:-off}"
+  name="profile-$model-$seq$([[ "$tune" == on ]] && echo -on)"
   echo "== $name"
   timeout 150 "$le_java" -Xmx16g --add-modules jdk.incubator.vector --enable-native-access=ALL-UNNAMED \
     -cp "$cp" org.longexposure.bench.step.CudaStepBench --config "bench/configs/$model/config.json" \

@@ -60,8 +60,8 @@ import org.longexposure.train.Trainer;
  * per-op table goes to stdout and to the result's {@code profile} object ({@link StepProfile});
  * {@code --profile-hold-ms MS} holds the stream for MS at each profiled step's start and after each read-back, so
  * that the op times are the GPU's alone ({@link ProfilingBackend#holdMillis}).
- * {@code --gemm-autotune off} keeps cuBLASLt's first heuristic choice per GEMM shape instead of timing the
- * candidates. {@code --refreshes N} then times N predictor refreshes of a {@code --sparsity auto} run
+ * {@code --gemm-autotune on} times cuBLASLt's candidates per GEMM shape and keeps the fastest instead of its first
+ * heuristic choice (the default, off, repeats bit for bit from run to run). {@code --refreshes N} then times N predictor refreshes of a {@code --sparsity auto} run
  * ({@link RefreshBench}).
  */
 public final class CudaStepBench {
@@ -133,7 +133,7 @@ public final class CudaStepBench {
         Path out = null;
         int profile = 0;
         double profileHold = 0;
-        boolean autotune = true;
+        boolean autotune = false;
         double rowFraction = Double.NaN;
         int[] mlpBlocks = null;
         int neuronBlock = 128;

@@ -11,8 +11,12 @@ import java.util.List;
  * @param libDirs        folders searched for libcuda/libnvrtc/libcublasLt after the loader's own search path
  * @param kernelCacheDir folder for NVRTC-compiled kernels on GPUs without prebuilt cubins, or null (no disk cache)
  * @param cudaHomes      toolkit folders searched for the CUDA headers NVRTC needs (cuda_bf16.h)
- * @param gemmAutotune   time cuBLASLt's candidate algorithms once per GEMM shape and keep the fastest (default);
- *                       false keeps the heuristic's first choice
+ * @param gemmAutotune   time cuBLASLt's candidate algorithms once per GEMM shape and keep the fastest; false (the
+ *                       default) keeps the heuristic's first choice. Autotuning picks by timing, so two processes
+ *                       may pick different algorithms for a shape and round differently: runs with the same seed
+ *                       then end at slightly different losses. The heuristic's choice depends only on the shape,
+ *                       the alignment, the library and the GPU, so runs repeat bit for bit; autotuning gained nothing
+ *                       measurable on the OPT steps (cuda/notes/step.md).
  * @param sparseMlpGemmRows the sparse MLP's path rule: token blocks of at least this many rows (min(tokenBlock, N))
  *                       gather their listed weights and run cuBLASLt, smaller ones run the direct tensor-core
  *                       kernels where those support the layout (see CudaSparse; default
@@ -38,9 +42,9 @@ public record CudaOptions(int deviceOrdinal, List<Path> libDirs, Path kernelCach
         this(deviceOrdinal, libDirs, kernelCacheDir, cudaHomes, gemmAutotune, DEFAULT_SPARSE_MLP_GEMM_ROWS);
     }
 
-    /** With GEMM autotuning on. */
+    /** With GEMM autotuning off (reproducible runs). */
     public CudaOptions(int deviceOrdinal, List<Path> libDirs, Path kernelCacheDir, List<Path> cudaHomes) {
-        this(deviceOrdinal, libDirs, kernelCacheDir, cudaHomes, true);
+        this(deviceOrdinal, libDirs, kernelCacheDir, cudaHomes, false);
     }
 
     /** Device 0, libraries from the loader path only, no kernel cache. */
