@@ -86,6 +86,22 @@ class CudaPredictDeviceTest extends DeviceTestBase {
         return new int[][] {ptr, Arrays.copyOf(all, ptr[ptr.length - 1])};
     }
 
+    /** The two layouts' rowPtr and listed indices are equal. */
+    private static void assertSameCsr(String what, Backend wantBe, Tensor wantPtr, Tensor wantIdx, Backend gotBe,
+                                      Tensor gotPtr, Tensor gotIdx) {
+        int[][] want = csr(wantBe, wantPtr, wantIdx);
+        int[][] got = csr(gotBe, gotPtr, gotIdx);
+        assertThat(got[0]).as(what + " rowPtr").containsExactly(want[0]);
+        assertThat(got[1]).as(what + " indices").containsExactly(want[1]);
+    }
+
+    /** An empty tile layout with room for the full causal one. */
+    private static BlockLayout tileLayout(Backend be, int block, int nh, int t) {
+        int nB = (t + block - 1) / block;
+        return new BlockLayout(block, nh, t, be.allocate(DType.I32, (long) nh * nB + 1),
+                be.allocate(DType.I32, (long) nh * nB * (nB + 1) / 2));
+    }
+
     /** Sequence b has its last 5·b tokens padded (whole padded blocks for the later sequences). */
     private static int[] paddedMask(int bsz, int t) {
         int[] mask = new int[bsz * t];
@@ -265,18 +281,12 @@ class CudaPredictDeviceTest extends DeviceTestBase {
                     {0.77, 0.3}, {0.95, 0.07}}) {
                 double coverage = cf[0];
                 double fraction = cf[1];
-                long full = (long) nh * nB * (nB + 1) / 2;
-                BlockLayout lc = new BlockLayout(block, nh, t, cpu.allocate(DType.I32, (long) nh * nB + 1),
-                        cpu.allocate(DType.I32, full));
-                BlockLayout lg = new BlockLayout(block, nh, t, gpu.allocate(DType.I32, (long) nh * nB + 1),
-                        gpu.allocate(DType.I32, full));
+                BlockLayout lc = tileLayout(cpu, block, nh, t);
+                BlockLayout lg = tileLayout(gpu, block, nh, t);
                 cpu.predict().selectTiles(lc, doubles(cpu, m, nh, nB, nB), coverage, fraction);
                 gpu.predict().selectTiles(lg, doubles(gpu, m, nh, nB, nB), coverage, fraction);
-                int[][] want = csr(cpu, lc.rowPtr(), lc.colIdx());
-                int[][] got = csr(gpu, lg.rowPtr(), lg.colIdx());
                 String what = "NH " + nh + " nB " + nB + " coverage " + coverage + " row fraction " + fraction;
-                assertThat(got[0]).as(what + " rowPtr").containsExactly(want[0]);
-                assertThat(got[1]).as(what + " colIdx").containsExactly(want[1]);
+                assertSameCsr(what, cpu, lc.rowPtr(), lc.colIdx(), gpu, lg.rowPtr(), lg.colIdx());
             }
         }
     }
@@ -317,12 +327,10 @@ class CudaPredictDeviceTest extends DeviceTestBase {
                         gpu.allocate(DType.I32, idx));
                 cpu.predict().selectNeuronBlocks(lc, doubles(cpu, s, nTB, nb), ints(cpu, mask), coverage);
                 gpu.predict().selectNeuronBlocks(lg, doubles(gpu, s, nTB, nb), ints(gpu, mask), coverage);
-                int[][] want = csr(cpu, lc.rowPtr(), lc.blockIdx());
-                int[][] got = csr(gpu, lg.rowPtr(), lg.blockIdx());
                 String what = (s == tied ? "tied " : "") + "coverage " + coverage + " budget " + budget;
-                assertThat(got[0]).as(what + " rowPtr").containsExactly(want[0]);
-                assertThat(got[1]).as(what + " blockIdx").containsExactly(want[1]);
-                assertThat(want[0][3] - want[0][2]).as("a token block of padding lists nothing").isZero();
+                assertSameCsr(what, cpu, lc.rowPtr(), lc.blockIdx(), gpu, lg.rowPtr(), lg.blockIdx());
+                int[] rowPtr = Tensors.toInts(cpu, lc.rowPtr());
+                assertThat(rowPtr[3] - rowPtr[2]).as("a token block of padding lists nothing").isZero();
             }
         }
     }
@@ -379,11 +387,8 @@ class CudaPredictDeviceTest extends DeviceTestBase {
             Tensor gamma = tensor(gpu, DType.F32, g, nh);
             Tensor cnt = ints(gpu, counts);
             for (double[] cf : new double[][] {{0.77, 1}, {0, 1}, {1, 0.15}, {0.95, 0.3}, {0.9, 0.15}}) {
-                long full = (long) nh * nB * (nB + 1) / 2;
-                BlockLayout two = new BlockLayout(block, nh, t, gpu.allocate(DType.I32, (long) nh * nB + 1),
-                        gpu.allocate(DType.I32, full));
-                BlockLayout one = new BlockLayout(block, nh, t, gpu.allocate(DType.I32, (long) nh * nB + 1),
-                        gpu.allocate(DType.I32, full));
+                BlockLayout two = tileLayout(gpu, block, nh, t);
+                BlockLayout one = tileLayout(gpu, block, nh, t);
                 Tensor m2 = gpu.allocate(DType.F64, nh, nB, nB);
                 Tensor m1 = gpu.allocate(DType.F64, nh, nB, nB);
                 gpu.predict().tileMass(m2, qk, cnt, gamma, bsz, nh, rank);
@@ -391,10 +396,7 @@ class CudaPredictDeviceTest extends DeviceTestBase {
                 gpu.predict().predictTiles(one, m1, qk, cnt, gamma, bsz, rank, cf[0], cf[1]);
                 String what = "B " + bsz + " T " + t + " NH " + nh + " coverage " + cf[0] + " fraction " + cf[1];
                 assertThat(doubles(gpu, m1)).as(what + " mass").containsExactly(doubles(gpu, m2));
-                int[][] want = csr(gpu, two.rowPtr(), two.colIdx());
-                int[][] got = csr(gpu, one.rowPtr(), one.colIdx());
-                assertThat(got[0]).as(what + " rowPtr").containsExactly(want[0]);
-                assertThat(got[1]).as(what + " colIdx").containsExactly(want[1]);
+                assertSameCsr(what, gpu, two.rowPtr(), two.colIdx(), gpu, one.rowPtr(), one.colIdx());
             }
         }
     }
@@ -439,10 +441,7 @@ class CudaPredictDeviceTest extends DeviceTestBase {
                 gpu.predict().predictNeuronBlocks(lg, sg, zg, mg, ffn, cb[0]);
                 String what = "token block " + tb + " coverage " + cb[0] + " budget " + budget;
                 assertThat(doubles(gpu, sg)).as(what + " scores").containsExactly(doubles(cpu, sc));
-                int[][] want = csr(cpu, lc.rowPtr(), lc.blockIdx());
-                int[][] got = csr(gpu, lg.rowPtr(), lg.blockIdx());
-                assertThat(got[0]).as(what + " rowPtr").containsExactly(want[0]);
-                assertThat(got[1]).as(what + " blockIdx").containsExactly(want[1]);
+                assertSameCsr(what, cpu, lc.rowPtr(), lc.blockIdx(), gpu, lg.rowPtr(), lg.blockIdx());
             }
         }
         assertThat(mask[640]).as("token block 10 of 64 rows is all padding").isZero();
