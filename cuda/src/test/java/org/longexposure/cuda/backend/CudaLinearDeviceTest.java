@@ -168,7 +168,8 @@ class CudaLinearDeviceTest {
      * The residual forms, one GEMM each with C = the residual and D = out (beta = 1): {@code out = x·Wᵀ + b +
      * residual} and {@code out = alpha·x·Wᵀ + residual}, written over a poisoned out, with and without bias, with
      * an F32 (LoRA) weight for the scaled one; against the CPU twin (1e-2, as above), equal to the unfused form (a
-     * fresh product, then addForward of the residual) within one bf16 step per element, and the residual itself
+     * fresh product, then addForward of the residual) within rounding (1e-2 overall, a few bf16 steps of the
+     * operands per element), and the residual itself
      * left unchanged. Residual = out itself equals the accumulating form; a residual of the wrong shape is refused.
      */
     @Test
@@ -202,20 +203,24 @@ class CudaLinearDeviceTest {
                 gpu.linear().linearForwardScaled(unfused, xd, wf, alpha, false);
                 cpu.linear().linearForwardScaledResidual(ref, host(x, m, k), host(w, n, k), alpha, host(res, m, n));
             }
+            float[] product = Gpu.download(gpu, unfused);
             gpu.activation().addForward(unfused, unfused, rd);
             float[] got = Gpu.download(gpu, fused);
             float[] two = Gpu.download(gpu, unfused);
             for (int i = 0; i < got.length; i++) {
-                // the unfused form rounds twice (product, then sum): the two may differ by one bf16 step of the sum
-                float step = Math.max(Math.abs(got[i]), Math.abs(two[i])) * 0x1p-7f;
-                assertThat(Math.abs(got[i] - two[i])).as("form %d element %d: %s vs %s", form, i, got[i], two[i])
-                        .isLessThanOrEqualTo(step);
+                // Rounding only: the unfused form rounds the product to bf16 before the sum, and the two products
+                // may run different autotuned cuBLASLt algorithms (summation order, split K); a few bf16 steps of
+                // the operands' sizes. A residual left out or added twice is off by |residual| (up to 2 here).
+                float tol = (Math.abs(product[i]) + Math.abs(res[i]) + Math.abs(two[i])) * 0x1p-6f;
+                assertThat(Math.abs(got[i] - two[i])).as("form %d element %d: %s vs %s (product %s, residual %s)",
+                        form, i, got[i], two[i], product[i], res[i]).isLessThanOrEqualTo(tol);
             }
+            assertThat(Gpu.relativeError(got, two)).as("form %d", form).isLessThan(1e-2);
             assertThat(Gpu.relativeError(got, ref.toFloatArray())).as("form %d", form).isLessThan(1e-2);
             assertThat(Gpu.download(gpu, rd)).as("residual untouched").containsExactly(res);
         }
 
-        // residual = out itself: the accumulating form
+        // residual = out itself: the accumulating form (C = D, the same cuBLASLt plan: the same bits)
         Tensor inPlace = Gpu.upload(gpu, DType.BF16, res, m, n);
         gpu.linear().linearForwardResidual(inPlace, xd, wd, bd, inPlace);
         Tensor acc = Gpu.upload(gpu, DType.BF16, res, m, n);
