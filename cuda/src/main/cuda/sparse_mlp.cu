@@ -54,7 +54,8 @@
 // Kernels (TM ∈ {64, 128} is the suffix; every GEMM kernel: block 256, dynamic smem 3·(TM·72 + 128·72)·2 bytes
 // for fc1/fc2 and 3·(TM·72 + 64·136)·2 for dH/dInp; CudaSparse computes the same numbers):
 //  sparse_mlp_fc1_tmTM(inp, W1, b1, rowPtr, blockList, hidden, N, C, H, BN, HW, TB)      grid (ceil(HW/128), tiles)
-//  sparse_mlp_fc2_tmTM(hidden, W2, b2, rowPtr, blockList, out, N, C, H, BN, HW, TB)      grid (ceil(C/128), tiles)
+//  sparse_mlp_fc2_tmTM(hidden, W2, b2, residual, rowPtr, blockList, out, N, C, H, BN, HW, TB)
+//                                                                                        grid (ceil(C/128), tiles)
 //  sparse_mlp_dhidden_tmTM(dOut, W2, hidden, rowPtr, blockList, dH, partial, N, C, H, BN, HW, TB)
 //                                                                                        grid (ceil(HW/128), tiles)
 //  sparse_mlp_dinp_tmTM(dH, W1, rowPtr, blockList, dInp, N, C, H, BN, HW, TB)            grid (ceil(C/128), tiles)
@@ -66,7 +67,7 @@
 //  sparse_mlp_relu_grad(dH, hidden, partial, rows, HW, TB)               block (32, 8), grid (ceil(HW/256), slabs)
 //  sparse_mlp_slab_sum(dB, partial, slabs, cols)                             any grid over cols (dB2 after a
 //                                                                            relu_grad pass over dOut without mask)
-//  sparse_mlp_bias_rows(out, b2, N, C)                                                    any grid (HW = 0 layers)
+//  sparse_mlp_bias_rows(out, b2, residual, N, C)                                          any grid (HW = 0 layers)
 #include "mma.cuh"
 
 namespace {
@@ -88,7 +89,7 @@ struct Params {
     const int* rowPtr;
     const int* blockIdx;
     const float* bias;    // fc1: b1 (H), fc2: b2 (C), or null
-    const bf16* hidden;   // dH: the ReLU mask source (N, HW)
+    const bf16* hidden;   // dH: the ReLU mask source (N, HW); fc2: the residual (N, C) added to out, or null
     bf16* out;            // hidden (N, HW), out (N, C), dH (N, HW), dInp (N, C)
     int ldo;
     float* partial;       // dH: (row tiles, HW) column sums, or null
@@ -304,6 +305,13 @@ __device__ __forceinline__ void sparse_mlp_gemm(const Params& p) {
                 } else if (MODE == kFc2) {
                     v0 += bias0;
                     v1 += bias1;
+                    if (p.hidden != nullptr) {
+                        // out = hidden·W2_Sᵀ + b2 + residual, summed in fp32 and rounded once
+                        __nv_bfloat162 res =
+                            *reinterpret_cast<const __nv_bfloat162*>(p.hidden + (size_t)row * p.ldo + col);
+                        v0 += __low2float(res);
+                        v1 += __high2float(res);
+                    }
                 } else if (MODE == kDh) {
                     __nv_bfloat162 h = *reinterpret_cast<const __nv_bfloat162*>(p.hidden + (size_t)row * p.ldo + col);
                     if (!(__low2float(h) > 0.f)) v0 = 0.f;
@@ -347,9 +355,9 @@ __device__ __forceinline__ void sparse_mlp_gemm(const Params& p) {
         sparse_mlp_gemm<kFc1, TM>(p);                                                                              \
     }                                                                                                              \
     extern "C" __global__ void __launch_bounds__(kThreads, 2) sparse_mlp_fc2_tm##TM(                                 \
-        const bf16* hidden, const bf16* w2, const float* b2, const int* rowPtr, const int* blockList, bf16* out,    \
-        int N, int C, int H, int BN, int HW, int TB) {                                                             \
-        Params p{hidden, HW, w2, H, rowPtr, blockList, b2, nullptr, out, C, nullptr, N, C, H, BN, HW, TB};         \
+        const bf16* hidden, const bf16* w2, const float* b2, const bf16* residual, const int* rowPtr,               \
+        const int* blockList, bf16* out, int N, int C, int H, int BN, int HW, int TB) {                            \
+        Params p{hidden, HW, w2, H, rowPtr, blockList, b2, residual, out, C, nullptr, N, C, H, BN, HW, TB};        \
         sparse_mlp_gemm<kFc2, TM>(p);                                                                              \
     }                                                                                                              \
     extern "C" __global__ void __launch_bounds__(kThreads, 2) sparse_mlp_dhidden_tm##TM(                             \
@@ -544,12 +552,16 @@ extern "C" __global__ void __launch_bounds__(256) sparse_mlp_slab_sum(float* dB,
     }
 }
 
-// out[i, j] = bf16(b2[j]) over (N, C): the MLP of a layout that computes no neuron (HW = 0). Grid-stride.
-extern "C" __global__ void __launch_bounds__(256) sparse_mlp_bias_rows(bf16* __restrict__ out,
-                                                                      const float* __restrict__ b2, int N, int C) {
+// out[i, j] = bf16(b2[j] + residual[i, j]) over (N, C): the MLP of a layout that computes no neuron (HW = 0); b2
+// and residual may each be null (then 0). residual may be out itself (each element is read before it is written).
+// Grid-stride.
+extern "C" __global__ void __launch_bounds__(256) sparse_mlp_bias_rows(bf16* out, const float* __restrict__ b2,
+                                                                      const bf16* residual, int N, int C) {
     const long long total = (long long) N * C;
     for (long long i = blockIdx.x * (long long) blockDim.x + threadIdx.x; i < total;
          i += (long long) gridDim.x * blockDim.x) {
-        out[i] = __float2bfloat16_rn(b2[i % C]);
+        float v = b2 != nullptr ? b2[i % C] : 0.f;
+        if (residual != nullptr) v += __bfloat162float(residual[i]);
+        out[i] = __float2bfloat16_rn(v);
     }
 }

@@ -31,6 +31,22 @@ public interface LinearOps {
     void linearForward(Tensor out, Tensor inp, Tensor weight, Tensor bias, boolean accumulate);
 
     /**
+     * {@code out = inp·weightᵀ + bias + residual}: a linear layer whose output joins a residual stream (a decoder
+     * layer's {@code x + out_proj(attn)} or {@code h + fc2(...)}), in one op so that a device GEMM reads the
+     * residual in its epilogue (C = residual, D = out, beta = 1) instead of a separate add pass that reads out and
+     * the residual and writes out again. The same values as {@link #linearForward} followed by
+     * {@code ActivationOps.addForward(out, out, residual)}, up to the order of the rounding.
+     *
+     * @param out      (M, N) ACT
+     * @param inp      (M, K) ACT
+     * @param weight   (N, K) F32/F16/BF16
+     * @param bias     (N) F32, or null
+     * @param residual (M, N) ACT: a tensor that does not overlap out, or out itself (then this is
+     *                 {@code linearForward(..., true)}), or null (then this is {@code linearForward(..., false)})
+     */
+    void linearForwardResidual(Tensor out, Tensor inp, Tensor weight, Tensor bias, Tensor residual);
+
+    /**
      * {@code out = relu(inp·weightᵀ + bias)} (overwrite): a linear layer and its ReLU in one op, the same values as
      * {@link #linearForward} followed by {@code ActivationOps.activationForward(out, out, RELU)}, so that a device
      * backend can apply the ReLU inside the product's epilogue instead of another pass over out.
@@ -51,6 +67,17 @@ public interface LinearOps {
      * @param weight (N, K) F32/F16/BF16
      */
     void linearForwardScaled(Tensor out, Tensor inp, Tensor weight, float alpha, boolean accumulate);
+
+    /**
+     * {@code out = alpha · inp·weightᵀ + residual}: the second half of a LoRA forward when the layer's output joins
+     * a residual stream (the adapter writes {@code residual + s · xa·Bᵀ} and the frozen product accumulates on top).
+     *
+     * @param out      (M, N) ACT
+     * @param inp      (M, K) ACT
+     * @param weight   (N, K) F32/F16/BF16
+     * @param residual (M, N) ACT: a tensor that does not overlap out, or out itself, or null (overwrite)
+     */
+    void linearForwardScaledResidual(Tensor out, Tensor inp, Tensor weight, float alpha, Tensor residual);
 
     /**
      * dInp {@code =} (or {@code +=} when {@code accumulate}) {@code alpha · dOut·weight}.

@@ -92,6 +92,18 @@ public final class OpShapes {
     }
 
     /**
+     * The residual of {@link LinearOps#linearForwardResidual} / {@code linearForwardScaledResidual}: as many rows as
+     * out and out's width N, of the activation dtype {@code act}.
+     */
+    public static void linearResidual(String op, Tensor residual, LinearDims d, DType act) {
+        if (residual.shape().rows() != d.m() || residual.shape().idim(-1) != d.n()) {
+            throw new IllegalArgumentException(op + ": residual " + residual.shape() + " does not match out (M, N) = ("
+                    + d.m() + ", " + d.n() + ")");
+        }
+        residual.requireDType(op + " residual", act);
+    }
+
+    /**
      * The operands of {@link LinearOps#linearBackwardWeight}: dOut (M, N) of the activation dtype {@code act} and
      * inp (M, K) with as many rows; the shapes dWeight (N, K) and dBias (N) must have follow from them. The dtypes
      * inp may have are the backend's to check.

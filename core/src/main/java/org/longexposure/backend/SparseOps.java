@@ -32,8 +32,20 @@ public interface SparseOps {
      * @param w2     (C, H) fc2 weight, F32/F16/BF16
      * @param b2     (C) F32 or null
      */
+    default void sparseMlpForward(Tensor out, Tensor hidden, Tensor inp, Tensor w1, Tensor b1, Tensor w2, Tensor b2,
+                                  NeuronLayout layout) {
+        sparseMlpForward(out, hidden, inp, w1, b1, w2, b2, null, layout);
+    }
+
+    /**
+     * {@link #sparseMlpForward(Tensor, Tensor, Tensor, Tensor, Tensor, Tensor, Tensor, NeuronLayout)} whose output
+     * joins a residual stream: {@code out = hidden·W2_Sᵀ + b2 + residual}, the residual added where the second
+     * product writes out (a device reads it in the product's epilogue) instead of in a separate add pass.
+     *
+     * @param residual (N, C) ACT: a tensor that does not overlap out, or out itself, or null (overwrite)
+     */
     void sparseMlpForward(Tensor out, Tensor hidden, Tensor inp, Tensor w1, Tensor b1, Tensor w2, Tensor b2,
-                          NeuronLayout layout);
+                          Tensor residual, NeuronLayout layout);
 
     /**
      * dInp {@code =} (overwrite) the input gradient; dB1 {@code +=} only at listed neurons; dB2 {@code +=}

@@ -61,11 +61,24 @@ public final class Linear {
 
     /** {@code out = inp·Wᵀ + b (+ adapter delta)}; out (M, N), inp (M, K). */
     public void forward(Backend be, Tensor out, Tensor inp, boolean training) {
+        forward(be, out, inp, null, training);
+    }
+
+    /**
+     * {@code out = residual + inp·Wᵀ + b (+ adapter delta)}: a layer whose output joins a residual stream (OPT's
+     * out_proj and fc2). Without an adapter one product with the residual read in its epilogue; with one, the
+     * adapter's last product reads the residual ({@code out = residual + delta}) and the frozen product accumulates
+     * on top, so the order (adapter first) and the pass count (one per product) stay as without a residual.
+     *
+     * @param residual (M, N) not overlapping out, or null (then this is {@link #forward(Backend, Tensor, Tensor,
+     *                 boolean)})
+     */
+    public void forward(Backend be, Tensor out, Tensor inp, Tensor residual, boolean training) {
         if (adapter == null) {
-            be.linear().linearForward(out, inp, weight, bias);
+            be.linear().linearForwardResidual(out, inp, weight, bias, residual);
             return;
         }
-        adapter.forward(be, out, inp, training);                 // out  = delta(inp)
+        adapter.forward(be, out, inp, residual, training);       // out  = residual + delta(inp)
         be.linear().linearForward(out, inp, weight, bias, true); // out += inp·Wᵀ + b
     }
 

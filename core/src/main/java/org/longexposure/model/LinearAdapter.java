@@ -19,7 +19,20 @@ public interface LinearAdapter {
      * @param out (M, N) the layer's output, not yet written
      * @param inp (M, K) the layer's input
      */
-    void forward(Backend backend, Tensor out, Tensor inp, boolean training);
+    default void forward(Backend backend, Tensor out, Tensor inp, boolean training) {
+        forward(backend, out, inp, null, training);
+    }
+
+    /**
+     * {@code out = residual + delta(inp)}, or {@code out = delta(inp)} without a residual; the frozen product is
+     * added afterwards. A layer whose output joins a residual stream hands the residual to the adapter, whose last
+     * product writes out, so that the sum costs no pass of its own (see {@link Linear#forward}).
+     *
+     * @param out      (M, N) the layer's output, not yet written
+     * @param inp      (M, K) the layer's input
+     * @param residual (M, N) not overlapping out, or null
+     */
+    void forward(Backend backend, Tensor out, Tensor inp, Tensor residual, boolean training);
 
     /**
      * Parameter gradients {@code +=}; dInp {@code =} (or {@code +=} when {@code accumulate}) the adapter's input

@@ -173,6 +173,57 @@ class SparseMlpOpsTest {
         }
     }
 
+    // --- (b') a residual joins out in the second product
+
+    /**
+     * With a residual: out = residual + b2 + MLP against the float64 twin, the same as the forward without one
+     * followed by ActivationOps.addForward within float32 rounding, the hidden state bit-equal, the residual left
+     * as it was; residual = out itself works in place; a token block listing nothing gets residual + b2.
+     */
+    @ParameterizedTest(name = "token block {0}, BN {1}, density {2}, bias {3}")
+    @CsvSource({"0, 32, 0.4, true", "7, 8, 0.25, false", "64, 32, 0.0, true"})
+    void residualEqualsForwardThenAdd(int tokenBlock, int bn, double density, boolean bias) {
+        int n = 71;
+        int c = 37;
+        int h = 200;
+        int tb = tokenBlock == 0 ? n : tokenBlock;
+        long seed = 77L + tokenBlock + bn;
+        Rng rng = new Rng(seed);
+        Data d = Data.random(rng, n, c, h, bias);
+        float[] res = rng.normalFloats(n * c);
+        try (Arena arena = Arena.ofShared(); CpuThreads pool = new CpuThreads(2); CpuBackend be = new CpuBackend(1)) {
+            CpuSparseMlp mlp = new CpuSparseMlp(pool, new CpuGemm(pool));
+            Operands o = d.operands(arena, DType.BF16);
+            NeuronLayout layout = NeuronLayouts.random(n, tb, h, bn, density, seed, be);
+            int width = layout.maxBlocks() * bn;
+            Tensor r = f32(arena, res, n, c);
+            Tensor fused = f32(arena, rng.normalFloats(n * c), n, c);
+            Tensor hidden = zeros(arena, n, width);
+            be.sparse().sparseMlpForward(fused, hidden, o.x, o.w1, o.b1, o.w2, o.b2, r, layout);
+            float[] hFused = hidden.toFloatArray();
+            Tensor unfused = f32(arena, rng.normalFloats(n * c), n, c);
+            mlp.sparseMlpForward(unfused, hidden, o.x, o.w1, o.b1, o.w2, o.b2, layout);
+            be.activation().addForward(unfused, unfused, r);
+
+            RefSparseMlp.Layout ref = refLayout(layout);
+            double[] out = new double[n * c];
+            double[] hRef = new double[n * ref.width()];
+            RefSparseMlp.forwardResidual(out, hRef, Rng.toDouble(d.x), Rng.toDouble(o.w1.toFloatArray()),
+                    bias ? Rng.toDouble(d.b1) : null, Rng.toDouble(o.w2.toFloatArray()),
+                    bias ? Rng.toDouble(d.b2) : null, Rng.toDouble(res), ref, c, h);
+            TensorAssert.assertClose("out", LINEAR_FORWARD, fused.toFloatArray(), out, n, c);
+            TensorAssert.assertClose("fused vs unfused", F32_ROUNDING, fused.toFloatArray(), toDouble(unfused), n, c);
+            TensorAssert.assertBitIdentical("hidden", hFused, hidden.toFloatArray());
+            assertThat(r.toFloatArray()).containsExactly(res);
+
+            Tensor inPlace = f32(arena, res, n, c);
+            mlp.sparseMlpForward(inPlace, hidden, o.x, o.w1, o.b1, o.w2, o.b2, inPlace, layout);
+            TensorAssert.assertBitIdentical("in place", inPlace.toFloatArray(), fused.toFloatArray());
+            assertThatThrownBy(() -> mlp.sparseMlpForward(zeros(arena, n, c), hidden, o.x, o.w1, o.b1, o.w2, o.b2,
+                    zeros(arena, n, c + 1), layout)).hasMessageContaining("residual must be (N, C)");
+        }
+    }
+
     // --- (c) determinism
 
     @ParameterizedTest

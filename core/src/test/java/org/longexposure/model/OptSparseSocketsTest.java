@@ -248,7 +248,7 @@ class OptSparseSocketsTest {
                 }
 
                 @Override
-                public void forward(Backend backend, Tensor out, Tensor inp, boolean training) {
+                public void forward(Backend backend, Tensor out, Tensor inp, Tensor residual, boolean training) {
                 }
 
                 @Override

@@ -56,6 +56,28 @@ public final class CpuLinear implements LinearOps {
                 accumulate || bias != null);
     }
 
+    /**
+     * out's rows start as {@code residual + b} (each element read before it is written, so residual may be out
+     * itself), then the product accumulates on top: residual + b + x·Wᵀ.
+     */
+    @Override
+    public void linearForwardResidual(Tensor out, Tensor inp, Tensor weight, Tensor bias, Tensor residual) {
+        if (residual == null) {
+            linearForward(out, inp, weight, bias, false);
+            return;
+        }
+        LinearDims d = check(out, inp, weight, "linearForwardResidual");
+        requireResidual(residual, d, "linearForwardResidual");
+        MemorySegment b = null;
+        if (bias != null) {
+            b = bias.requireShape("linearForwardResidual bias", d.n())
+                    .requireDType("linearForwardResidual bias", DType.F32).host();
+        }
+        residualRows(out.host(), residual.host(), b, d.m(), d.n());
+        product(d.m(), d.n(), d.k(), 1f, rowMajor(inp, d.k()), weightTransposed(weight, d.k()), out.host(), d.n(),
+                true);
+    }
+
     /** linearForward, then max(x, 0) over out in place (CpuActivation's ReLU formula). */
     @Override
     public void linearForwardRelu(Tensor out, Tensor inp, Tensor weight, Tensor bias) {
@@ -73,6 +95,20 @@ public final class CpuLinear implements LinearOps {
         LinearDims d = check(out, inp, weight, "linearForwardScaled");
         product(d.m(), d.n(), d.k(), alpha, rowMajor(inp, d.k()), weightTransposed(weight, d.k()), out.host(), d.n(),
                 accumulate);
+    }
+
+    /** out's rows start as the residual, then {@code alpha · x·Wᵀ} accumulates on top. */
+    @Override
+    public void linearForwardScaledResidual(Tensor out, Tensor inp, Tensor weight, float alpha, Tensor residual) {
+        if (residual == null) {
+            linearForwardScaled(out, inp, weight, alpha, false);
+            return;
+        }
+        LinearDims d = check(out, inp, weight, "linearForwardScaledResidual");
+        requireResidual(residual, d, "linearForwardScaledResidual");
+        residualRows(out.host(), residual.host(), null, d.m(), d.n());
+        product(d.m(), d.n(), d.k(), alpha, rowMajor(inp, d.k()), weightTransposed(weight, d.k()), out.host(), d.n(),
+                true);
     }
 
     @Override
@@ -126,6 +162,26 @@ public final class CpuLinear implements LinearOps {
                 MemorySegment.copy(bias, 0, out, i * rowBytes, rowBytes);
             }
         });
+    }
+
+    /** out (M, N) = residual (M, N) + bias (N) per row (bias may be null); residual may be out itself. */
+    private void residualRows(MemorySegment out, MemorySegment residual, MemorySegment bias, int m, int n) {
+        threads.parallelChunks(m, (lo, hi) -> {
+            for (int i = lo; i < hi; i++) {
+                long row = (long) i * n;
+                for (int j = 0; j < n; j++) {
+                    float v = residual.getAtIndex(ValueLayout.JAVA_FLOAT_UNALIGNED, row + j);
+                    if (bias != null) {
+                        v += bias.getAtIndex(ValueLayout.JAVA_FLOAT_UNALIGNED, j);
+                    }
+                    out.setAtIndex(ValueLayout.JAVA_FLOAT_UNALIGNED, row + j, v);
+                }
+            }
+        });
+    }
+
+    private static void requireResidual(Tensor residual, LinearDims d, String op) {
+        OpShapes.linearResidual(op, residual, d, DType.F32);
     }
 
     /** Adds bias (N) onto every row of out (M, N). */

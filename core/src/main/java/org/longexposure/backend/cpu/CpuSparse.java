@@ -31,8 +31,8 @@ public final class CpuSparse implements SparseOps {
 
     @Override
     public void sparseMlpForward(Tensor out, Tensor hidden, Tensor inp, Tensor w1, Tensor b1, Tensor w2, Tensor b2,
-                                 NeuronLayout layout) {
-        mlp.sparseMlpForward(out, hidden, inp, w1, b1, w2, b2, layout);
+                                 Tensor residual, NeuronLayout layout) {
+        mlp.sparseMlpForward(out, hidden, inp, w1, b1, w2, b2, residual, layout);
     }
 
     @Override

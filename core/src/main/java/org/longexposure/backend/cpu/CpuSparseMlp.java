@@ -66,20 +66,28 @@ public final class CpuSparseMlp {
         this.gemm = gemm;
     }
 
-    /**
-     * Neuron-block-sparse ReLU MLP (overwrite): {@code hidden = relu(inp·W1_Sᵀ + b1_S)} compacted per token block,
-     * {@code out = hidden·W2_Sᵀ + b2}; see {@code SparseOps#sparseMlpForward}.
-     *
-     * @param out    (N, C) F32
-     * @param hidden (N, maxBlocks·BN) F32, saved: the compacted post-ReLU hidden state
-     * @param inp    (N, C) F32
-     * @param w1     (H, C) fc1 weight, F32/F16/BF16
-     * @param b1     (H) F32 or null
-     * @param w2     (C, H) fc2 weight, F32/F16/BF16
-     * @param b2     (C) F32 or null
-     */
+    /** The forward below without a residual: {@code out = hidden·W2_Sᵀ + b2} (overwrite). */
     public void sparseMlpForward(Tensor out, Tensor hidden, Tensor inp, Tensor w1, Tensor b1, Tensor w2, Tensor b2,
                                  NeuronLayout layout) {
+        sparseMlpForward(out, hidden, inp, w1, b1, w2, b2, null, layout);
+    }
+
+    /**
+     * Neuron-block-sparse ReLU MLP (overwrite): {@code hidden = relu(inp·W1_Sᵀ + b1_S)} compacted per token block,
+     * {@code out = hidden·W2_Sᵀ + b2 (+ residual)}; see {@code SparseOps#sparseMlpForward}. A residual is added
+     * where b2 is: out's rows start as {@code residual + b2} and the second product accumulates on top.
+     *
+     * @param out      (N, C) F32
+     * @param hidden   (N, maxBlocks·BN) F32, saved: the compacted post-ReLU hidden state
+     * @param inp      (N, C) F32
+     * @param w1       (H, C) fc1 weight, F32/F16/BF16
+     * @param b1       (H) F32 or null
+     * @param w2       (C, H) fc2 weight, F32/F16/BF16
+     * @param b2       (C) F32 or null
+     * @param residual (N, C) F32 not overlapping out, or out itself, or null
+     */
+    public void sparseMlpForward(Tensor out, Tensor hidden, Tensor inp, Tensor w1, Tensor b1, Tensor w2, Tensor b2,
+                                 Tensor residual, NeuronLayout layout) {
         String op = "sparseMlpForward";
         Plan p = Plan.of(op, layout, w1, w2);
         p.requireRows(op, "out", out);
@@ -87,7 +95,11 @@ public final class CpuSparseMlp {
         p.requireRows(op, "inp", inp);
         p.requireBias(op, "b1", b1, p.h);
         p.requireBias(op, "b2", b2, p.c);
+        if (residual != null) {
+            p.requireRows(op, "residual", residual);
+        }
         MemorySegment outSeg = out.host();
+        MemorySegment resSeg = residual == null ? null : residual.host();
         MemorySegment hSeg = hidden.host();
         MemorySegment inpSeg = inp.host();
         try (Arena arena = Arena.ofShared()) {
@@ -107,12 +119,14 @@ public final class CpuSparseMlp {
                 gemm.gemm(m, ns, p.c, 1f, MatrixRef.rowMajor(inpSeg, DType.F32, (long) r0 * p.c, p.c),
                         slabs.w1Transposed(), hSeg, (long) r0 * p.hw, p.hw, b1 != null);
                 reluRows(hSeg, (long) r0 * p.hw, m, p.hw, ns);
-                // fc2: out (+)= hidden[:, 0..nS)·W2_Sᵀ, the bias pre-filled.
-                if (b2 != null) {
+                // fc2: out (+)= hidden[:, 0..nS)·W2_Sᵀ, the bias and the residual pre-filled.
+                if (resSeg != null) {
+                    residualRows(outSeg, resSeg, (long) r0 * p.c, m, p.c, b2s);
+                } else if (b2 != null) {
                     fillRows(outSeg, (long) r0 * p.c, m, p.c, b2s, p.c);
                 }
                 gemm.gemm(m, p.c, ns, 1f, MatrixRef.rowMajor(hSeg, DType.F32, (long) r0 * p.hw, p.hw),
-                        slabs.w2Transposed(), outSeg, (long) r0 * p.c, p.c, b2 != null);
+                        slabs.w2Transposed(), outSeg, (long) r0 * p.c, p.c, b2 != null || resSeg != null);
             }
         }
     }
@@ -195,6 +209,22 @@ public final class CpuSparseMlp {
                 }
                 if (ns < ld) {
                     seg.asSlice((row + ns) * Float.BYTES, (long) (ld - ns) * Float.BYTES).fill((byte) 0);
+                }
+            }
+        });
+    }
+
+    /**
+     * out[i, :] = residual[i, :] (+ values) for the m rows from element {@code base}, row length ld; each element is
+     * read before it is written, so residual may be out itself.
+     */
+    private void residualRows(MemorySegment out, MemorySegment residual, long base, int m, int ld, float[] values) {
+        rows(m, (long) m * ld, (lo, hi) -> {
+            for (int i = lo; i < hi; i++) {
+                long row = base + (long) i * ld;
+                for (int j = 0; j < ld; j++) {
+                    float v = residual.getAtIndex(ValueLayout.JAVA_FLOAT_UNALIGNED, row + j);
+                    out.setAtIndex(ValueLayout.JAVA_FLOAT_UNALIGNED, row + j, values == null ? v : v + values[j]);
                 }
             }
         });

@@ -31,7 +31,9 @@ import org.longexposure.tensor.Tensor;
  * post-LN: mid = x + out_proj(attn(x)); m = LN1(mid);  x' = LN2(m + fc2(act(fc1(m))))
  * head:    logits = project_out(final_LN(x_L)) · embed_tokensᵀ   (final_LN only in pre-LN models)
  * </pre>
- * Attention is causal with the padding mask on keys and scale HS^-½. Saved for backward, per layer: the layer
+ * The residual sums are formed inside the products that end each branch (out_proj, fc2 or the sparse MLP's second
+ * product take the residual as an input), not by separate adds. Attention is causal with the padding mask on keys
+ * and scale HS^-½. Saved for backward, per layer: the layer
  * input, the q/k/v inputs, q, k, v, the attention output and its log-sum-exp, the residual sum, the MLP input,
  * LayerNorm mean/rstd, and the activated FFN hidden state (plus the pre-activation for GELU). No gradient is ever
  * computed for a frozen weight: only input gradients flow, and adapters accumulate their own parameter gradients.
@@ -378,21 +380,18 @@ public final class OptModel implements CausalLm {
                         v.view(bsz, t, cfg.hiddenSize()), keyMask, cfg.numHeads(), scale, layout);
             }
             Tensor mid = s.mid[l].slice(0, n);
-            lw.o.forward(be, mid, att, training);
-            be.activation().addForward(mid, mid, x);
+            lw.o.forward(be, mid, att, x, training); // mid = x + out_proj(att), the residual in the product
             Tensor mlpIn = s.mlpIn[l].slice(0, n);
             Tensor next = s.in[l + 1].slice(0, n);
             if (cfg.preLayerNorm()) {
                 be.norm().layerNormForward(mlpIn, s.mean2[l].slice(0, n), s.rstd2[l].slice(0, n), mid,
                         lw.ln2Weight, lw.ln2Bias, eps);
-                mlpForward(s, l, lw, mlpIn, next, training, mask);
-                be.activation().addForward(next, next, mid);
+                mlpForward(s, l, lw, mlpIn, mid, next, training, mask); // next = mid + MLP(mlpIn)
             } else {
                 be.norm().layerNormForward(mlpIn, s.mean1[l].slice(0, n), s.rstd1[l].slice(0, n), mid,
                         lw.ln1Weight, lw.ln1Bias, eps);
                 Tensor sum2 = s.sum2[l].slice(0, n);
-                mlpForward(s, l, lw, mlpIn, sum2, training, mask);
-                be.activation().addForward(sum2, sum2, mlpIn);
+                mlpForward(s, l, lw, mlpIn, mlpIn, sum2, training, mask); // sum2 = mlpIn + MLP(mlpIn)
                 be.norm().layerNormForward(next, s.mean2[l].slice(0, n), s.rstd2[l].slice(0, n), sum2,
                         lw.ln2Weight, lw.ln2Bias, eps);
             }
@@ -419,11 +418,12 @@ public final class OptModel implements CausalLm {
     }
 
     /**
-     * out (N, C) = fc2(act(fc1(mlpIn))); saves the hidden state. When the plan gives a neuron layout, the sparse
-     * MLP runs instead and saves the compacted hidden state.
+     * out (N, C) = residual + fc2(act(fc1(mlpIn))); saves the hidden state. The residual joins in fc2's product
+     * (no add pass of its own). When the plan gives a neuron layout, the sparse MLP runs instead, residual included,
+     * and saves the compacted hidden state.
      */
-    private void mlpForward(State s, int l, OptWeights.Layer lw, Tensor mlpIn, Tensor out, boolean training,
-                            int[] mask) {
+    private void mlpForward(State s, int l, OptWeights.Layer lw, Tensor mlpIn, Tensor residual, Tensor out,
+                            boolean training, int[] mask) {
         int n = s.curB * s.curT;
         NeuronLayout layout = plan.mlp(l, new SparsityPlan.Input(s.curB, s.curT, mlpIn, mask,
                 s.keyMask.slice(0, n)));
@@ -431,7 +431,7 @@ public final class OptModel implements CausalLm {
         if (layout != null) {
             requireSparseMlp(l, lw, layout, n);
             be.sparse().sparseMlpForward(out, sparseHidden(s, l, layout), mlpIn, lw.fc1.weight(), lw.fc1.bias(),
-                    lw.fc2.weight(), lw.fc2.bias(), layout);
+                    lw.fc2.weight(), lw.fc2.bias(), residual, layout);
             return;
         }
         Tensor h = denseHidden(s, l).slice(0, n);
@@ -446,7 +446,7 @@ public final class OptModel implements CausalLm {
             lw.fc1.forward(be, hPre, mlpIn, training);
             be.activation().activationForward(h, hPre, cfg.activation());
         }
-        lw.fc2.forward(be, out, h, training);
+        lw.fc2.forward(be, out, h, residual, training);
     }
 
     /** The sparse MLP's preconditions: a ReLU model, no adapter on fc1/fc2, a layout over this batch's rows. */

@@ -17,7 +17,7 @@ import org.longexposure.tensor.Tensor;
  * dB += scaling · dYᵀ·xa          dXa = scaling · dY·B   (M, R)
  * dA += dXaᵀ·dropout(x)           dX (+)= dropout'(dXa·A)
  * </pre>
- * The forward writes {@code out = scaling · xa·Bᵀ} and the backward {@code dX (+)= dXa·A} before the frozen layer's
+ * The forward writes {@code out = scaling · xa·Bᵀ} (plus the layer's residual when it has one) and the backward {@code dX (+)= dXa·A} before the frozen layer's
  * products, which accumulate onto them ({@link Linear}).
  */
 public final class LoraLayer implements LinearAdapter {
@@ -81,7 +81,7 @@ public final class LoraLayer implements LinearAdapter {
     }
 
     @Override
-    public void forward(Backend be, Tensor out, Tensor inp, boolean training) {
+    public void forward(Backend be, Tensor out, Tensor inp, Tensor residual, boolean training) {
         int m = Math.toIntExact(inp.shape().rows());
         Tensor lxa = xa.slice(0, m);
         Tensor x = inp;
@@ -92,7 +92,7 @@ public final class LoraLayer implements LinearAdapter {
             be.activation().dropoutForward(x, inp, dropout, lastMaskSeed);
         }
         be.linear().linearForward(lxa, x, a, null);                  // xa = x·Aᵀ       (M, R)
-        be.linear().linearForwardScaled(out, lxa, b, scaling, false); // y  = s·xa·Bᵀ (M, N)
+        be.linear().linearForwardScaledResidual(out, lxa, b, scaling, residual); // y = (residual +) s·xa·Bᵀ
     }
 
     @Override

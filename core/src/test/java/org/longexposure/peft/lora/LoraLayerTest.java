@@ -16,12 +16,14 @@ import org.longexposure.testkit.reference.RefLinear;
 
 /**
  * A frozen linear with LoRA plugged in, forward and backward, against the float64 composition
- * {@code y = x·Wᵀ + b + s·(drop(x)·Aᵀ)·Bᵀ}: output, input gradient, dA and dB (which accumulate).
+ * {@code y = x·Wᵀ + b + s·(drop(x)·Aᵀ)·Bᵀ} (plus a residual, when the layer's output joins one: the adapter's
+ * product carries it, the backward is unchanged): output, input gradient, dA and dB (which accumulate).
  */
 class LoraLayerTest {
     @ParameterizedTest
-    @CsvSource({"9,13,11,3,0.0", "33,40,24,4,0.25", "1,7,5,1,0.5"})
-    void forwardAndBackwardMatchTheComposition(int m, int n, int k, int r, float p) {
+    @CsvSource({"9,13,11,3,0.0,false", "33,40,24,4,0.25,false", "1,7,5,1,0.5,false", "9,13,11,3,0.0,true",
+            "33,40,24,4,0.25,true"})
+    void forwardAndBackwardMatchTheComposition(int m, int n, int k, int r, float p, boolean withResidual) {
         Rng rng = new Rng(m + 100L * n + 10_000L * k + r);
         float s = 1.7f;
         long layerSeed = 99;
@@ -33,6 +35,7 @@ class LoraLayerTest {
         float[] dY = rng.normalFloats(m * n);
         float[] dAPrior = rng.normalFloats(r * k);
         float[] dBPrior = rng.normalFloats(n * r);
+        float[] res = rng.normalFloats(m * n);
         try (CpuBackend be = new CpuBackend(2)) {
             Linear lin = new Linear("layers.0.q_proj", t(be, w, n, k), t(be, bias, n));
             Tensor dA = t(be, dAPrior, r, k);
@@ -42,7 +45,11 @@ class LoraLayerTest {
             lora.prepare(be, m);
             Tensor xT = t(be, x, m, k);
             Tensor y = be.allocate(DType.F32, m, n);
-            lin.forward(be, y, xT, true);
+            if (withResidual) {
+                lin.forward(be, y, xT, t(be, res, m, n), true); // y = residual + x·Wᵀ + b + delta
+            } else {
+                lin.forward(be, y, xT, true);
+            }
             Tensor dX = be.allocate(DType.F32, m, k);
             lin.backward(be, dX, t(be, dY, m, n), xT, false);
 
@@ -60,6 +67,9 @@ class LoraLayerTest {
             double[] xa = new double[m * r];
             RefLinear.forward(xa, xDrop, Rng.toDouble(a), null, m, r, k);
             RefLinear.forwardAccumulate(yRef, xa, Rng.toDouble(b), s, m, n, r);
+            for (int i = 0; withResidual && i < yRef.length; i++) {
+                yRef[i] += res[i];
+            }
             TensorAssert.assertClose("linear", FORWARD, y.toFloatArray(), yRef, m, n);
 
             double[] dYd = Rng.toDouble(dY);

@@ -24,6 +24,9 @@ import org.longexposure.tensor.Tensor;
  *       formed in fp32 and rounded once.</li>
  *   <li>accumulate (linearForward, linearForwardScaled, linearBackwardInput): beta = 1, the old output is read in
  *       the epilogue and the sum rounded once; no separate pass over the output.</li>
+ *   <li>residual (linearForwardResidual, linearForwardScaledResidual): beta = 1 with cuBLASLt's C = the residual
+ *       and D = out, so {@code x·Wᵀ + b + residual} is formed in fp32 and rounded once, in the pass that writes
+ *       out.</li>
  *   <li>dWeight, dBias: F32, accumulated ({@code +=}): dWeight by the GEMM with beta = 1 into an F32 output,
  *       dBias by the deterministic column sum {@code column_sum_bf16}.</li>
  * </ul>
@@ -45,18 +48,28 @@ final class CudaLinear implements LinearOps {
     /** With {@code accumulate} the GEMM runs with beta = 1: out is read in the epilogue, out + x·Wᵀ + b rounded once. */
     @Override
     public void linearForward(Tensor out, Tensor inp, Tensor weight, Tensor bias, boolean accumulate) {
-        forward(out, inp, weight, bias, false, accumulate, "linearForward");
+        forward(out, inp, weight, bias, false, accumulate ? out : null, "linearForward");
+    }
+
+    /** One GEMM with beta = 1 reading C = residual, writing D = out: x·Wᵀ + b + residual rounded once. */
+    @Override
+    public void linearForwardResidual(Tensor out, Tensor inp, Tensor weight, Tensor bias, Tensor residual) {
+        forward(out, inp, weight, bias, false, residual, "linearForwardResidual");
     }
 
     /** As linearForward with cuBLASLt's RELU_BIAS (or RELU) epilogue: max(x, 0) in fp32 before the rounding. */
     @Override
     public void linearForwardRelu(Tensor out, Tensor inp, Tensor weight, Tensor bias) {
-        forward(out, inp, weight, bias, true, false, "linearForwardRelu");
+        forward(out, inp, weight, bias, true, null, "linearForwardRelu");
     }
 
-    private void forward(Tensor out, Tensor inp, Tensor weight, Tensor bias, boolean relu, boolean accumulate,
+    /** {@code out = x·Wᵀ + b (+ residual)}; residual null overwrites, residual = out accumulates in place. */
+    private void forward(Tensor out, Tensor inp, Tensor weight, Tensor bias, boolean relu, Tensor residual,
                          String op) {
         LinearDims d = OpShapes.linear(op, out, inp, weight, DType.BF16);
+        if (residual != null) {
+            OpShapes.linearResidual(op, residual, d, DType.BF16);
+        }
         long w = weightBf16(weight);
         long b = 0;
         if (bias != null) {
@@ -68,8 +81,8 @@ final class CudaLinear implements LinearOps {
                         + " not supported (f32 or bf16)");
             };
         }
-        product(false, true, d.m(), d.n(), d.k(), 1f, ptr(inp), d.k(), w, d.k(), accumulate ? 1f : 0f, ptr(out),
-                d.n(), b, DType.BF16, relu);
+        product(false, true, d.m(), d.n(), d.k(), 1f, ptr(inp), d.k(), w, d.k(), residual != null ? 1f : 0f,
+                residual != null ? ptr(residual) : ptr(out), ptr(out), d.n(), b, DType.BF16, relu);
     }
 
     @Override
@@ -77,7 +90,20 @@ final class CudaLinear implements LinearOps {
         LinearDims d = OpShapes.linear("linearForwardScaled", out, inp, weight, DType.BF16);
         long w = weightBf16(weight);
         product(false, true, d.m(), d.n(), d.k(), alpha, ptr(inp), d.k(), w, d.k(), accumulate ? 1f : 0f, ptr(out),
-                d.n(), 0, null, false);
+                ptr(out), d.n(), 0, null, false);
+    }
+
+    /** One GEMM with beta = 1 reading C = residual, writing D = out: alpha·x·Wᵀ + residual rounded once. */
+    @Override
+    public void linearForwardScaledResidual(Tensor out, Tensor inp, Tensor weight, float alpha, Tensor residual) {
+        String op = "linearForwardScaledResidual";
+        LinearDims d = OpShapes.linear(op, out, inp, weight, DType.BF16);
+        if (residual != null) {
+            OpShapes.linearResidual(op, residual, d, DType.BF16);
+        }
+        long w = weightBf16(weight);
+        product(false, true, d.m(), d.n(), d.k(), alpha, ptr(inp), d.k(), w, d.k(), residual != null ? 1f : 0f,
+                residual != null ? ptr(residual) : ptr(out), ptr(out), d.n(), 0, null, false);
     }
 
     @Override
@@ -86,7 +112,7 @@ final class CudaLinear implements LinearOps {
         long w = weightBf16(weight);
         // dInp (M, K) (+)= alpha · dOut (M, N) · W (N, K)
         product(false, false, d.m(), d.k(), d.n(), alpha, ptr(dOut), d.n(), w, d.k(), accumulate ? 1f : 0f,
-                ptr(dInp), d.k(), 0, null, false);
+                ptr(dInp), ptr(dInp), d.k(), 0, null, false);
     }
 
     @Override
@@ -117,8 +143,9 @@ final class CudaLinear implements LinearOps {
         }
     }
 
+    /** Row-major {@code D = alpha·op(A)·op(B) + beta·C (+ bias, ReLU)}, C (m, n) at c with D's layout. */
     private void product(boolean transA, boolean transB, int m, int n, int k, float alpha, long a, int lda, long b,
-                         int ldb, float beta, long d, int ldd, long bias, DType biasType, boolean relu) {
+                         int ldb, float beta, long c, long d, int ldd, long bias, DType biasType, boolean relu) {
         if (m == 0 || n == 0) {
             return;
         }
@@ -126,14 +153,16 @@ final class CudaLinear implements LinearOps {
             // an empty inner dimension: the product is zero, only beta and the bias act
             if (beta == 0f) {
                 backend.stream().memsetD8(d, (byte) 0, (long) m * ldd * 2);
+            } else if (c != d) {
+                backend.stream().copyDeviceToDevice(d, c, (long) m * ldd * 2);
             }
             if (bias != 0) {
                 throw new IllegalArgumentException("linear with K = 0 and a bias is not supported on cuda");
             }
             return;
         }
-        gemm.matmul(transA, transB, m, n, k, alpha, a, lda, b, ldb, beta, d, ldd, DType.BF16, bias, biasType, relu,
-                backend.stream());
+        gemm.matmul(transA, transB, m, n, k, alpha, a, lda, b, ldb, beta, c, d, ldd, DType.BF16, bias, biasType,
+                relu, backend.stream());
     }
 
     /** Device address of W as BF16: W itself, or the bf16 shadow of an F32 (trainable) weight. */

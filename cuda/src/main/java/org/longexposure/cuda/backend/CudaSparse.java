@@ -33,7 +33,7 @@ import org.longexposure.tensor.Tensor;
  *       full token blocks (a partial last token block gets a call of its own):
  * <pre>
  *   forward   hidden_r = relu(inp_r·W1c_rᵀ + b1c_r)   cuBLASLt, RELU_BIAS epilogue (as linearForwardRelu)
- *             out_r    = hidden_r·W2c_rᵀ + b2          cuBLASLt, BIAS epilogue
+ *             out_r    = hidden_r·W2c_rᵀ + b2 (+ res_r) cuBLASLt, BIAS epilogue (residual: C, beta = 1)
  *   backward  dH_r     = dOut_r·W2c_r                  cuBLASLt into a bf16 scratch
  *             dH ⊙= (hidden &gt; 0), per-64-row-slab column sums       sparse_mlp_relu_grad
  *             dB1[listed neurons] += Σ slabs, in order               sparse_mlp_bias1_grad
@@ -47,7 +47,7 @@ import org.longexposure.tensor.Tensor;
  *       block's listed neuron blocks, weights read in place:
  * <pre>
  *   forward   hidden (N, HW) = relu(inp·W1_Sᵀ + b1_S) compacted, 0 past nS_r    sparse_mlp_fc1   grid (HW/128, N/TM)
- *             out (N, C)     = hidden·W2_Sᵀ + b2                                sparse_mlp_fc2   grid (C/128, N/TM)
+ *             out (N, C)     = hidden·W2_Sᵀ + b2 (+ residual)                   sparse_mlp_fc2   grid (C/128, N/TM)
  *   backward  dH (N, HW)     = (dOut·W2_S) ⊙ (hidden &gt; 0), bf16 scratch        sparse_mlp_dhidden
  *             dInp (N, C)    = dH·W1_S (overwrite)                              sparse_mlp_dinp
  *             dB1 += Σ_rows dH at listed neurons: per-(row tile, column) partials, then sparse_mlp_bias1_grad
@@ -63,8 +63,9 @@ import org.longexposure.tensor.Tensor;
  * (2.08 / 0.54 / 0.16), from TB = 512 gathering wins everywhere (1.41 / 0.38 / 0.13), and one token block of all
  * 4096 rows runs at dense cuBLASLt's rate (0.96 / 0.31 / 0.12; dense 0.90).
  * Both paths: {@code dB2 += Σ_rows dOut} as 64-row slab sums ({@code sparse_mlp_relu_grad} without a mask) added
- * in order ({@code sparse_mlp_slab_sum}); HW = 0 (a layer that computes no neuron) writes out = b2 per row
- * ({@code sparse_mlp_bias_rows}, or zeros), dInp = 0, and leaves dB1 untouched.
+ * in order ({@code sparse_mlp_slab_sum}); HW = 0 (a layer that computes no neuron) writes out = b2 (+ residual)
+ * per row ({@code sparse_mlp_bias_rows}, or zeros), dInp = 0, and leaves dB1 untouched. A residual joins out in
+ * the second product (the gather path's epilogue C, the fc2 kernel's epilogue): no pass of its own.
  *
  * <p>Dtypes: inp, out, hidden, dOut, dInp BF16 (fp32 accumulation, one rounding per output); W1 (H, C) and W2 (C, H)
  * BF16 device weights ({@code adoptWeight}); b1, b2, dB1, dB2 F32. The gather path adds the biases in cuBLASLt's
@@ -129,7 +130,7 @@ final class CudaSparse implements SparseOps {
 
     @Override
     public void sparseMlpForward(Tensor out, Tensor hidden, Tensor inp, Tensor w1, Tensor b1, Tensor w2, Tensor b2,
-                                 NeuronLayout layout) {
+                                 Tensor residual, NeuronLayout layout) {
         String op = "sparseMlpForward";
         Plan p = Plan.of(op, layout, w1, w2, gemmRows);
         p.requireRows(op, "out", out);
@@ -137,13 +138,16 @@ final class CudaSparse implements SparseOps {
         p.requireRows(op, "inp", inp);
         p.requireBias(op, "b1", b1, p.h);
         p.requireBias(op, "b2", b2, p.c);
+        if (residual != null) {
+            p.requireRows(op, "residual", residual);
+        }
         if (p.hw == 0) {
-            if (b2 == null) {
+            if (b2 == null && residual == null) {
                 backend.stream().memsetD8(ptr(out), (byte) 0, (long) p.n * p.c * 2);
             } else {
                 int grid = OpChecks.strideBlocks((long) p.n * p.c, THREADS, 4096);
                 backend.stream().launch(function("sparse_mlp_bias_rows", 0), grid, 1, 1, THREADS, 1, 1, 0,
-                        KernelArgs.of(out, b2, p.n, p.c));
+                        KernelArgs.of(out, opt(b2), opt(residual), p.n, p.c));
             }
             return;
         }
@@ -153,7 +157,8 @@ final class CudaSparse implements SparseOps {
             launch(p, "sparse_mlp_fc1", false, ceilDiv(p.hw, TILE_N),
                     KernelArgs.of(inp, w1, opt(b1), rowPtr, blocks, hidden, p.n, p.c, p.h, p.bn, p.hw, p.tb));
             launch(p, "sparse_mlp_fc2", false, ceilDiv(p.c, TILE_N),
-                    KernelArgs.of(hidden, w2, opt(b2), rowPtr, blocks, out, p.n, p.c, p.h, p.bn, p.hw, p.tb));
+                    KernelArgs.of(hidden, w2, opt(b2), opt(residual), rowPtr, blocks, out, p.n, p.c, p.h, p.bn, p.hw,
+                            p.tb));
             return;
         }
         Scratch sc = Scratch.of(p, false, false, scratch);
@@ -163,11 +168,12 @@ final class CudaSparse implements SparseOps {
             long row0 = p.rowStart(r0);
             gather(p, w1, w2, b1, layout, r0, cnt, sc, b1 != null);
             long hid = ptr(hidden) + row0 * p.hw * 2;
-            // hidden = relu(inp·W1cᵀ + b1c), then out = hidden·W2cᵀ + b2
+            // hidden = relu(inp·W1cᵀ + b1c), then out = hidden·W2cᵀ + b2 (+ residual: C of the epilogue, beta 1)
             groupProduct(p, r0, cnt, true, p.hw, p.c, ptr(inp) + row0 * p.c * 2, p.c, sc.w1c, p.c, sc.strideW,
-                    hid, p.hw, b1 != null ? sc.b1c : 0, sc.strideB, true);
+                    0, hid, p.hw, b1 != null ? sc.b1c : 0, sc.strideB, true);
             groupProduct(p, r0, cnt, true, p.c, p.hw, hid, p.hw, sc.w2c, p.hw, sc.strideW,
-                    ptr(out) + row0 * p.c * 2, p.c, b2s, 0, false);
+                    residual != null ? ptr(residual) + row0 * p.c * 2 : 0, ptr(out) + row0 * p.c * 2, p.c, b2s, 0,
+                    false);
         }
     }
 
@@ -213,7 +219,7 @@ final class CudaSparse implements SparseOps {
             gather(p, w1, w2, null, layout, r0, cnt, sc, false);
             // dH = dOut·W2c, masked by hidden > 0 in place with per-slab column sums, then dInp = dH·W1c.
             groupProduct(p, r0, cnt, false, p.hw, p.c, ptr(dOut) + row0 * p.c * 2, p.c, sc.w2c, p.hw, sc.strideW,
-                    sc.dH, p.hw, 0, 0, false);
+                    0, sc.dH, p.hw, 0, 0, false);
             backend.stream().launch(function("sparse_mlp_relu_grad", 0), ceilDiv(p.hw, 256), cnt * spt, 1, 32, 8, 1,
                     0, KernelArgs.of(sc.dH, ptr(hidden) + row0 * p.hw * 2, sc.partial, rows, p.hw, p.tb));
             if (dB1 != null) {
@@ -222,7 +228,7 @@ final class CudaSparse implements SparseOps {
                         KernelArgs.of(dB1, sc.partial, rowPtr, blocks, r0, cnt * spt, spt, p.h, p.bn, p.hw));
             }
             groupProduct(p, r0, cnt, false, p.c, p.hw, sc.dH, p.hw, sc.w1c, p.c, sc.strideW,
-                    ptr(dInp) + row0 * p.c * 2, p.c, 0, 0, false);
+                    0, ptr(dInp) + row0 * p.c * 2, p.c, 0, 0, false);
         }
     }
 
@@ -243,13 +249,16 @@ final class CudaSparse implements SparseOps {
 
     /**
      * One product over a group of {@code cnt} token blocks from r0, row-major {@code D_i (m_i, n) = A_i·op(B_i)
-     * (+ bias_i, ReLU)}: A_i and D_i are token block i's rows (a, d: the group's first row; row strides lda, ldd),
+     * (+ bias_i, ReLU) (+ C_i)}: A_i, C_i and D_i are token block i's rows (a, c, d: the group's first row; row
+     * strides lda, ldd, ldd; c = 0 for no C),
      * B_i the gathered operand of item i (b + i·strideB elements), bias_i at {@code bias + i·strideBias}. The full
      * token blocks go in one strided-batched cuBLASLt call, a partial last one in a call of its own. Should cuBLASLt
      * refuse a batched form, the items run one call each (and batching is not tried again).
      */
     private void groupProduct(Plan p, int r0, int cnt, boolean transB, int n, int k, long a, int lda, long b, int ldb,
-                              long strideB, long d, int ldd, long bias, long strideBias, boolean relu) {
+                              long strideB, long c, long d, int ldd, long bias, long strideBias, boolean relu) {
+        float beta = c != 0 ? 1f : 0f;
+        long cc = c != 0 ? c : d;
         int full = cnt;
         if (p.rowsOf(r0 + cnt - 1) < p.tb) {
             full--;
@@ -257,7 +266,7 @@ final class CudaSparse implements SparseOps {
         if (full > 1 && !batchRefused) {
             try {
                 gemm.matmulStridedBatched(false, transB, p.tb, n, k, 1f, a, lda, (long) p.tb * lda, b, ldb, strideB,
-                        0f, d, ldd, (long) p.tb * ldd, full, DType.BF16, bias, strideBias, DType.BF16, relu,
+                        beta, cc, d, ldd, (long) p.tb * ldd, full, DType.BF16, bias, strideBias, DType.BF16, relu,
                         backend.stream());
             } catch (CudaException e) {
                 batchRefused = true;
@@ -267,9 +276,9 @@ final class CudaSparse implements SparseOps {
         for (int i = first; i < cnt; i++) {
             int m = p.rowsOf(r0 + i);
             long rowOff = (long) i * p.tb;
-            gemm.matmul(false, transB, m, n, k, 1f, a + rowOff * lda * 2, lda, b + i * strideB * 2, ldb, 0f,
-                    d + rowOff * ldd * 2, ldd, DType.BF16, bias == 0 ? 0 : bias + i * strideBias * 2, DType.BF16, relu,
-                    backend.stream());
+            gemm.matmul(false, transB, m, n, k, 1f, a + rowOff * lda * 2, lda, b + i * strideB * 2, ldb, beta,
+                    cc + rowOff * ldd * 2, d + rowOff * ldd * 2, ldd, DType.BF16,
+                    bias == 0 ? 0 : bias + i * strideBias * 2, DType.BF16, relu, backend.stream());
         }
     }
 

@@ -306,7 +306,8 @@ public final class ProfilingBackend implements Backend {
         boolean lora = method.equals("linearBackwardWeight") || (weight != null && weight.dtype() == DType.F32);
         if (lora) {
             return "gemm lora " + switch (method) {
-                case "linearForward", "linearForwardScaled" -> "fwd";
+                case "linearForward", "linearForwardScaled", "linearForwardResidual",
+                     "linearForwardScaledResidual" -> "fwd";
                 case "linearBackwardInput" -> "bwd-input";
                 default -> "bwd-weight";
             };

@@ -19,7 +19,9 @@ import org.longexposure.tensor.DType;
  * Row-major GEMM on cuBLASLt: {@code D (M, N) = alpha·op(A)·op(B) + beta·D}, A and B bf16, D bf16 or f32, fp32
  * accumulation and scaling (CUBLAS_COMPUTE_32F), optionally {@code + bias} per column and ReLU, both fused into
  * cuBLASLt's epilogue. The row-major problem is handed over as the column-major {@code Dᵀ = op(B)ᵀ·op(A)ᵀ}
- * ({@link ColumnMajorGemm}). C is D (in place), so beta = 1 accumulates.
+ * ({@link ColumnMajorGemm}). C is D (in place), so beta = 1 accumulates; or, through the overloads that take
+ * {@code c}, C is another buffer of D's shape and leading dimension, {@code D = alpha·op(A)·op(B) + beta·C}
+ * (a residual added in the epilogue: one pass that reads C and writes D).
  *
  * <p>Bias dtype: cublasLt.h documents the bias vector as having D's type, the only exceptions (BIAS_DATA_TYPE)
  * being integer and fp8 kernels; cuBLASLt 13 on an H200 indeed answers an f32 bias with a bf16 D with
@@ -105,8 +107,19 @@ public final class CublasGemm implements AutoCloseable {
     public void matmul(boolean transA, boolean transB, int m, int n, int k, float alpha, long a, int lda, long b,
                        int ldb, float beta, long d, int ldd, DType dType, long bias, DType biasType, boolean relu,
                        CudaStream s) {
-        matmulStridedBatched(transA, transB, m, n, k, alpha, a, lda, 0, b, ldb, 0, beta, d, ldd, 0, 1, dType, bias,
-                0, biasType, relu, s);
+        matmul(transA, transB, m, n, k, alpha, a, lda, b, ldb, beta, d, d, ldd, dType, bias, biasType, relu, s);
+    }
+
+    /**
+     * {@link #matmul} with C apart from D: row-major {@code D (m, n) = alpha·op(A)·op(B) + beta·C} (+ bias, ReLU),
+     * C (m, n) of D's dtype and leading dimension ldd. C may be D itself (then this is matmul) or a buffer that does
+     * not overlap D; C is read only when beta != 0.
+     */
+    public void matmul(boolean transA, boolean transB, int m, int n, int k, float alpha, long a, int lda, long b,
+                       int ldb, float beta, long c, long d, int ldd, DType dType, long bias, DType biasType,
+                       boolean relu, CudaStream s) {
+        matmulStridedBatched(transA, transB, m, n, k, alpha, a, lda, 0, b, ldb, 0, beta, c, d, ldd, 0, 1, dType,
+                bias, 0, biasType, relu, s);
     }
 
     /**
@@ -117,6 +130,18 @@ public final class CublasGemm implements AutoCloseable {
      */
     public void matmulStridedBatched(boolean transA, boolean transB, int m, int n, int k, float alpha, long a,
                                      int lda, long strideA, long b, int ldb, long strideB, float beta, long d,
+                                     int ldd, long strideD, int batch, DType dType, long bias, long strideBias,
+                                     DType biasType, boolean relu, CudaStream s) {
+        matmulStridedBatched(transA, transB, m, n, k, alpha, a, lda, strideA, b, ldb, strideB, beta, d, d, ldd,
+                strideD, batch, dType, bias, strideBias, biasType, relu, s);
+    }
+
+    /**
+     * {@link #matmulStridedBatched} with C apart from D: item i reads C at {@code c + i·strideD} (C shares D's
+     * layout) and writes {@code D_i = alpha·op(A_i)·op(B_i) + beta·C_i}. C is D itself or does not overlap it.
+     */
+    public void matmulStridedBatched(boolean transA, boolean transB, int m, int n, int k, float alpha, long a,
+                                     int lda, long strideA, long b, int ldb, long strideB, float beta, long c, long d,
                                      int ldd, long strideD, int batch, DType dType, long bias, long strideBias,
                                      DType biasType, boolean relu, CudaStream s) {
         if (closed) {
@@ -144,10 +169,13 @@ public final class CublasGemm implements AutoCloseable {
                 : (relu ? CublasLt.EPILOGUE_RELU : CublasLt.EPILOGUE_DEFAULT);
         long outElem = dType == DType.F32 ? 4 : 2;
         boolean batched = batch > 1;
+        // C and D share one layout and one alignment preference: the smaller of the two
+        int alignCd = Math.min(alignment(d, batched ? strideD * outElem : 0),
+                alignment(c, batched ? strideD * outElem : 0));
         PlanKey key = new PlanKey(transA, transB, m, n, k, lda, ldb, ldd, dType, bias != 0 ? biasType : null,
-                epilogue, alignment(a, batched ? strideA * 2 : 0), alignment(b, batched ? strideB * 2 : 0),
-                alignment(d, batched ? strideD * outElem : 0), batch, batched ? strideA : 0,
-                batched ? strideB : 0, batched ? strideD : 0, batched && bias != 0 ? strideBias : 0);
+                epilogue, alignment(a, batched ? strideA * 2 : 0), alignment(b, batched ? strideB * 2 : 0), alignCd,
+                batch, batched ? strideA : 0, batched ? strideB : 0, batched ? strideD : 0,
+                batched && bias != 0 ? strideBias : 0);
         Plan plan = plans.get(key);
         try (Arena arena = Arena.ofConfined()) {
             MemorySegment alphaSeg = arena.allocateFrom(JAVA_FLOAT, alpha);
@@ -161,7 +189,7 @@ public final class CublasGemm implements AutoCloseable {
                 lt.matmulDescSetPointer(plan.desc, CublasLt.MATMUL_DESC_BIAS_POINTER, bias);
             }
             Plan p = plan;
-            lt.matmul(handle, plan.desc, alphaSeg, b, plan.first, a, plan.second, betaSeg, d, plan.out, d, plan.out,
+            lt.matmul(handle, plan.desc, alphaSeg, b, plan.first, a, plan.second, betaSeg, c, plan.out, d, plan.out,
                     plan.algo, workspace, workspaceBytes, s.handle(), () -> describe(p.key) + ", alpha " + alpha
                             + ", beta " + beta);
         }

@@ -185,6 +185,74 @@ class CudaLinearDeviceTest {
     }
 
     /**
+     * The residual forms, one GEMM each with C = the residual and D = out (beta = 1): {@code out = x·Wᵀ + b +
+     * residual} and {@code out = alpha·x·Wᵀ + residual}, written over a poisoned out, with and without bias, with
+     * an F32 (LoRA) weight for the scaled one; against the CPU twin (1e-2, as above), equal to the unfused form (a
+     * fresh product, then addForward of the residual) within rounding (1e-2 overall, a few bf16 steps of the
+     * operands per element), and the residual itself
+     * left unchanged. Residual = out itself equals the accumulating form; a residual of the wrong shape is refused.
+     */
+    @Test
+    void residualFormsEqualProductThenAdd() {
+        int m = 41;
+        int k = 75;
+        int n = 58;
+        float alpha = 1.5f;
+        float[] x = Gpu.randomBf16(rnd, m * k, 1f);
+        float[] w = Gpu.randomBf16(rnd, n * k, 0.2f);
+        float[] bias = Gpu.randomBf16(rnd, n, 0.5f);
+        float[] res = Gpu.randomBf16(rnd, m * n, 2f);
+        Tensor xd = Gpu.upload(gpu, DType.BF16, x, m, k);
+        Tensor wd = Gpu.upload(gpu, DType.BF16, w, n, k);
+        Tensor wf = Gpu.upload(gpu, DType.F32, w, n, k);
+        Tensor bd = Gpu.upload(gpu, DType.F32, bias, n);
+        Tensor rd = Gpu.upload(gpu, DType.BF16, res, m, n);
+        for (int form = 0; form < 3; form++) {
+            Tensor bOrNull = form == 1 ? null : bd;
+            Tensor fused = gpu.allocate(DType.BF16, m, n);
+            gpu.fillUniform(fused, -9f, 9f, 5); // poison: every element must be written
+            Tensor unfused = gpu.allocate(DType.BF16, m, n);
+            Tensor ref = host(res, m, n);
+            if (form < 2) {
+                gpu.linear().linearForwardResidual(fused, xd, wd, bOrNull, rd);
+                gpu.linear().linearForward(unfused, xd, wd, bOrNull);
+                cpu.linear().linearForwardResidual(ref, host(x, m, k), host(w, n, k),
+                        bOrNull == null ? null : host(bias, n), host(res, m, n));
+            } else {
+                gpu.linear().linearForwardScaledResidual(fused, xd, wf, alpha, rd);
+                gpu.linear().linearForwardScaled(unfused, xd, wf, alpha, false);
+                cpu.linear().linearForwardScaledResidual(ref, host(x, m, k), host(w, n, k), alpha, host(res, m, n));
+            }
+            float[] product = Gpu.download(gpu, unfused);
+            gpu.activation().addForward(unfused, unfused, rd);
+            float[] got = Gpu.download(gpu, fused);
+            float[] two = Gpu.download(gpu, unfused);
+            for (int i = 0; i < got.length; i++) {
+                // Rounding only: the unfused form rounds the product to bf16 before the sum, and the two products
+                // may run different autotuned cuBLASLt algorithms (summation order, split K); a few bf16 steps of
+                // the operands' sizes. A residual left out or added twice is off by |residual| (up to 2 here).
+                float tol = (Math.abs(product[i]) + Math.abs(res[i]) + Math.abs(two[i])) * 0x1p-6f;
+                assertThat(Math.abs(got[i] - two[i])).as("form %d element %d: %s vs %s (product %s, residual %s)",
+                        form, i, got[i], two[i], product[i], res[i]).isLessThanOrEqualTo(tol);
+            }
+            assertThat(Gpu.relativeError(got, two)).as("form %d", form).isLessThan(1e-2);
+            assertThat(Gpu.relativeError(got, ref.toFloatArray())).as("form %d", form).isLessThan(1e-2);
+            assertThat(Gpu.download(gpu, rd)).as("residual untouched").containsExactly(res);
+        }
+
+        // residual = out itself: the accumulating form (C = D, the same cuBLASLt plan: the same bits)
+        Tensor inPlace = Gpu.upload(gpu, DType.BF16, res, m, n);
+        gpu.linear().linearForwardResidual(inPlace, xd, wd, bd, inPlace);
+        Tensor acc = Gpu.upload(gpu, DType.BF16, res, m, n);
+        gpu.linear().linearForward(acc, xd, wd, bd, true);
+        assertThat(Gpu.download(gpu, inPlace)).containsExactly(Gpu.download(gpu, acc));
+
+        Tensor out = gpu.allocate(DType.BF16, m, n);
+        assertThatThrownBy(() -> gpu.linear().linearForwardResidual(out, xd, wd, bd, gpu.allocate(DType.BF16, m, n
+                + 1))).isInstanceOf(IllegalArgumentException.class).hasMessageContaining("residual");
+    }
+
+    /**
      * linearForward with accumulate: out (a bf16 prior, as a LoRA delta) + x·Wᵀ + b in one GEMM (beta = 1 with the
      * bias epilogue), with and without bias, against the CPU twin on the same prior; and equal to the two-pass
      * form (a fresh product, then the prior added by the pointwise kernel) within one bf16 rounding per element.

@@ -210,6 +210,57 @@ class CudaSparseDeviceTest extends DeviceTestBase {
                 biases ? floats(be, dB2) : c.dB2.clone());
     }
 
+    /**
+     * The forward with a residual ({@code out = hidden·W2_Sᵀ + b2 + residual}, the residual read where the second
+     * product writes out: the fc2 kernel's epilogue, cuBLASLt's C on the gather path, the bias-rows kernel at
+     * HW = 0) against the forward without one followed by addForward of the residual: the two differ only by
+     * rounding (the unfused form rounds the product to bf16 before the sum; autotuned cuBLASLt algorithms may sum in
+     * another order or split K), bounded per element by a few bf16 steps of the operands, {@code (|product| +
+     * |residual| + |out|)·2^-6}; a residual added at the wrong row or not at all gives errors of the residual's
+     * size (|r| up to 4).
+     * The hidden state is bit-equal, the residual is left as it was, and residual = out itself works in place
+     * (within the same bound).
+     */
+    @ParameterizedTest(name = "{0}: token block {1}, neuron block {2}, density {3}, biases {4}")
+    @CsvSource({"direct, 128, 128, 0.5, true", "direct, 64, 64, 0.4, false", "gather, 333, 128, 0.6, true",
+                "gather, 100, 64, 0.5, false", "gather, 128, 128, 0.0, true", "gather, 333, 128, 0.0, false",
+                "direct, 128, 128, 0.0, true"})
+    void residualEqualsForwardThenAdd(String path, int tb, int bn, double density, boolean biases) {
+        Case c = Case.random(4242L + tb + bn + (long) (density * 10), tb, bn, density);
+        CudaBackend be = on(path);
+        float[] res = randomBf16(new SplittableRandom(tb * 31L + bn), N * C, -4, 4);
+        NeuronLayout layout = c.layout(be);
+        Tensor x = tensor(be, DType.BF16, c.x, N, C);
+        Tensor w1 = tensor(be, DType.BF16, c.w1, H, C);
+        Tensor w2 = tensor(be, DType.BF16, c.w2, C, H);
+        Tensor b1 = biases ? tensor(be, DType.F32, c.b1, H) : null;
+        Tensor b2 = biases ? tensor(be, DType.F32, c.b2, C) : null;
+        Tensor r = tensor(be, DType.BF16, res, N, C);
+        Tensor hidden = tensor(be, DType.BF16, nanArray(N * c.hw()), N, c.hw());
+        Tensor fused = tensor(be, DType.BF16, nanArray(N * C), N, C);
+        be.sparse().sparseMlpForward(fused, hidden, x, w1, b1, w2, b2, r, layout);
+        float[] hFused = floats(be, hidden);
+        Tensor unfused = tensor(be, DType.BF16, nanArray(N * C), N, C);
+        be.sparse().sparseMlpForward(unfused, hidden, x, w1, b1, w2, b2, layout);
+        float[] product = floats(be, unfused);
+        be.activation().addForward(unfused, unfused, r);
+        float[] got = floats(be, fused);
+        float[] two = floats(be, unfused);
+        assertExact("hidden", floats(be, hidden), hFused);
+        assertExact("residual (untouched)", floats(be, r), res);
+        // residual = out itself: out starts as the residual and the MLP's output is added in place
+        Tensor inPlace = tensor(be, DType.BF16, res, N, C);
+        be.sparse().sparseMlpForward(inPlace, hidden, x, w1, b1, w2, b2, inPlace, layout);
+        float[] in = floats(be, inPlace);
+        for (int i = 0; i < got.length; i++) {
+            double tol = (Math.abs(product[i]) + Math.abs(res[i]) + Math.abs(two[i])) * 0x1p-6;
+            assertThat((double) Math.abs(got[i] - two[i])).as("out[%d]: %s vs %s", i, got[i], two[i])
+                    .isLessThanOrEqualTo(tol);
+            assertThat((double) Math.abs(in[i] - got[i])).as("in place out[%d]: %s vs %s", i, in[i], got[i])
+                    .isLessThanOrEqualTo(tol);
+        }
+    }
+
     @ParameterizedTest(name = "{0}: token block {1}, neuron block {2}, density {3}")
     @CsvSource({"direct, 128, 128, 0.5", "direct, 64, 64, 0.3", "direct, 128, 64, 0.6", "direct, 64, 128, 0.75",
                 "direct, 128, 128, 1.0", "direct, 256, 128, 0.5", "direct, 192, 64, 0.4",

@@ -23,6 +23,19 @@ public final class RefLinear {
         }
     }
 
+    /**
+     * out = inp·weightᵀ + bias + residual (overwrite): a linear layer whose output joins a residual stream.
+     * out (M, N), inp (M, K), weight (N, K), bias (N) or null, residual (M, N).
+     */
+    public static void forwardResidual(double[] out, double[] inp, double[] weight, double[] bias, double[] residual,
+                                       int m, int n, int k) {
+        Dims.require("residual", residual, Dims.product(m, n));
+        forward(out, inp, weight, bias, m, n, k);
+        for (int i = 0; i < m * n; i++) {
+            out[i] += residual[i];
+        }
+    }
+
     /** out += alpha·inp·weightᵀ (accumulate). out (M, N), inp (M, K), weight (N, K). */
     public static void forwardAccumulate(double[] out, double[] inp, double[] weight, double alpha, int m, int n,
                                          int k) {

@@ -165,6 +165,21 @@ public final class RefSparseMlp {
     }
 
     /**
+     * out = residual + b2 + mask⊙relu(inp·W1ᵀ + b1)·W2ᵀ (overwrite): {@link #forward(double[], double[], double[],
+     * double[], double[], double[], double[], Layout, int, int)} whose output joins a residual stream.
+     *
+     * @param residual (N, C)
+     */
+    public static void forwardResidual(double[] out, double[] hidden, double[] inp, double[] w1, double[] b1,
+                                       double[] w2, double[] b2, double[] residual, Layout layout, int c, int h) {
+        Dims.require("residual", residual, Dims.product(layout.rows(), c));
+        forward(out, hidden, inp, w1, b1, w2, b2, layout, c, h);
+        for (int i = 0; i < residual.length; i++) {
+            out[i] += residual[i];
+        }
+    }
+
+    /**
      * dInp = (overwrite) the input gradient; dB1 += the bias gradient at neurons some token block lists (others
      * untouched); dB2 += Σ_rows dOut. The ReLU mask is read from the compacted {@code hidden}.
      *
