@@ -435,7 +435,8 @@ extern "C" __global__ void __launch_bounds__(POOL_THREADS) predict_block_mean_po
                 *reinterpret_cast<uint4*>(&tile[rr][(g % 32) * 8]) = val;
             }
             if (threadIdx.x < POOL_ROWS) {
-                tileMask[threadIdx.x] = (int) threadIdx.x < rowsHere ? keyMask[(long long) b * T + p0 + threadIdx.x] : 0;
+                tileMask[threadIdx.x] =
+                        (int) threadIdx.x < rowsHere ? keyMask[(long long) b * T + p0 + threadIdx.x] : 0;
             }
             __syncthreads();
 #pragma unroll 8

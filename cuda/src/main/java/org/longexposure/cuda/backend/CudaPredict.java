@@ -47,20 +47,18 @@ public final class CudaPredict implements PredictOps {
     private final CudaStream stream;
     private final KernelLibrary kernels;
     private final DeviceScratch scratch;
-    /** Arrival counters of the fused launches, zero between launches: [0] predictTiles, [1..] predictNeuronBlocks. */
-    private final DeviceScratch counters;
-    private long counterCapacity;
-    /** Fixed-point score accumulators of the neuron-block kernel, zero between launches. */
-    private final DeviceScratch accumulators;
-    private long accumulatorBytes;
+    /** Arrival counters (I32) of the fused launches: [0] predictTiles, [1..] predictNeuronBlocks. */
+    private final Zeroed counters;
+    /** Fixed-point score accumulators (U64) and real-row counts (I32) of the neuron-block kernel. */
+    private final Zeroed accumulators;
     private final PredictChecks checks = new PredictChecks(OpChecks::require, DType.BF16);
 
     public CudaPredict(CudaBackend backend) {
         this.stream = backend.stream();
         this.kernels = backend.kernels();
         this.scratch = new DeviceScratch(backend.arena());
-        this.counters = new DeviceScratch(backend.arena());
-        this.accumulators = new DeviceScratch(backend.arena());
+        this.counters = new Zeroed(backend);
+        this.accumulators = new Zeroed(backend);
     }
 
     private CudaFunction function(String symbol) {
@@ -93,11 +91,10 @@ public final class CudaPredict implements PredictOps {
         int nh = layout.numHeads();
         int nB = layout.numBlocks();
         int rows = OpShapes.toInt(op, "NH·nB", (long) nh * nB);
-        long lists = reserve(rows, nB);
-        long rowCounts = lists + align(4L * rows * nB);
+        Lists l = reserve(rows, nB);
         stream.launch(function("predict_select_tiles"), nB, nh, 1, ROW_THREADS, 1, 1, smem(op, "nB", nB, 13),
-                KernelArgs.of(lists, rowCounts, mass, nB, coverage, maxRowFraction));
-        csr(op, layout.rowPtr(), layout.colIdx(), lists, rowCounts, rows, nB);
+                KernelArgs.of(l.lists(), l.counts(), mass, nB, coverage, maxRowFraction));
+        csr(op, layout.rowPtr(), layout.colIdx(), l, rows, nB);
     }
 
     /**
@@ -112,16 +109,15 @@ public final class CudaPredict implements PredictOps {
         int nB = checks.tileMass(mass, qk, counts, gamma, batchSize, nh, rank);
         checks.selectTiles(layout, mass, coverage, maxRowFraction);
         int rows = OpShapes.toInt(op, "NH·nB", (long) nh * nB);
-        long lists = reserve(rows, nB);
-        long rowCounts = lists + align(4L * rows * nB);
+        Lists l = reserve(rows, nB);
         long smem = 8L * (batchSize + 1) * nB + 5L * nB + 4L * (rows + 1);
         if (smem > FUSED_SMEM) {
             throw new IllegalArgumentException(op + ": B = " + batchSize + ", nB = " + nB + " and NH = " + nh
                     + " need " + smem + " bytes of shared memory, more than " + FUSED_SMEM);
         }
         stream.launch(function("predict_tiles_bf16"), nB, nh, 1, MASS_THREADS, 1, 1, (int) smem,
-                KernelArgs.of(mass, lists, rowCounts, counters(1), layout.rowPtr(), layout.colIdx(), qk, counts, gamma,
-                        batchSize, nB, nh, rank, coverage, maxRowFraction));
+                KernelArgs.of(mass, l.lists(), l.counts(), counters.address(4), layout.rowPtr(), layout.colIdx(), qk,
+                        counts, gamma, batchSize, nB, nh, rank, coverage, maxRowFraction));
     }
 
     /** {@code predict_neuron_blocks_bf16} without the selection: the scores only. */
@@ -130,8 +126,8 @@ public final class CudaPredict implements PredictOps {
                                   int neuronBlock) {
         int rows = checks.neuronBlockScores(scores, z, keyMask, tokenBlock, ffn, neuronBlock);
         int nb = PredictChecks.neuronBlocks(ffn, neuronBlock);
-        launchNeuronBlocks("neuronBlockScores", scores, z, keyMask, rows, tokenBlock, ffn, neuronBlock, nb, 0, 0,
-                0, 0, 0.0, 0, false);
+        launchNeuronBlocks("neuronBlockScores", scores, z, keyMask, rows, tokenBlock, ffn, neuronBlock, nb,
+                new Lists(0, 0), 0, 0, 0.0, 0, false);
     }
 
     @Override
@@ -140,12 +136,11 @@ public final class CudaPredict implements PredictOps {
         int nb = checks.selectNeuronBlocks(layout, scores, keyMask, coverage);
         int rows = layout.rows();
         int nTB = layout.numTokenBlocks();
-        long lists = reserve(nTB, nb);
-        long rowCounts = lists + align(4L * nTB * nb);
+        Lists l = reserve(nTB, nb);
         stream.launch(function("predict_select_neuron_blocks"), nTB, 1, 1, NEURON_THREADS, 1, 1,
-                smem(op, "nb", nb, 13), KernelArgs.of(lists, rowCounts, scores, keyMask, rows, layout.tokenBlock(),
-                        nb, coverage, Math.min(layout.maxBlocks(), nb)));
-        csr(op, layout.rowPtr(), layout.blockIdx(), lists, rowCounts, nTB, nb);
+                smem(op, "nb", nb, 13), KernelArgs.of(l.lists(), l.counts(), scores, keyMask, rows,
+                        layout.tokenBlock(), nb, coverage, Math.min(layout.maxBlocks(), nb)));
+        csr(op, layout.rowPtr(), layout.blockIdx(), l, nTB, nb);
     }
 
     /**
@@ -160,25 +155,24 @@ public final class CudaPredict implements PredictOps {
         int rows = checks.neuronBlockScores(scores, z, keyMask, tokenBlock, ffn, layout.neuronBlock());
         int nb = checks.selectNeuronBlocks(layout, scores, keyMask, coverage);
         int nTB = layout.numTokenBlocks();
-        long lists = reserve(nTB, nb);
-        long rowCounts = lists + align(4L * nTB * nb);
+        Lists l = reserve(nTB, nb);
         launchNeuronBlocks("predictNeuronBlocks", scores, z, keyMask, rows, tokenBlock, ffn, layout.neuronBlock(), nb,
-                lists, rowCounts, CudaBackend.ptr(layout.rowPtr()), CudaBackend.ptr(layout.blockIdx()), coverage,
+                l, CudaBackend.ptr(layout.rowPtr()), CudaBackend.ptr(layout.blockIdx()), coverage,
                 Math.min(layout.maxBlocks(), nb), true);
     }
 
     private void launchNeuronBlocks(String op, Tensor scores, Tensor z, Tensor keyMask, int rows, int tokenBlock,
-                                    int ffn, int neuronBlock, int nb, long lists, long rowCounts, long rowPtr,
-                                    long blockIdx, double coverage, int limit, boolean select) {
+                                    int ffn, int neuronBlock, int nb, Lists l, long rowPtr, long blockIdx,
+                                    double coverage, int limit, boolean select) {
         int nTB = (rows + tokenBlock - 1) / tokenBlock;
         int chunks = (tokenBlock + CHUNK_ROWS - 1) / CHUNK_ROWS;
         int smem = smem(op, "13·nb + 4·(nTB + 1) bytes", 13 * nb + 4 * (nTB + 1), 1);
-        long acc = accumulators(8L * nTB * nb + 4L * nTB);
+        long acc = accumulators.address(8L * nTB * nb + 4L * nTB);
         stream.launch(function("predict_neuron_blocks_bf16"), OpShapes.toInt(op, "nTB·chunks", (long) nTB * chunks),
                 1, 1, FUSED_NEURON_THREADS, 1, 1, smem,
-                KernelArgs.of(scores, acc, acc + 8L * nTB * nb, lists, rowCounts, counters(2 + nTB) + 4, rowPtr,
-                        blockIdx, z, keyMask, rows, tokenBlock, ffn, neuronBlock, nb, chunks, coverage, limit,
-                        select ? 1 : 0));
+                KernelArgs.of(scores, acc, acc + 8L * nTB * nb, l.lists(), l.counts(),
+                        counters.address(4L * (2 + nTB)) + 4, rowPtr, blockIdx, z, keyMask, rows, tokenBlock, ffn,
+                        neuronBlock, nb, chunks, coverage, limit, select ? 1 : 0));
     }
 
     /**
@@ -201,37 +195,45 @@ public final class CudaPredict implements PredictOps {
                         (float) (1.0 / Math.sqrt(hs))));
     }
 
-    /** Scratch for rows·width list entries and rows counts (I32); the address of the lists. */
-    private long reserve(int rows, int width) {
-        return scratch.address(align(4L * rows * width) + 4L * rows);
+    /** Device addresses of a selection's per-row lists (rows, width) and counts (rows), I32, in the scratch. */
+    private record Lists(long lists, long counts) {
+    }
+
+    private Lists reserve(int rows, int width) {
+        long lists = scratch.address(align(4L * rows * width) + 4L * rows);
+        return new Lists(lists, lists + align(4L * rows * width));
     }
 
     /** The second launch of a selection: rowPtr and colIdx from the lists (one CTA). */
-    private void csr(String op, Tensor rowPtr, Tensor colIdx, long lists, long rowCounts, int rows, int width) {
+    private void csr(String op, Tensor rowPtr, Tensor colIdx, Lists l, int rows, int width) {
         stream.launch(function("predict_csr_from_lists"), 1, 1, 1, SCAN_THREADS, 1, 1,
-                smem(op, "rows + 1", rows + 1, 4), KernelArgs.of(rowPtr, colIdx, lists, rowCounts, rows, width));
+                smem(op, "rows + 1", rows + 1, 4), KernelArgs.of(rowPtr, colIdx, l.lists(), l.counts(), rows, width));
     }
 
-    /** The address of at least {@code n} arrival counters, all zero (the kernels reset the ones they use). */
-    private long counters(int n) {
-        if (counterCapacity < n) {
-            long capacity = Math.max(64, Long.highestOneBit(n) * 2);
-            long address = counters.address(4 * capacity);
-            stream.memsetD32(address, 0, capacity);
-            counterCapacity = capacity;
-        }
-        return counters.address(4 * counterCapacity);
-    }
+    /**
+     * A grow-only device buffer that is all zero between launches: zeroed on the stream when it grows, and the kernels
+     * that use it set back to zero what they changed (the last CTA to arrive resets the counter it counted on, the
+     * neuron-block kernel zeroes the accumulators it read).
+     */
+    private static final class Zeroed {
+        private final DeviceScratch scratch;
+        private final CudaStream stream;
+        private long bytes;
 
-    /** At least {@code bytes} of fixed-point accumulators, all zero (the neuron-block kernel zeroes what it read). */
-    private long accumulators(long bytes) {
-        if (accumulatorBytes < bytes) {
-            long capacity = Math.max(4096, Long.highestOneBit(bytes) * 2);
-            long address = accumulators.address(capacity);
-            stream.memsetD32(address, 0, capacity / 4);
-            accumulatorBytes = capacity;
+        Zeroed(CudaBackend backend) {
+            this.scratch = new DeviceScratch(backend.arena());
+            this.stream = backend.stream();
         }
-        return accumulators.address(accumulatorBytes);
+
+        /** The address of at least {@code need} zero bytes. */
+        long address(long need) {
+            if (bytes < need) {
+                long capacity = Math.max(4096, Long.highestOneBit(need) * 2);
+                stream.memsetD32(scratch.address(capacity), 0, capacity / 4);
+                bytes = capacity;
+            }
+            return scratch.address(bytes);
+        }
     }
 
     private static long align(long bytes) {

@@ -365,7 +365,8 @@ class CudaPredictDeviceTest extends DeviceTestBase {
     @Test
     void fusedTilePredictionEqualsTheTwoCalls() {
         SplittableRandom r = new SplittableRandom(27);
-        for (int[] dims : new int[][] {{3, 150, 16, 5, 6}, {2, 4096, 64, 5, 8}, {4, 1024, 64, 32, 8}, {1, 7, 64, 3, 2}}) {
+        for (int[] dims : new int[][] {{3, 150, 16, 5, 6}, {2, 4096, 64, 5, 8}, {4, 1024, 64, 32, 8},
+                {1, 7, 64, 3, 2}}) {
             int bsz = dims[0];
             int t = dims[1];
             int block = dims[2];
