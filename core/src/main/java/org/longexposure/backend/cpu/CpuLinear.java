@@ -66,16 +66,7 @@ public final class CpuLinear implements LinearOps {
             linearForward(out, inp, weight, bias, false);
             return;
         }
-        LinearDims d = check(out, inp, weight, "linearForwardResidual");
-        requireResidual(residual, d, "linearForwardResidual");
-        MemorySegment b = null;
-        if (bias != null) {
-            b = bias.requireShape("linearForwardResidual bias", d.n())
-                    .requireDType("linearForwardResidual bias", DType.F32).host();
-        }
-        residualRows(out.host(), residual.host(), b, d.m(), d.n());
-        product(d.m(), d.n(), d.k(), 1f, rowMajor(inp, d.k()), weightTransposed(weight, d.k()), out.host(), d.n(),
-                true);
+        residualProduct("linearForwardResidual", out, inp, weight, bias, 1f, residual);
     }
 
     /** linearForward, then max(x, 0) over out in place (CpuActivation's ReLU formula). */
@@ -104,9 +95,19 @@ public final class CpuLinear implements LinearOps {
             linearForwardScaled(out, inp, weight, alpha, false);
             return;
         }
-        LinearDims d = check(out, inp, weight, "linearForwardScaledResidual");
-        requireResidual(residual, d, "linearForwardScaledResidual");
-        residualRows(out.host(), residual.host(), null, d.m(), d.n());
+        residualProduct("linearForwardScaledResidual", out, inp, weight, null, alpha, residual);
+    }
+
+    /** out = residual (+ bias), then alpha · x·Wᵀ accumulated on top; residual may be out itself. */
+    private void residualProduct(String op, Tensor out, Tensor inp, Tensor weight, Tensor bias, float alpha,
+                                 Tensor residual) {
+        LinearDims d = check(out, inp, weight, op);
+        requireResidual(residual, d, op);
+        MemorySegment b = null;
+        if (bias != null) {
+            b = bias.requireShape(op + " bias", d.n()).requireDType(op + " bias", DType.F32).host();
+        }
+        residualRows(out.host(), residual.host(), b, d.m(), d.n());
         product(d.m(), d.n(), d.k(), alpha, rowMajor(inp, d.k()), weightTransposed(weight, d.k()), out.host(), d.n(),
                 true);
     }
