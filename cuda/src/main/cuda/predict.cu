@@ -509,7 +509,7 @@ extern "C" __global__ void predict_tiles_bf16(double* mass, int* lists, int* row
     unsigned char* keep = reinterpret_cast<unsigned char*>(start + NH * nB + 1);   // nB
     __shared__ double total;
     __shared__ int shared_int;
-    __shared__ int scan[256];
+    __shared__ int scan[SCAN_THREADS];   // csr_from_lists needs blockDim.x ≤ SCAN_THREADS
     int qb = blockIdx.x;
     int h = blockIdx.y;
     tile_mass_row(v, rows, qk, counts, gamma, B, nB, NH, R, qb, h);
@@ -536,7 +536,7 @@ extern "C" __global__ void predict_neuron_blocks_bf16(double* scores, unsigned l
     unsigned char* keep = reinterpret_cast<unsigned char*>(start + nTB + 1);   // nb
     __shared__ double total;
     __shared__ int shared_int;
-    __shared__ int scan[256];
+    __shared__ int scan[SCAN_THREADS];   // csr_from_lists needs blockDim.x ≤ SCAN_THREADS
     int r = blockIdx.x / chunks;
     int c = blockIdx.x % chunks;
     int t0 = r * tokenBlock + c * CHUNK_ROWS;
