@@ -33,7 +33,8 @@
 //     Reads q, k, v, keyMask, the layout; writes out rows < T and lse. blockIdx.z runs over query blocks from the
 //     last (heaviest) to the first.
 //  attention_backward_prep_bf16_hsHS(dOut, out, lse, dPad, lse2Pad, B, T, NH)
-//     any grid (grid-stride over B·Tp·NH threads, one per (b, t, h)), block 256, no smem. Writes the f32 scratch (B, NH, Tp) arrays
+//     any grid (grid-stride over B·NH·Tp threads, one per (b, h, t), t fastest), block 256 (a multiple of 32),
+//     no smem. Writes the f32 scratch (B, NH, Tp) arrays
 //     dPad[i] = D_i = Σ_d dOut_i[d]·out_i[d] (0 for i ≥ T) and lse2Pad[i] = lse_i·log2(e), replaced by +∞ when
 //     lse_i = −∞ or i ≥ T (so that exp2(s − lse2) = 0 there without a branch). 2·B·NH·Tp floats of scratch.
 //  attention_backward_bf16_hsHS(q, k, v, dOut, keyMask, lse2Pad, dPad, rowPtr, colIdx, dQ, dK, dV, T, NH, scale)
@@ -407,41 +408,93 @@ __device__ __forceinline__ void attention_forward(const bf16* __restrict__ q, co
 
 // ------------------------------------------------------------------------------------------------ backward
 
+// D_i = Σ_d dOut_i[d]·out_i[d] and lse2_i of one (b, h, t) per thread, t fastest, so that a warp covers 32
+// consecutive positions of one (b, h): its lse reads and dPad/lse2Pad stores are 32 consecutive floats. When HS/8
+// divides 32 the warp reads its rows cooperatively: G = HS/8 lanes hold one row's 16-byte chunks, 32/G rows per
+// load, so every load instruction reads whole 128-byte lines; the G lanes' partial sums are added by an xor
+// butterfly and the row's sum is handed to the lane of its position. Otherwise each thread reads its own row.
+// Either way the sum runs over the same 8-element chunks; only the order in which chunk sums are combined differs.
 template <int HS>
 __device__ __forceinline__ void attention_backward_prep(const bf16* __restrict__ dOut, const bf16* __restrict__ out,
                                                         const float* __restrict__ lse, float* __restrict__ dPad,
                                                         float* __restrict__ lse2Pad, int B, int T, int NH) {
-    const int Tp = (T + kTile - 1) / kTile * kTile;
+    constexpr int G = HS / 8;                              // 16-byte chunks per head row
+    constexpr bool kCoop = HS % 8 == 0 && 32 % G == 0;
+    constexpr int RP = kCoop ? 32 / G : 1;                 // rows per cooperative load
+    const int Tp = (T + kTile - 1) / kTile * kTile;        // a multiple of 64: warps never straddle two (b, h)
     const int C = NH * HS;
     const long long total = (long long)B * Tp * NH;
-    for (long long id = (long long)blockIdx.x * blockDim.x + threadIdx.x; id < total;
+    const int lane = threadIdx.x & 31;
+    for (long long id = (long long)blockIdx.x * blockDim.x + threadIdx.x; id - lane < total;
          id += (long long)gridDim.x * blockDim.x) {
-        int h = (int)(id % NH);
-        long long bt = id / NH;
-        int t = (int)(bt % Tp);
-        int b = (int)(bt / Tp);
-        size_t o = ((size_t)b * NH + h) * Tp + t;
+        const bool live = id < total;                      // whole warps run the loop: the shuffles need all lanes
+        const int t = (int)(id % Tp);
+        const long long bh = id / Tp;
+        const int h = (int)(bh % NH);
+        const int b = (int)(bh / NH);
+        float acc = 0.f;
+        if constexpr (kCoop) {
+            const int t0 = t - lane;                       // the warp's first position
+            const int sub = lane / G;                      // the row of a load this lane reads
+            const int chunk = lane % G;
+            float part[32 / RP];
+#pragma unroll
+            for (int it = 0; it < 32 / RP; ++it) {
+                const int tr = t0 + it * RP + sub;
+                part[it] = 0.f;
+                if (live && tr < T) {
+                    const size_t row = ((size_t)b * T + tr) * C + (size_t)h * HS + chunk * 8;
+                    uint4 gv = *reinterpret_cast<const uint4*>(dOut + row);
+                    uint4 yv = *reinterpret_cast<const uint4*>(out + row);
+                    const __nv_bfloat162* g2 = reinterpret_cast<const __nv_bfloat162*>(&gv);
+                    const __nv_bfloat162* y2 = reinterpret_cast<const __nv_bfloat162*>(&yv);
+#pragma unroll
+                    for (int e = 0; e < 4; ++e) {
+                        float2 a = __bfloat1622float2(g2[e]);
+                        float2 c2 = __bfloat1622float2(y2[e]);
+                        part[it] = fmaf(a.x, c2.x, part[it]);
+                        part[it] = fmaf(a.y, c2.y, part[it]);
+                    }
+                }
+            }
+#pragma unroll
+            for (int it = 0; it < 32 / RP; ++it) {
+#pragma unroll
+                for (int o = G / 2; o > 0; o >>= 1) {
+                    part[it] += __shfl_xor_sync(0xffffffffu, part[it], o);
+                }
+                // position t0 + it·RP + r's sum is in lanes r·G .. r·G + G − 1; lane it·RP + r takes it
+                float d = __shfl_sync(0xffffffffu, part[it], (lane % RP) * G);
+                if (lane / RP == it) {
+                    acc = d;
+                }
+            }
+        } else if (live && t < T) {
+            const bf16* g = dOut + ((size_t)b * T + t) * C + (size_t)h * HS;
+            const bf16* y = out + ((size_t)b * T + t) * C + (size_t)h * HS;
+#pragma unroll
+            for (int c = 0; c < HS / 8; ++c) {
+                uint4 gv = *reinterpret_cast<const uint4*>(g + c * 8);
+                uint4 yv = *reinterpret_cast<const uint4*>(y + c * 8);
+                const __nv_bfloat162* g2 = reinterpret_cast<const __nv_bfloat162*>(&gv);
+                const __nv_bfloat162* y2 = reinterpret_cast<const __nv_bfloat162*>(&yv);
+#pragma unroll
+                for (int e = 0; e < 4; ++e) {
+                    float2 a = __bfloat1622float2(g2[e]);
+                    float2 c2 = __bfloat1622float2(y2[e]);
+                    acc = fmaf(a.x, c2.x, acc);
+                    acc = fmaf(a.y, c2.y, acc);
+                }
+            }
+        }
+        if (!live) {
+            continue;
+        }
+        const size_t o = (size_t)bh * Tp + t;
         if (t >= T) {
             dPad[o] = 0.f;
             lse2Pad[o] = INFINITY;
             continue;
-        }
-        const bf16* g = dOut + ((size_t)b * T + t) * C + (size_t)h * HS;
-        const bf16* y = out + ((size_t)b * T + t) * C + (size_t)h * HS;
-        float acc = 0.f;
-#pragma unroll
-        for (int c = 0; c < HS / 8; ++c) {
-            uint4 gv = *reinterpret_cast<const uint4*>(g + c * 8);
-            uint4 yv = *reinterpret_cast<const uint4*>(y + c * 8);
-            const __nv_bfloat162* g2 = reinterpret_cast<const __nv_bfloat162*>(&gv);
-            const __nv_bfloat162* y2 = reinterpret_cast<const __nv_bfloat162*>(&yv);
-#pragma unroll
-            for (int e = 0; e < 4; ++e) {
-                float2 a = __bfloat1622float2(g2[e]);
-                float2 c2 = __bfloat1622float2(y2[e]);
-                acc = fmaf(a.x, c2.x, acc);
-                acc = fmaf(a.y, c2.y, acc);
-            }
         }
         float ls = lse[((size_t)b * NH + h) * T + t];
         dPad[o] = acc;
