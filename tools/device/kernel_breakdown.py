@@ -8,17 +8,6 @@ import argparse
 import collections
 import csv
 import json
-import platform
-import subprocess
-
-
-def gpu_name():
-    try:
-        return subprocess.run(["nvidia-smi", "--query-gpu=name,driver_version", "--format=csv,noheader"],
-                              capture_output=True, text=True, check=True).stdout.strip()
-    except (OSError, subprocess.CalledProcessError):
-        return "unknown"
-
 
 def main():
     ap = argparse.ArgumentParser()
@@ -35,7 +24,7 @@ def main():
     name_i, value_i, unit_i = head.index("Kernel Name"), head.index("Metric Value"), head.index("Metric Unit")
     kernels = []
     for r in rows[1:]:
-        scale = {"nsecond": 1e-6, "usecond": 1e-3, "msecond": 1.0, "second": 1e3}[r[unit_i]]
+        scale = {"ns": 1e-6, "nsecond": 1e-6, "us": 1e-3, "usecond": 1e-3, "ms": 1.0, "msecond": 1.0}[r[unit_i]]
         kernels.append((r[name_i], float(r[value_i].replace(",", "")) * scale))
     starts = [i for i, k in enumerate(kernels) if k[0].startswith("embedding_forward")][::2]
     if len(starts) < 2:
@@ -46,13 +35,13 @@ def main():
         by_name[name][0] += 1
         by_name[name][1] += ms
     plain = json.load(open(a.plain))
-    wall = plain["step"]["ms_median"] if "step" in plain and "ms_median" in plain["step"] else plain.get("ms_median")
+    wall = plain.get("step", {}).get("ms_median")
     kernel_ms = sum(ms for _, ms in step)
     result = {
         "benchmark": "kernel-breakdown",
         "commit": a.commit,
         "case": a.case,
-        "machine": {"gpu": gpu_name(), "host": platform.node()},
+        "machine": plain.get("machine"),
         "config": plain.get("config"),
         "method": "ncu --clock-control none --cache-control none --metrics gpu__time_duration.sum over "
                   "CudaStepBench --warmup 1 --iters 1 (kernels serialised, L2 as the previous kernel left it); the "

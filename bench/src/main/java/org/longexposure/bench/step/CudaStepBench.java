@@ -52,7 +52,7 @@ import org.longexposure.train.Trainer;
  *      [--seq 1024] [--rank 8] [--alpha 16] [--targets q_proj,v_proj] [--warmup 3] [--iters 9] [--lr 1e-4]
  *      [--max-grad-norm 1.0] [--seed 0] [--device 0] [--cuda-lib-path DIR[:DIR]] [--peak-tflops X]
  *      [--backend cuda|cpu] [--commit SHA] [--out FILE.json] [--profile STEPS] [--profile-hold-ms MS]
- *      [--gemm-autotune on|off]
+ *      [--gemm-autotune on|off] [--graph-backward on|off]
  * </pre>
  * {@code --backend cpu} runs the same measurement on the CPU backend (no memory figures): a dry run of the
  * benchmark itself on a small config where no GPU is at hand. {@code --profile STEPS} builds the run on a
@@ -61,8 +61,10 @@ import org.longexposure.train.Trainer;
  * {@code --profile-hold-ms MS} holds the stream for MS at each profiled step's start and after each read-back, so
  * that the op times are the GPU's alone ({@link ProfilingBackend#holdMillis}).
  * {@code --gemm-autotune on} times cuBLASLt's candidates per GEMM shape and keeps the fastest instead of its first
- * heuristic choice (the default, off, repeats bit for bit from run to run). {@code --refreshes N} then times N predictor refreshes of a {@code --sparsity auto} run
- * ({@link RefreshBench}).
+ * heuristic choice (the default, off, repeats bit for bit from run to run). {@code --refreshes N} then times N
+ * predictor refreshes of a {@code --sparsity auto} run ({@link RefreshBench}). {@code --graph-backward on} replays
+ * the backward pass from a CUDA graph captured in the last warm-up step ({@link GraphedBackward}): a measurement of
+ * the launch overhead graphs would remove, not a training mode.
  */
 public final class CudaStepBench {
     private static final double GIB = 1024.0 * 1024 * 1024;
@@ -74,7 +76,7 @@ public final class CudaStepBench {
     record Options(String backend, Path config, int batch, int seq, int rank, float alpha, List<String> targets, int warmup,
                    int iters, float lr, float maxGradNorm, long seed, int device, List<Path> libDirs,
                    double peakTflops, String commit, Path out, int profile, double profileHoldMs, boolean gemmAutotune,
-                   Sparse sparse) {
+                   Sparse sparse, boolean graphBackward) {
     }
 
     /**
@@ -102,7 +104,8 @@ public final class CudaStepBench {
                     + " [--peak-tflops X] [--backend cuda|cpu] [--commit SHA] [--out FILE.json] [--profile STEPS]"
                     + " [--profile-hold-ms MS]"
                     + " [--gemm-autotune on|off] [--attn-row-fraction F] [--mlp-blocks N,N,...]"
-                    + " [--neuron-block 128] [--attn-block 64] [--predictor-rank 8] [--refreshes N]");
+                    + " [--neuron-block 128] [--attn-block 64] [--predictor-rank 8] [--refreshes N]"
+                    + " [--graph-backward on|off]");
             System.exit(2);
             return;
         }
@@ -123,6 +126,7 @@ public final class CudaStepBench {
         List<String> targets = LoraConfig.DEFAULT_TARGETS;
         int warmup = 3;
         int iters = 9;
+        boolean graphBackward = false;
         float lr = 1e-4f;
         float maxGradNorm = 1.0f;
         long seed = 0;
@@ -176,6 +180,11 @@ public final class CudaStepBench {
                 case "--attn-block" -> attnBlock = Integer.parseInt(v);
                 case "--predictor-rank" -> predictorRank = Integer.parseInt(v);
                 case "--refreshes" -> refreshes = Integer.parseInt(v);
+                case "--graph-backward" -> graphBackward = switch (v) {
+                    case "on" -> true;
+                    case "off" -> false;
+                    default -> throw new IllegalArgumentException("--graph-backward: expected on or off, got " + v);
+                };
                 default -> throw new IllegalArgumentException("unknown option " + args[i]);
             }
         }
@@ -188,12 +197,16 @@ public final class CudaStepBench {
         if (!backend.equals("cuda") && !backend.equals("cpu")) {
             throw new IllegalArgumentException("--backend: expected cuda or cpu, got " + backend);
         }
+        if (graphBackward && (profile > 0 || refreshes > 0 || !backend.equals("cuda"))) {
+            throw new IllegalArgumentException("--graph-backward on needs --backend cuda without --profile and"
+                    + " --refreshes");
+        }
         if (!Double.isNaN(rowFraction) && !(rowFraction > 0 && rowFraction <= 1)) {
             throw new IllegalArgumentException("--attn-row-fraction: expected a number in (0, 1], got " + rowFraction);
         }
         return new Options(backend, config, batch, seq, rank, alpha, targets, warmup, iters, lr, maxGradNorm, seed, device,
                 libDirs, peak, commit, out, profile, profileHold, autotune,
-                new Sparse(rowFraction, mlpBlocks, neuronBlock, attnBlock, predictorRank, refreshes));
+                new Sparse(rowFraction, mlpBlocks, neuronBlock, attnBlock, predictorRank, refreshes), graphBackward);
     }
 
     static List<Path> splitPath(String s) {
@@ -254,7 +267,14 @@ public final class CudaStepBench {
             Lora.apply(model, lora, be, params, o.seed());
             TrainConfig tc = new TrainConfig(LrSchedule.constant(o.lr()), 0f, 0.9f, 0.999f, 1e-8f,
                     o.maxGradNorm(), 0f, 1);
-            Trainer trainer = new Trainer(be, model, params, tc, o.batch(), o.seq());
+            GraphedBackward graphed = null;
+            if (o.graphBackward()) {
+                if (!(be instanceof CudaBackend cuda)) {
+                    throw new IllegalArgumentException("--graph-backward on needs --backend cuda without --profile");
+                }
+                graphed = new GraphedBackward(model, cuda.stream());
+            }
+            Trainer trainer = new Trainer(be, graphed != null ? graphed : model, params, tc, o.batch(), o.seq());
             SparseSteps sparse = o.sparse().on() ? SparseSteps.install(o.sparse(), cfg, model, be, o.batch(),
                     o.seq(), o.seed()) : null;
             be.sync();
@@ -266,8 +286,14 @@ public final class CudaStepBench {
             sample(mem, peaks);
             List<Double> losses = new ArrayList<>();
             for (int i = 0; i < o.warmup(); i++) {
+                if (graphed != null && i == o.warmup() - 1) {
+                    graphed.arm();   // captured in the last warm-up step, replayed in every timed one
+                }
                 losses.add(trainer.step(List.of(batch)).loss());
                 sample(mem, peaks);
+            }
+            if (graphed != null) {
+                graphed.arm();
             }
             double[] ms = new double[o.iters()];
             for (int i = 0; i < o.iters(); i++) {
@@ -278,6 +304,9 @@ public final class CudaStepBench {
             }
             if (o.profile() > 0 && be instanceof ProfilingBackend prof) {
                 StepProfile.run(prof, trainer, batch, o.profile(), o.profileHoldMs(), result);
+            }
+            if (graphed != null) {
+                graphed.close();
             }
             if (o.sparse().refreshes() > 0) {
                 RefreshBench.run(o.sparse(), cfg, model, trainer, be, batch, o.seed(), result);
@@ -310,6 +339,7 @@ public final class CudaStepBench {
             c.put("lr", o.lr());
             c.put("max_grad_norm", o.maxGradNorm());
             c.put("warmup", o.warmup());
+            c.put("graph_backward", o.graphBackward());
             c.put("iters", o.iters());
             c.put("seed", o.seed());
             c.put("activation_dtype", be.activationDType().toString());

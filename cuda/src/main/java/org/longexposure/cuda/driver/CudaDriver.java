@@ -66,6 +66,12 @@ public final class CudaDriver {
     private final MethodHandle cuEventSynchronize;
     private final MethodHandle cuEventElapsedTime;
     private final MethodHandle cuEventDestroy;
+    private final MethodHandle cuStreamBeginCapture;
+    private final MethodHandle cuStreamEndCapture;
+    private final MethodHandle cuGraphInstantiateWithFlags;
+    private final MethodHandle cuGraphLaunch;
+    private final MethodHandle cuGraphExecDestroy;
+    private final MethodHandle cuGraphDestroy;
     private final MethodHandle cuModuleLoadData;
     private final MethodHandle cuModuleGetFunction;
     private final MethodHandle cuModuleUnload;
@@ -105,6 +111,12 @@ public final class CudaDriver {
         cuEventSynchronize = bind(lib, "cuEventSynchronize", ADDRESS);
         cuEventElapsedTime = bind(lib, "cuEventElapsedTime_v2", ADDRESS, ADDRESS, ADDRESS);
         cuEventDestroy = bind(lib, "cuEventDestroy_v2", ADDRESS);
+        cuStreamBeginCapture = bind(lib, "cuStreamBeginCapture_v2", ADDRESS, JAVA_INT);
+        cuStreamEndCapture = bind(lib, "cuStreamEndCapture", ADDRESS, ADDRESS);
+        cuGraphInstantiateWithFlags = bind(lib, "cuGraphInstantiateWithFlags", ADDRESS, ADDRESS, JAVA_LONG);
+        cuGraphLaunch = bind(lib, "cuGraphLaunch", ADDRESS, ADDRESS);
+        cuGraphExecDestroy = bind(lib, "cuGraphExecDestroy", ADDRESS);
+        cuGraphDestroy = bind(lib, "cuGraphDestroy", ADDRESS);
         cuModuleLoadData = bind(lib, "cuModuleLoadData", ADDRESS, ADDRESS);
         cuModuleGetFunction = bind(lib, "cuModuleGetFunction", ADDRESS, ADDRESS, ADDRESS);
         cuModuleUnload = bind(lib, "cuModuleUnload", ADDRESS);
@@ -310,6 +322,46 @@ public final class CudaDriver {
 
     public void eventDestroy(MemorySegment event) {
         call("cuEventDestroy_v2", () -> "", () -> (int) cuEventDestroy.invokeExact(event));
+    }
+
+    // --- stream capture and graphs
+
+    /** CU_STREAM_CAPTURE_MODE_THREAD_LOCAL: this thread's unsafe calls (a synchronisation) fail the capture. */
+    public static final int CAPTURE_MODE_THREAD_LOCAL = 1;
+
+    public void streamBeginCapture(MemorySegment stream, int mode) {
+        call("cuStreamBeginCapture_v2", () -> "mode " + mode,
+                () -> (int) cuStreamBeginCapture.invokeExact(stream, mode));
+    }
+
+    /** Ends the capture and returns the CUgraph holding the captured work. */
+    public MemorySegment streamEndCapture(MemorySegment stream) {
+        try (Arena a = Arena.ofConfined()) {
+            MemorySegment v = a.allocate(ADDRESS);
+            call("cuStreamEndCapture", () -> "", () -> (int) cuStreamEndCapture.invokeExact(stream, v));
+            return v.get(ADDRESS, 0);
+        }
+    }
+
+    public MemorySegment graphInstantiate(MemorySegment graph) {
+        try (Arena a = Arena.ofConfined()) {
+            MemorySegment v = a.allocate(ADDRESS);
+            call("cuGraphInstantiateWithFlags", () -> "",
+                    () -> (int) cuGraphInstantiateWithFlags.invokeExact(v, graph, 0L));
+            return v.get(ADDRESS, 0);
+        }
+    }
+
+    public void graphLaunch(MemorySegment exec, MemorySegment stream) {
+        call("cuGraphLaunch", () -> "", () -> (int) cuGraphLaunch.invokeExact(exec, stream));
+    }
+
+    public void graphExecDestroy(MemorySegment exec) {
+        call("cuGraphExecDestroy", () -> "", () -> (int) cuGraphExecDestroy.invokeExact(exec));
+    }
+
+    public void graphDestroy(MemorySegment graph) {
+        call("cuGraphDestroy", () -> "", () -> (int) cuGraphDestroy.invokeExact(graph));
     }
 
     // --- modules and launches

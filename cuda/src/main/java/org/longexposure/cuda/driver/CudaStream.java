@@ -75,6 +75,39 @@ public final class CudaStream implements AutoCloseable {
         }
     }
 
+    /**
+     * Records what {@code work} queues on this stream into a graph instead of running it, and returns the graph
+     * ready to launch (nothing has run yet). The capture is thread-local: a synchronising call made by
+     * {@code work} fails it (with the driver's error), as does any other stream operation that cannot be captured;
+     * the stream is left out of capture mode either way.
+     */
+    public CudaGraph capture(Runnable work) {
+        driver.streamBeginCapture(handle, CudaDriver.CAPTURE_MODE_THREAD_LOCAL);
+        MemorySegment graph;
+        try {
+            work.run();
+        } catch (RuntimeException | Error e) {
+            try {
+                driver.graphDestroy(driver.streamEndCapture(handle));
+            } catch (RuntimeException suppressed) {
+                e.addSuppressed(suppressed);
+            }
+            throw e;
+        }
+        graph = driver.streamEndCapture(handle);
+        try {
+            return new CudaGraph(driver, graph, driver.graphInstantiate(graph));
+        } catch (RuntimeException e) {
+            driver.graphDestroy(graph);
+            throw e;
+        }
+    }
+
+    /** Queues {@code graph}'s work on this stream. */
+    public void launch(CudaGraph graph) {
+        driver.graphLaunch(graph.exec(), handle);
+    }
+
     /** Records {@code event} at the current end of this stream. */
     public void record(CudaEvent event) {
         driver.eventRecord(event.handle(), handle);

@@ -9,11 +9,13 @@ import java.lang.foreign.ValueLayout;
 import java.util.SplittableRandom;
 import org.junit.jupiter.api.Tag;
 import org.junit.jupiter.api.Test;
+import org.longexposure.cuda.CudaException;
 import org.longexposure.cuda.Gpu;
+import org.longexposure.cuda.driver.CudaGraph;
 import org.longexposure.tensor.DType;
 import org.longexposure.tensor.Tensor;
 
-/** Backend-level services of {@link CudaBackend}: fillUniform, adoptWeight, write/read checks. */
+/** Backend-level services of {@link CudaBackend}: fillUniform, adoptWeight, write/read checks, stream capture. */
 @Tag("gpu")
 class CudaBackendDeviceTest extends DeviceTestBase {
 
@@ -50,6 +52,26 @@ class CudaBackendDeviceTest extends DeviceTestBase {
                 assertThat(got16[i]).isEqualTo(org.longexposure.cuda.Bf16.round(f16.getFloat(i)));
             }
         }
+    }
+
+    /**
+     * A captured graph runs nothing until launched and then replays the captured kernels with their arguments; a
+     * synchronisation inside the capture fails it with the driver's error and leaves the stream usable.
+     */
+    @Test
+    void capturedGraphReplaysItsKernels() {
+        Tensor t = Gpu.upload(gpu, DType.F32, new float[] {1, 2, 3}, 3);
+        try (CudaGraph graph = gpu.stream().capture(() -> gpu.optim().scale(t, 2f))) {
+            assertThat(Gpu.download(gpu, t)).containsExactly(1f, 2f, 3f);
+            gpu.stream().launch(graph);
+            assertThat(Gpu.download(gpu, t)).containsExactly(2f, 4f, 6f);
+            gpu.stream().launch(graph);
+            assertThat(Gpu.download(gpu, t)).containsExactly(4f, 8f, 12f);
+        }
+        assertThatThrownBy(() -> gpu.stream().capture(gpu::sync)).isInstanceOf(CudaException.class)
+                .hasMessageContaining("CUDA_ERROR_STREAM_CAPTURE");
+        gpu.optim().scale(t, 0.5f);
+        assertThat(Gpu.download(gpu, t)).containsExactly(2f, 4f, 6f);
     }
 
     @Test
