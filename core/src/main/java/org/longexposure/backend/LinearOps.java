@@ -98,4 +98,30 @@ public interface LinearOps {
      * @param inp     (M, K) ACT
      */
     void linearBackwardWeight(Tensor dWeight, Tensor dBias, Tensor dOut, Tensor inp, float alpha);
+
+    /**
+     * The backward of a LoRA layer without dropout, {@code y = x·Wᵀ (+ b) + s·(x·Aᵀ)·Bᵀ}, in one op: the adapter's
+     * parameter gradients {@code dB += s·dYᵀ·xa}, {@code dXa = s·dY·B}, {@code dA += dXaᵀ·x} and the input gradient
+     * {@code dInp (+)= dY·W}, then {@code dInp += dXa·A}. The parameter products do not touch dInp, so a device
+     * backend may run them beside the frozen product.
+     *
+     * @param dInp   (M, K) ACT, overwritten (or accumulated into with {@code accumulate})
+     * @param dOut   (M, N) ACT
+     * @param weight (N, K) the frozen weight
+     * @param dA     (R, K) F32, accumulated
+     * @param dB     (N, R) F32, accumulated
+     * @param dXa    (M, R) ACT scratch, overwritten with s·dY·B
+     * @param inp    (M, K) ACT: the forward's input x
+     * @param xa     (M, R) ACT: the forward's x·Aᵀ
+     * @param a      (R, K) F32
+     * @param b      (N, R) F32
+     */
+    default void loraLinearBackward(Tensor dInp, Tensor dOut, Tensor weight, boolean accumulate, Tensor dA,
+                                    Tensor dB, Tensor dXa, Tensor inp, Tensor xa, Tensor a, Tensor b, float scale) {
+        linearBackwardWeight(dB, null, dOut, xa, scale);      // dB += s·dYᵀ·xa
+        linearBackwardInput(dXa, dOut, b, scale, false);      // dXa = s·dY·B
+        linearBackwardWeight(dA, null, dXa, inp, 1f);         // dA += dXaᵀ·x
+        linearBackwardInput(dInp, dOut, weight, 1f, accumulate); // dInp (+)= dY·W
+        linearBackwardInput(dInp, dXa, a, 1f, true);           // dInp += dXa·A
+    }
 }

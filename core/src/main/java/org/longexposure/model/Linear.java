@@ -93,6 +93,9 @@ public final class Linear {
             }
             return;
         }
+        if (dInp != null && adapter.backwardWithFrozen(be, dInp, dOut, inp, accumulate, weight)) {
+            return;
+        }
         adapter.backward(be, dInp, dOut, inp, accumulate); // dInp (+)= the adapter's share; its grads +=
         if (dInp != null) {
             be.linear().linearBackwardInput(dInp, dOut, weight, 1f, true); // dInp += dOut·W

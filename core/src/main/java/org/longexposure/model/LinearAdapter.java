@@ -53,4 +53,16 @@ public interface LinearAdapter {
     default double[] linearDelta(Backend backend) {
         return null;
     }
+
+    /**
+     * The whole backward of the layer, the frozen product included, when the adapter has a fused form for it
+     * (e.g. one that lets a device run the adapter's parameter products beside the frozen one); returns false,
+     * having done nothing, otherwise, and the caller runs {@link #backward} and the frozen product.
+     *
+     * @param weight the frozen (N, K) weight of the layer
+     */
+    default boolean backwardWithFrozen(Backend backend, Tensor dInp, Tensor dOut, Tensor inp, boolean accumulate,
+                                       Tensor weight) {
+        return false;
+    }
 }

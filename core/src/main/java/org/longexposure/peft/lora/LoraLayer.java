@@ -121,6 +121,23 @@ public final class LoraLayer implements LinearAdapter {
         }
     }
 
+    /**
+     * Without dropout in the last forward, the whole backward as {@code LinearOps.loraLinearBackward}: the same
+     * products as {@link #backward} followed by the frozen input gradient, with the frozen product before the
+     * LoRA share of dInp (so a device can run the parameter products beside it).
+     */
+    @Override
+    public boolean backwardWithFrozen(Backend be, Tensor dInp, Tensor dOut, Tensor inp, boolean accumulate,
+                                      Tensor weight) {
+        if (lastDropped) {
+            return false;
+        }
+        int m = Math.toIntExact(inp.shape().rows());
+        be.linear().loraLinearBackward(dInp, dOut, weight, accumulate, dA, dB, dXa.slice(0, m), inp, xa.slice(0, m),
+                a, b, scaling);
+        return true;
+    }
+
     /** ΔW = scaling·B·A (N, K), formed on the host in float64 from the current A and B. */
     @Override
     public double[] linearDelta(Backend be) {

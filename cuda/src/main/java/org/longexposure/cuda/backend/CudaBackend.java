@@ -23,6 +23,7 @@ import org.longexposure.cuda.DeviceStorage;
 import org.longexposure.cuda.PinnedStaging;
 import org.longexposure.cuda.blas.CublasGemm;
 import org.longexposure.cuda.driver.CudaContext;
+import org.longexposure.cuda.driver.CudaEvent;
 import org.longexposure.cuda.driver.CudaStream;
 import org.longexposure.cuda.driver.KernelArgs;
 import org.longexposure.cuda.kernels.KernelLibrary;
@@ -30,8 +31,9 @@ import org.longexposure.tensor.DType;
 import org.longexposure.tensor.Tensor;
 
 /**
- * The GPU backend: one device, its primary context, one stream that all work goes on, a {@link DeviceArena} that
- * owns every tensor, the kernel library and cuBLASLt. Activations are BF16 ({@link #activationDType()}); frozen
+ * The GPU backend: one device, its primary context, one stream that all work goes on (a side stream takes
+ * independent products of one op beside it, forked from and joined back into the main stream within that op:
+ * {@link #fork()}), a {@link DeviceArena} that owns every tensor, the kernel library and cuBLASLt. Activations are BF16 ({@link #activationDType()}); frozen
  * matrices BF16; biases, LayerNorm weights, trainable parameters, their gradients and optimizer state F32 (see the
  * op families for each operand). Ops only queue work: {@link #sync()} waits for it, {@link #read} synchronises.
  *
@@ -45,10 +47,14 @@ public final class CudaBackend implements Backend {
     private final Deque<AutoCloseable> owned = new ArrayDeque<>();
     private final CudaContext ctx;
     private final CudaStream stream;
+    private final CudaStream sideStream;
+    private final CudaEvent forkEvent;
+    private final CudaEvent joinEvent;
     private final DeviceArena arena;
     private final PinnedStaging staging;
     private final KernelLibrary kernels;
     private final CublasGemm gemm;
+    private final CublasGemm sideGemm;
     private final Bf16Shadows shadows;
     private final CudaLinear linear;
     private final CudaAttention attention;
@@ -67,10 +73,14 @@ public final class CudaBackend implements Backend {
         try {
             ctx = own(CudaContext.open(options.deviceOrdinal(), options.libDirs()));
             stream = own(ctx.createStream());
+            sideStream = own(ctx.createStream());
+            forkEvent = own(ctx.createSyncEvent());
+            joinEvent = own(ctx.createSyncEvent());
             arena = own(new DeviceArena(ctx, stream));
             staging = own(new PinnedStaging(ctx, stream, STAGING_CHUNK_BYTES));
             kernels = own(new KernelLibrary(ctx, options.kernelCacheDir(), options.cudaHomes()));
             gemm = own(CublasGemm.open(ctx, options.libDirs(), options.gemmAutotune()));
+            sideGemm = own(CublasGemm.open(ctx, options.libDirs(), options.gemmAutotune()));
             shadows = new Bf16Shadows(this);
             linear = new CudaLinear(this);
             attention = new CudaAttention(this);
@@ -117,9 +127,38 @@ public final class CudaBackend implements Backend {
         return ctx;
     }
 
-    /** The one stream every op of this backend queues on. */
+    /** The stream every op of this backend queues on (see {@link #fork()} for the one exception). */
     public CudaStream stream() {
         return stream;
+    }
+
+    /**
+     * The side stream: an op may run a part of its work there, beside its main-stream work, between
+     * {@link #fork()} and {@link #join()}. Only products on {@link #sideGemm()} (its own cuBLASLt workspace) over
+     * tensors that live through the op go there; nothing is allocated or released on it.
+     */
+    public CudaStream sideStream() {
+        return sideStream;
+    }
+
+    /** The cuBLASLt products of the side stream, with a workspace of their own. */
+    public CublasGemm sideGemm() {
+        return sideGemm;
+    }
+
+    /** Work queued on the side stream from now on runs after everything queued on the main stream so far. */
+    public void fork() {
+        stream.record(forkEvent);
+        sideStream.waitFor(forkEvent);
+    }
+
+    /**
+     * Work queued on the main stream from now on runs after everything queued on the side stream so far; every
+     * {@link #fork()} is joined before its op returns, so waiting for the main stream waits for both.
+     */
+    public void join() {
+        sideStream.record(joinEvent);
+        stream.waitFor(joinEvent);
     }
 
     public KernelLibrary kernels() {

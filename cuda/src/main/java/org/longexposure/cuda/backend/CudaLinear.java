@@ -7,6 +7,7 @@ import org.longexposure.backend.OpShapes;
 import org.longexposure.backend.OpShapes.LinearDims;
 import org.longexposure.cuda.blas.CublasGemm;
 import org.longexposure.cuda.driver.CudaFunction;
+import org.longexposure.cuda.driver.CudaStream;
 import org.longexposure.cuda.driver.KernelArgs;
 import org.longexposure.tensor.DType;
 import org.longexposure.tensor.Tensor;
@@ -141,6 +142,58 @@ final class CudaLinear implements LinearOps {
                         KernelArgs.of(dBias, dOut, alpha, m, n));
             }
         }
+    }
+
+    /**
+     * LoRA's backward with its parameter products on the side stream: after {@link CudaBackend#fork()} the side
+     * stream queues {@code dB += s·dYᵀ·xa}, {@code dXa = s·dY·B} and {@code dA += dXaᵀ·x} (on the side's cuBLASLt,
+     * which has its own workspace) while the main stream queues the frozen {@code dInp (+)= dY·W}; after
+     * {@link CudaBackend#join()} the main stream adds {@code dXa·A}. The skinny products use few CTAs and would
+     * otherwise run one after another with the GPU mostly idle; beside the frozen product they fill its gaps. The
+     * bf16 shadows of A and B are brought up to date on the main stream before the fork.
+     */
+    @Override
+    public void loraLinearBackward(Tensor dInp, Tensor dOut, Tensor weight, boolean accumulate, Tensor dA,
+                                   Tensor dB, Tensor dXa, Tensor inp, Tensor xa, Tensor a, Tensor b, float scale) {
+        String op = "loraLinearBackward";
+        LinearDims d = OpShapes.linear(op, dOut, dInp, weight, DType.BF16);   // M, N, K
+        LinearDims low = OpShapes.linear(op, xa, inp, a, DType.BF16);        // M, R, K
+        OpShapes.linear(op, dOut, dXa, b, DType.BF16);                        // M, N, R
+        if (low.m() != d.m() || low.k() != d.k()) {
+            throw new IllegalArgumentException(op + ": inp " + inp.shape() + " does not match dInp " + dInp.shape());
+        }
+        int m = d.m();
+        int n = d.n();
+        int k = d.k();
+        int r = low.n();
+        dA.requireShape(op + " dA", r, k).requireDType(op + " dA", DType.F32);
+        dB.requireShape(op + " dB", n, r).requireDType(op + " dB", DType.F32);
+        long w = weightBf16(weight);
+        long aS = weightBf16(a);
+        long bS = weightBf16(b);
+        shadows.wrote(dA);
+        shadows.wrote(dB);
+        if (m == 0) {
+            return;
+        }
+        CudaStream side = backend.sideStream();
+        CublasGemm sideGemm = backend.sideGemm();
+        backend.fork();
+        // dB (N, R) += s · dYᵀ (N, M) · xa (M, R), F32
+        sideGemm.matmul(true, false, n, r, m, scale, ptr(dOut), n, ptr(xa), r, 1f, ptr(dB), r, DType.F32, 0, null,
+                false, side);
+        // dXa (M, R) = s · dY (M, N) · B (N, R)
+        sideGemm.matmul(false, false, m, r, n, scale, ptr(dOut), n, bS, r, 0f, ptr(dXa), ptr(dXa), r, DType.BF16, 0,
+                null, false, side);
+        // dA (R, K) += dXaᵀ (R, M) · x (M, K), F32
+        sideGemm.matmul(true, false, r, k, m, 1f, ptr(dXa), r, ptr(inp), k, 1f, ptr(dA), k, DType.F32, 0, null,
+                false, side);
+        // main: dInp (M, K) (+)= dY (M, N) · W (N, K), beside the products above
+        product(false, false, m, k, n, 1f, ptr(dOut), n, w, k, accumulate ? 1f : 0f, ptr(dInp), ptr(dInp), k, 0,
+                null, false);
+        backend.join();
+        // dInp += dXa (M, R) · A (R, K)
+        product(false, false, m, k, r, 1f, ptr(dXa), r, aS, k, 1f, ptr(dInp), ptr(dInp), k, 0, null, false);
     }
 
     /** Row-major {@code D = alpha·op(A)·op(B) + beta·C (+ bias, ReLU)}, C (m, n) at c with D's layout. */

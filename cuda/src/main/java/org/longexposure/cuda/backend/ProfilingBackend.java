@@ -302,6 +302,9 @@ public final class ProfilingBackend implements Backend {
         if (!family.equals("linear")) {
             return family + "." + method;
         }
+        if (method.equals("loraLinearBackward")) {
+            return "gemm frozen+lora bwd";
+        }
         Tensor weight = args.length > 2 && args[2] instanceof Tensor w ? w : null;
         boolean lora = method.equals("linearBackwardWeight") || (weight != null && weight.dtype() == DType.F32);
         if (lora) {

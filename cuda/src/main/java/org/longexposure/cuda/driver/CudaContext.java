@@ -116,6 +116,11 @@ public final class CudaContext implements AutoCloseable {
         return new CudaEvent(driver, driver.eventCreate(0));
     }
 
+    /** An event for ordering streams only (CU_EVENT_DISABLE_TIMING: cheaper to record and wait on). */
+    public CudaEvent createSyncEvent() {
+        return new CudaEvent(driver, driver.eventCreate(2));
+    }
+
     /** Loads a cubin image; {@code name} labels errors (e.g. "layernorm.sm_90a.cubin"). */
     public CudaModule loadModule(byte[] image, String name) {
         try (var arena = java.lang.foreign.Arena.ofConfined()) {

@@ -66,6 +66,7 @@ public final class CudaDriver {
     private final MethodHandle cuEventSynchronize;
     private final MethodHandle cuEventElapsedTime;
     private final MethodHandle cuEventDestroy;
+    private final MethodHandle cuStreamWaitEvent;
     private final MethodHandle cuStreamBeginCapture;
     private final MethodHandle cuStreamEndCapture;
     private final MethodHandle cuGraphInstantiateWithFlags;
@@ -111,6 +112,7 @@ public final class CudaDriver {
         cuEventSynchronize = bind(lib, "cuEventSynchronize", ADDRESS);
         cuEventElapsedTime = bind(lib, "cuEventElapsedTime_v2", ADDRESS, ADDRESS, ADDRESS);
         cuEventDestroy = bind(lib, "cuEventDestroy_v2", ADDRESS);
+        cuStreamWaitEvent = bind(lib, "cuStreamWaitEvent", ADDRESS, ADDRESS, JAVA_INT);
         cuStreamBeginCapture = bind(lib, "cuStreamBeginCapture_v2", ADDRESS, JAVA_INT);
         cuStreamEndCapture = bind(lib, "cuStreamEndCapture", ADDRESS, ADDRESS);
         cuGraphInstantiateWithFlags = bind(lib, "cuGraphInstantiateWithFlags", ADDRESS, ADDRESS, JAVA_LONG);
@@ -305,6 +307,11 @@ public final class CudaDriver {
 
     public void eventRecord(MemorySegment event, MemorySegment stream) {
         call("cuEventRecord", () -> "", () -> (int) cuEventRecord.invokeExact(event, stream));
+    }
+
+    /** Work queued on {@code stream} after this call waits for the work before {@code event}'s last record. */
+    public void streamWaitEvent(MemorySegment stream, MemorySegment event) {
+        call("cuStreamWaitEvent", () -> "", () -> (int) cuStreamWaitEvent.invokeExact(stream, event, 0));
     }
 
     public void eventSynchronize(MemorySegment event) {

@@ -108,6 +108,11 @@ public final class CudaStream implements AutoCloseable {
         driver.graphLaunch(graph.exec(), handle);
     }
 
+    /** Work queued on this stream from now on waits for the work before {@code event}'s last record. */
+    public void waitFor(CudaEvent event) {
+        driver.streamWaitEvent(handle, event.handle());
+    }
+
     /** Records {@code event} at the current end of this stream. */
     public void record(CudaEvent event) {
         driver.eventRecord(event.handle(), handle);

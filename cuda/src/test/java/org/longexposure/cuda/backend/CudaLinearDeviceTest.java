@@ -2,6 +2,7 @@ package org.longexposure.cuda.backend;
 
 import static org.assertj.core.api.Assertions.assertThat;
 import static org.assertj.core.api.Assertions.assertThatThrownBy;
+import static org.longexposure.cuda.backend.DeviceTestSupport.assertExact;
 
 import java.util.SplittableRandom;
 import org.assertj.core.data.Offset;
@@ -326,6 +327,69 @@ class CudaLinearDeviceTest {
 
         assertThat(Gpu.relativeError(Gpu.download(gpu, dW), dWRef.toFloatArray())).isLessThan(1e-4);
         assertThat(Gpu.relativeError(Gpu.download(gpu, dB), dBRef.toFloatArray())).isLessThan(1e-4);
+    }
+
+    /**
+     * The LoRA backward with its parameter products on the side stream against the CPU's sequence of the same
+     * products: dInp and dXa (bf16) within 1e-2, dB within 1e-4 (exact bf16 inputs, f32 output), dA within 1e-2 (it
+     * reads dXa, which the GPU rounds to bf16). A second call from the same start gives the same bits: the side
+     * stream's work is joined before the op returns (a read waits only for the main stream).
+     */
+    @Test
+    void loraBackwardWithSideStreamMatchesTheCpuSequence() {
+        int[][] shapes = {{300, 96, 64, 8}, {4096, 2048, 2048, 8}, {17, 40, 24, 4}};
+        for (int[] sh : shapes) {
+            int m = sh[0];
+            int n = sh[1];
+            int k = sh[2];
+            int r = sh[3];
+            float scale = 2f;
+            float[] dOut = Gpu.randomBf16(rnd, m * n, 1f);
+            float[] x = Gpu.randomBf16(rnd, m * k, 1f);
+            float[] xa = Gpu.randomBf16(rnd, m * r, 1f);
+            float[] w = Gpu.randomBf16(rnd, n * k, 0.1f);
+            float[] a = Gpu.randomBf16(rnd, r * k, 0.1f);
+            float[] b = Gpu.randomBf16(rnd, n * r, 0.1f);
+            float[] prior = Gpu.randomBf16(rnd, m * k, 1f);
+            for (boolean accumulate : new boolean[] {false, true}) {
+                Tensor dInp = Gpu.upload(gpu, DType.BF16, prior, m, k);
+                Tensor dA = gpu.allocate(DType.F32, r, k);
+                Tensor dB = gpu.allocate(DType.F32, n, r);
+                Tensor dXa = gpu.allocate(DType.BF16, m, r);
+                Tensor dOutG = Gpu.upload(gpu, DType.BF16, dOut, m, n);
+                Tensor xG = Gpu.upload(gpu, DType.BF16, x, m, k);
+                Tensor xaG = Gpu.upload(gpu, DType.BF16, xa, m, r);
+                Tensor wG = Gpu.upload(gpu, DType.BF16, w, n, k);
+                Tensor aG = Gpu.upload(gpu, DType.F32, a, r, k);
+                Tensor bG = Gpu.upload(gpu, DType.F32, b, n, r);
+                gpu.linear().loraLinearBackward(dInp, dOutG, wG, accumulate, dA, dB, dXa, xG, xaG, aG, bG, scale);
+                float[] dA1 = Gpu.download(gpu, dA);
+                float[] dB1 = Gpu.download(gpu, dB);
+
+                Tensor dInpC = host(prior, m, k);
+                Tensor dAC = host(new float[r * k], r, k);
+                Tensor dBC = host(new float[n * r], n, r);
+                Tensor dXaC = host(new float[m * r], m, r);
+                cpu.linear().loraLinearBackward(dInpC, host(dOut, m, n), host(w, n, k), accumulate, dAC, dBC, dXaC,
+                        host(x, m, k), host(xa, m, r), host(a, r, k), host(b, n, r), scale);
+                String what = m + "x" + n + "x" + k + " r" + r + " accumulate=" + accumulate;
+                assertThat(Gpu.relativeError(Gpu.download(gpu, dInp), dInpC.toFloatArray())).as("dInp " + what)
+                        .isLessThan(1e-2);
+                assertThat(Gpu.relativeError(Gpu.download(gpu, dXa), dXaC.toFloatArray())).as("dXa " + what)
+                        .isLessThan(1e-2);
+                assertThat(Gpu.relativeError(dB1, dBC.toFloatArray())).as("dB " + what).isLessThan(1e-4);
+                assertThat(Gpu.relativeError(dA1, dAC.toFloatArray())).as("dA " + what).isLessThan(1e-2);
+
+                // the same call again from the same start gives the same bits (everything joined on return)
+                Tensor dInp2 = Gpu.upload(gpu, DType.BF16, prior, m, k);
+                Tensor dA2 = gpu.allocate(DType.F32, r, k);
+                Tensor dB2 = gpu.allocate(DType.F32, n, r);
+                gpu.linear().loraLinearBackward(dInp2, dOutG, wG, accumulate, dA2, dB2, dXa, xG, xaG, aG, bG, scale);
+                assertExact("dA again " + what, Gpu.download(gpu, dA2), dA1);
+                assertExact("dB again " + what, Gpu.download(gpu, dB2), dB1);
+                assertExact("dInp again " + what, Gpu.download(gpu, dInp2), Gpu.download(gpu, dInp));
+            }
+        }
     }
 
     @Test
