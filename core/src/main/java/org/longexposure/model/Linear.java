@@ -13,7 +13,9 @@ import org.longexposure.tensor.Tensor;
  * into the input gradient (backward); the frozen product then accumulates on top. Written the other way round
  * (frozen product, then {@code out += delta}) the delta would cost a second read and write of the whole (M, N)
  * output; this way the frozen GEMM adds onto the delta while it writes its own result (beta = 1 on a device),
- * one pass over the output instead of two.
+ * one pass over the output instead of two. An adapter may instead take the whole backward
+ * ({@link LinearAdapter#backwardWithFrozen}): LoRA without dropout does, as one backend op whose parameter products
+ * a device runs beside the frozen product (its share of dInp then lands after the frozen product).
  */
 public final class Linear {
     private final String path;
