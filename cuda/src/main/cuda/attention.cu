@@ -408,6 +408,22 @@ __device__ __forceinline__ void attention_forward(const bf16* __restrict__ q, co
 
 // ------------------------------------------------------------------------------------------------ backward
 
+// acc + Σ_e g[e]·y[e] over 8 bf16 at 16-byte aligned g and y, one fma per element in order.
+__device__ __forceinline__ float dot8_bf16(const bf16* g, const bf16* y, float acc) {
+    uint4 gv = *reinterpret_cast<const uint4*>(g);
+    uint4 yv = *reinterpret_cast<const uint4*>(y);
+    const __nv_bfloat162* g2 = reinterpret_cast<const __nv_bfloat162*>(&gv);
+    const __nv_bfloat162* y2 = reinterpret_cast<const __nv_bfloat162*>(&yv);
+#pragma unroll
+    for (int e = 0; e < 4; ++e) {
+        float2 a = __bfloat1622float2(g2[e]);
+        float2 c2 = __bfloat1622float2(y2[e]);
+        acc = fmaf(a.x, c2.x, acc);
+        acc = fmaf(a.y, c2.y, acc);
+    }
+    return acc;
+}
+
 // D_i = Σ_d dOut_i[d]·out_i[d] and lse2_i of one (b, h, t) per thread, t fastest, so that a warp covers 32
 // consecutive positions of one (b, h): its lse reads and dPad/lse2Pad stores are 32 consecutive floats. When HS/8
 // divides 32 the warp reads its rows cooperatively: G = HS/8 lanes hold one row's 16-byte chunks, 32/G rows per
@@ -444,17 +460,7 @@ __device__ __forceinline__ void attention_backward_prep(const bf16* __restrict__
                 part[it] = 0.f;
                 if (live && tr < T) {
                     const size_t row = ((size_t)b * T + tr) * C + (size_t)h * HS + chunk * 8;
-                    uint4 gv = *reinterpret_cast<const uint4*>(dOut + row);
-                    uint4 yv = *reinterpret_cast<const uint4*>(out + row);
-                    const __nv_bfloat162* g2 = reinterpret_cast<const __nv_bfloat162*>(&gv);
-                    const __nv_bfloat162* y2 = reinterpret_cast<const __nv_bfloat162*>(&yv);
-#pragma unroll
-                    for (int e = 0; e < 4; ++e) {
-                        float2 a = __bfloat1622float2(g2[e]);
-                        float2 c2 = __bfloat1622float2(y2[e]);
-                        part[it] = fmaf(a.x, c2.x, part[it]);
-                        part[it] = fmaf(a.y, c2.y, part[it]);
-                    }
+                    part[it] = dot8_bf16(dOut + row, out + row, part[it]);
                 }
             }
 #pragma unroll
@@ -474,17 +480,7 @@ __device__ __forceinline__ void attention_backward_prep(const bf16* __restrict__
             const bf16* y = out + ((size_t)b * T + t) * C + (size_t)h * HS;
 #pragma unroll
             for (int c = 0; c < HS / 8; ++c) {
-                uint4 gv = *reinterpret_cast<const uint4*>(g + c * 8);
-                uint4 yv = *reinterpret_cast<const uint4*>(y + c * 8);
-                const __nv_bfloat162* g2 = reinterpret_cast<const __nv_bfloat162*>(&gv);
-                const __nv_bfloat162* y2 = reinterpret_cast<const __nv_bfloat162*>(&yv);
-#pragma unroll
-                for (int e = 0; e < 4; ++e) {
-                    float2 a = __bfloat1622float2(g2[e]);
-                    float2 c2 = __bfloat1622float2(y2[e]);
-                    acc = fmaf(a.x, c2.x, acc);
-                    acc = fmaf(a.y, c2.y, acc);
-                }
+                acc = dot8_bf16(g + c * 8, y + c * 8, acc);
             }
         }
         if (!live) {
