@@ -80,7 +80,9 @@ public final class CudaBackend implements Backend {
             staging = own(new PinnedStaging(ctx, stream, STAGING_CHUNK_BYTES));
             kernels = own(new KernelLibrary(ctx, options.kernelCacheDir(), options.cudaHomes()));
             gemm = own(CublasGemm.open(ctx, options.libDirs(), options.gemmAutotune()));
-            sideGemm = own(CublasGemm.open(ctx, options.libDirs(), options.gemmAutotune()));
+            // the same loaded library, a handle and a workspace of its own
+            sideGemm = own(new CublasGemm(ctx, gemm.library(), CublasGemm.DEFAULT_WORKSPACE_BYTES,
+                    options.gemmAutotune()));
             shadows = new Bf16Shadows(this);
             linear = new CudaLinear(this);
             attention = new CudaAttention(this);
