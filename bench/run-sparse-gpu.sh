@@ -11,7 +11,8 @@
 #
 # Needs what bench/run-gpu.sh needs (.travel/ from tools/device/prepare.sh --with-bench; python3 with torch,
 # transformers, peft). Environment: OUT (results folder, default bench/out), LE_COMMIT, LE_SPARSE_CASES (default
-# below: model:seq,seq), LONGEXPOSURE_CUDA_LIB_PATH.
+# below: model:seq,seq), LE_SPARSE_PAIRS (extra dense/both pairs for the median ratio, default 2),
+# LONGEXPOSURE_CUDA_LIB_PATH.
 set -uo pipefail
 root="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 cd "$root"
@@ -20,6 +21,7 @@ mkdir -p "$out"
 work="$(mktemp -d /tmp/le-sparse.XXXXXX)"
 export PYTHONUNBUFFERED=1
 cases="${LE_SPARSE_CASES:-opt-1.3b:1024,2048}"
+extra_pairs="${LE_SPARSE_PAIRS:-2}"   # alternating dense/both runs after the first, for the median ratio
 attn_fraction=0.15
 # active 128-neuron blocks per layer of the real OPT-1.3B (LONG_EXPOSURE.md 9.6, 5%/0.9 rule)
 mlp_blocks_opt_1_3b=27,6,3,0,0,0,10,4,13,17,7,9,15,19,14,13,17,19,19,20,11,11,17,26
@@ -64,6 +66,19 @@ for c in $cases; do
         || echo "ours $model $t $v: failed"
       [ "$v" = dense ] || runs+=("$f")
     done
+    # more alternating pairs of the dense and the both-sparse step: the bar against our dense step is the median
+    pairs=()
+    for p in $(seq 1 "$extra_pairs"); do
+      for v in dense both; do
+        extra=()
+        [ "$v" = both ] && extra=(--attn-row-fraction "$attn_fraction" --mlp-blocks "$blocks")
+        f="$work/pair$p-$model-$t-$v.json"
+        echo "== ours $model seq $t $v (pair $((p + 1)))"
+        timeout 120 "${java_cmd[@]}" "${step[@]}" "${extra[@]}" --out "$f" 2>&1 | grep -v '^WARNING' \
+          | grep 'ms/step' || echo "ours $model $t $v pair $p: failed"
+        pairs+=("$f")
+      done
+    done
     h="$work/hf-$model-$t.json"
     echo "== HF $model seq $t"
     peak=()
@@ -72,7 +87,7 @@ for c in $cases; do
       --targets q_proj,v_proj --attn sdpa --warmup 3 --iters 9 "${peak[@]}" --out "$h" || echo "HF $model $t: failed"
     first=0
     python3 bench/hf/compare_sparse.py --dense "$work/ours-$model-$t-dense.json" --sparse "${runs[@]}" --hf "$h" \
-      --commit "$commit" --out "$out/sparse-step-$model-$t.json"
+      --commit "$commit" --out "$out/sparse-step-$model-$t.json" ${pairs[@]:+--pairs "${pairs[@]}"}
   done
 done
 }
