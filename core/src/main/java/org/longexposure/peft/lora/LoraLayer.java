@@ -17,8 +17,10 @@ import org.longexposure.tensor.Tensor;
  * dB += scaling · dYᵀ·xa          dXa = scaling · dY·B   (M, R)
  * dA += dXaᵀ·dropout(x)           dX (+)= dropout'(dXa·A)
  * </pre>
- * The forward writes {@code out = scaling · xa·Bᵀ} (plus the layer's residual when it has one) and the backward {@code dX (+)= dXa·A} before the frozen layer's
- * products, which accumulate onto them ({@link Linear}).
+ * The forward writes {@code out = scaling · xa·Bᵀ} (plus the layer's residual when it has one) and the backward
+ * with dropout {@code dX (+)= dXa·A} before the frozen layer's products, which accumulate onto them
+ * ({@link Linear}). Without dropout the backward is one op with the frozen product included
+ * ({@link #backwardWithFrozen}), which adds the LoRA share of dX after the frozen product.
  */
 public final class LoraLayer implements LinearAdapter {
     private final Linear base;

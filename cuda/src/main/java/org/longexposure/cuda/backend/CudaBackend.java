@@ -33,9 +33,10 @@ import org.longexposure.tensor.Tensor;
 /**
  * The GPU backend: one device, its primary context, one stream that all work goes on (a side stream takes
  * independent products of one op beside it, forked from and joined back into the main stream within that op:
- * {@link #fork()}), a {@link DeviceArena} that owns every tensor, the kernel library and cuBLASLt. Activations are BF16 ({@link #activationDType()}); frozen
- * matrices BF16; biases, LayerNorm weights, trainable parameters, their gradients and optimizer state F32 (see the
- * op families for each operand). Ops only queue work: {@link #sync()} waits for it, {@link #read} synchronises.
+ * {@link #fork()}), a {@link DeviceArena} that owns every tensor, the kernel library and cuBLASLt. Activations are
+ * BF16 ({@link #activationDType()}); frozen matrices BF16; biases, LayerNorm weights, trainable parameters, their
+ * gradients and optimizer state F32 (see the op families for each operand). Ops only queue work: {@link #sync()}
+ * waits for it, {@link #read} synchronises.
  *
  * <p>Single-threaded: the thread that opened the backend drives it (the context is current there).
  */

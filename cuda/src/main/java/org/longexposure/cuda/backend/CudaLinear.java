@@ -148,9 +148,9 @@ final class CudaLinear implements LinearOps {
      * LoRA's backward with its parameter products on the side stream: after {@link CudaBackend#fork()} the side
      * stream queues {@code dB += s·dYᵀ·xa}, {@code dXa = s·dY·B} and {@code dA += dXaᵀ·x} (on the side's cuBLASLt,
      * which has its own workspace) while the main stream queues the frozen {@code dInp (+)= dY·W}; after
-     * {@link CudaBackend#join()} the main stream adds {@code dXa·A}. The skinny products use few CTAs and would
-     * otherwise run one after another with the GPU mostly idle; beside the frozen product they fill its gaps. The
-     * bf16 shadows of A and B are brought up to date on the main stream before the fork.
+     * {@link CudaBackend#join()} the main stream adds {@code dXa·A}. The skinny products use few CTAs; beside the
+     * frozen product they run in its tail and between launches instead of after it. The bf16 shadows of A and B
+     * are brought up to date on the main stream before the fork.
      */
     @Override
     public void loraLinearBackward(Tensor dInp, Tensor dOut, Tensor weight, boolean accumulate, Tensor dA,

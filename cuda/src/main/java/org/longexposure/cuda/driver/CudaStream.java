@@ -83,7 +83,6 @@ public final class CudaStream implements AutoCloseable {
      */
     public CudaGraph capture(Runnable work) {
         driver.streamBeginCapture(handle, CudaDriver.CAPTURE_MODE_THREAD_LOCAL);
-        MemorySegment graph;
         try {
             work.run();
         } catch (RuntimeException | Error e) {
@@ -94,7 +93,7 @@ public final class CudaStream implements AutoCloseable {
             }
             throw e;
         }
-        graph = driver.streamEndCapture(handle);
+        MemorySegment graph = driver.streamEndCapture(handle);
         try {
             return new CudaGraph(driver, graph, driver.graphInstantiate(graph));
         } catch (RuntimeException e) {
